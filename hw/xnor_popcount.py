@@ -8,6 +8,8 @@ from amaranth import Cat, Const, Module, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from .errors import reject
+
 __all__ = ["XnorPopcount", "dot_width", "compress_columns"]
 
 
@@ -119,11 +121,11 @@ class XnorPopcount(wiring.Component):
                  popcount: str = "tree"):
         n, pipeline = operator.index(n), operator.index(pipeline)
         if not 1 <= n <= 4096:
-            raise ValueError(f"n={n} is out of range (allowed 1..4096)")
+            reject(self, f"n={n} is out of range (allowed 1..4096)")
         if pipeline < 0:
-            raise ValueError(f"pipeline={pipeline} is negative")
+            reject(self, f"pipeline={pipeline} is negative")
         if popcount not in ("tree", "naive"):
-            raise ValueError(f"popcount={popcount!r} (allowed: tree, naive)")
+            reject(self, f"popcount={popcount!r} (allowed: tree, naive)")
         self.n, self.pipeline, self.threshold, self.popcount = n, pipeline, bool(threshold), popcount
         dw = dot_width(n)
         members = {"a": In(n), "w": In(n), "dot": Out(signed(dw))}

