@@ -25,7 +25,8 @@ from amaranth.hdl import Shape
 from .errors import QrtlError
 from .params import Param, resolve
 
-__all__ = ["Port", "UnitSpec", "Instance", "UNITS", "register", "get_unit", "all_units", "instance"]
+__all__ = ["Port", "UnitSpec", "Instance", "UNITS", "STREAMS", "register", "register_stream",
+           "get_unit", "all_units", "instance"]
 
 Arrays = Mapping[str, np.ndarray]
 
@@ -98,6 +99,11 @@ class UnitSpec:
 
 UNITS: dict[str, UnitSpec] = {}
 
+#: Named operand streams per unit, beyond ``random`` (e.g. a network's real activations):
+#: ``STREAMS[unit][name] = (fn(params, n) -> inputs, one-line description)``. Order matters
+#: (switching activity), so a stream is in the order a real datapath sees it.
+STREAMS: dict[str, dict[str, tuple[Callable, str]]] = {}
+
 
 def register(spec: UnitSpec) -> UnitSpec:
     """Add a unit to the registry (names are unique)."""
@@ -105,6 +111,11 @@ def register(spec: UnitSpec) -> UnitSpec:
         raise ValueError(f"unit {spec.name} registered twice")
     UNITS[spec.name] = spec
     return spec
+
+
+def register_stream(unit: str, name: str, fn: Callable, doc: str) -> None:
+    """Make ``fn(params, n) -> inputs`` available as stimulus ``name`` of ``unit``."""
+    STREAMS.setdefault(unit, {})[name] = (fn, doc)
 
 
 def get_unit(name: str) -> UnitSpec:
