@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -11,7 +12,13 @@ from hw.errors import QrtlError
 from hw.params import parse_assignments
 from hw.registry import all_units, instance
 
-__all__ = ["main"]
+__all__ = ["main", "add_unit_args", "unit_params", "EXTENSIONS"]
+
+
+#: Modules that add subcommands: each has ``register_cli(sub)``, which calls
+#: ``sub.add_parser(...)`` and sets ``func`` (returning an exit status; raise QrtlError for
+#: bad input). Use :func:`add_unit_args` for the usual ``UNIT -p NAME=VALUE`` arguments.
+EXTENSIONS: tuple[str, ...] = ()
 
 
 class _Parser(argparse.ArgumentParser):
@@ -19,11 +26,12 @@ class _Parser(argparse.ArgumentParser):
         raise QrtlError(f"{self.prog}: {message}")
 
 
-def _params(args) -> dict:
+def unitunit_params(args) -> dict:
+    """The ``-p NAME=VALUE`` arguments as a dict."""
     return parse_assignments(args.param)
 
 
-def _add_params(p):
+def add_unit_args(p):
     p.add_argument("unit", help="unit name (see qrtl list)")
     p.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
                    help="set a unit parameter (repeatable)")
@@ -37,7 +45,7 @@ def cmd_list(args):
 
 
 def cmd_describe(args):
-    inst = instance(args.unit, _params(args))
+    inst = instance(args.unit, unit_params(args))
     d = inst.describe()
     if args.json:
         print(json.dumps(d))
@@ -63,7 +71,7 @@ def _open_out(path: str | None):
 
 
 def cmd_verilog(args):
-    inst = instance(args.unit, _params(args))
+    inst = instance(args.unit, unit_params(args))
     fh = _open_out(args.output)
     text = inst.verilog()
     if fh is None:
@@ -76,7 +84,7 @@ def cmd_verilog(args):
 
 def cmd_sim(args):
     from sim.runner import verify
-    inst = instance(args.unit, _params(args))
+    inst = instance(args.unit, unit_params(args))
     res = verify(inst, vectors=args.vectors, seed=args.seed)
     print(f"{inst.spec.name} ({inst.module}): {res.vectors:,} vectors checked on Verilator "
           f"against the golden model, {res.mismatches} mismatch(es), "
@@ -93,7 +101,7 @@ def cmd_sim(args):
 
 def cmd_bench(args):
     from sim.bench import bench
-    inst = instance(args.unit, _params(args))
+    inst = instance(args.unit, unit_params(args))
     rows = bench(inst, vectors=args.vectors, seed=args.seed)
     print(f"bench {inst.spec.name} ({inst.module}), same stimulus for every path:")
     for r in rows:
@@ -125,24 +133,26 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True, parser_class=_Parser)
     sub.add_parser("list", help="every unit, its parameters and defaults").set_defaults(func=cmd_list)
     p = sub.add_parser("describe", help="a unit's Verilog contract")
-    _add_params(p)
+    add_unit_args(p)
     p.add_argument("--json", action="store_true", help="one JSON object")
     p.set_defaults(func=cmd_describe)
     p = sub.add_parser("verilog", help="generate the Verilog of a unit")
-    _add_params(p)
+    add_unit_args(p)
     p.add_argument("-o", "--output", help="output file (default: stdout)")
     p.set_defaults(func=cmd_verilog)
     p = sub.add_parser("sim", help="verify a unit on Verilator against its golden model")
-    _add_params(p)
+    add_unit_args(p)
     p.add_argument("--vectors", type=int, default=100_000,
                    help="random vectors when the input space is too big to be exhaustive")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_sim)
     p = sub.add_parser("bench", help="throughput of the verification paths")
-    _add_params(p)
+    add_unit_args(p)
     p.add_argument("--vectors", type=int, default=1_000_000)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_bench)
+    for module in EXTENSIONS:
+        importlib.import_module(module).register_cli(sub)
     p = sub.add_parser("report", help="generate, verify and cost every unit; write the report")
     p.add_argument("-o", "--output", default="build/reports", help="output folder")
     p.add_argument("-j", "--jobs", type=int, default=1, help="parallel jobs")

@@ -12,7 +12,9 @@ callback runs per cycle.
 Ports: ``start`` (cocotb raises it to run one batch and drops it once ``done`` is high);
 ``count`` (words in the batch, 1..DEPTH); ``done``; ``clk`` is an internal signal.
 File names come from the plusargs ``+qrtl_in=`` and ``+qrtl_out=``.
-The unit's reset is held while idle, so stateful units start each batch from reset.
+The unit's reset is held until the first batch starts and never again: between batches
+its inputs are all zero for a few cycles, so a stateful unit keeps its state across batch
+boundaries as long as an all-zero input (e.g. ``valid = 0``) leaves it unchanged.
 """
 
 from __future__ import annotations
@@ -84,7 +86,8 @@ module {TOPLEVEL} (
   end
   wire [{addr_bits - 1}:0] addr = cnt[{addr_bits - 1}:0];
   wire [IW-1:0] vin = (state == 1 && cnt < count) ? in_mem[addr] : {lanes * ib}'d0;
-  wire rst = (state != 1);
+  reg started = 0;
+  wire rst = !started;
 {chr(10).join(body)}
   wire [OW-1:0] vout = {{{", ".join(reversed(parts))}}};
   always @(posedge clk) begin
@@ -95,6 +98,7 @@ module {TOPLEVEL} (
            $fclose(fd);
            cnt <= 0;
            state <= 1;
+           started <= 1;
          end
       1: begin
            if (cnt >= LAT) out_mem[cnt - LAT] <= vout;
