@@ -26,7 +26,7 @@ class _Parser(argparse.ArgumentParser):
         raise QrtlError(f"{self.prog}: {message}")
 
 
-def unitunit_params(args) -> dict:
+def unit_params(args) -> dict:
     """The ``-p NAME=VALUE`` arguments as a dict."""
     return parse_assignments(args.param)
 
