@@ -8,5 +8,6 @@ new unit: add the import here.
 
 from . import reg_xnor  # noqa: F401
 from . import reg_intmac  # noqa: F401
+from . import reg_quant  # noqa: F401
 
 __all__: list[str] = []

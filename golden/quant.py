@@ -1,0 +1,351 @@
+"""Golden models of the quantizer family: int32 accumulator -> low-bit activation.
+
+Three requantization operations, bit-exact, vectorised NumPy on ``int64`` arrays (floats are
+never used to compute a result; binary32 values travel as ``uint32``-valued bit patterns):
+
+* :func:`quant_shift`: the shift-and-round operation (optionally fused with a bias add and a
+  ReLU) of the seed paper: ``q = clamp(round((acc + bias) / 2**shift))``.
+* :func:`quant_fixedpoint`: the integer-only requantization of Jacob et al. (2018) as gemmlowp
+  and TensorFlow Lite compute it: ``q = clamp(zp + MultiplyByQuantizedMultiplier(acc, m0,
+  shift))``, in gemmlowp's double-rounding form or TFLite's single-rounding form.
+* :func:`quant_float`: the float-scale baseline, ``q = clamp(rint(f32(f32(acc) * scale)) + zp)``.
+
+Helpers turn a real scale into the parameters of each unit: :func:`quantize_multiplier`
+(TFLite's ``QuantizeMultiplier``) and :func:`pow2_shift` (the power-of-two choice).
+
+Sources transcribed (read them side by side with this file):
+
+* gemmlowp ``fixedpoint/fixedpoint.h``: ``SaturatingRoundingDoublingHighMul`` (the ARM NEON
+  VQRDMULH semantics) and ``RoundingDivideByPOT``.
+* TensorFlow Lite ``tensorflow/lite/kernels/internal/common.cc``:
+  ``MultiplyByQuantizedMultiplier(int32_t x, int32_t quantized_multiplier, int shift)``, both
+  the default double-rounding branch and the ``TFLITE_SINGLE_ROUNDING`` branch.
+* TensorFlow Lite ``tensorflow/lite/kernels/internal/quantization_util.cc``:
+  ``QuantizeMultiplier`` (``std::frexp``, ``TfLiteRound`` = ``std::round``, the
+  ``q_fixed == 2**31`` renormalisation and the flush of shifts below -31 to zero).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = [
+    "ROUNDINGS", "VARIANTS", "INT32_MIN", "INT32_MAX", "out_range", "round_shift",
+    "quant_shift", "srdhm", "rounding_divide_by_pot", "saturating_left_shift",
+    "multiply_by_quantized_multiplier", "quant_fixedpoint", "f32_from_int", "f32_mul",
+    "f32_to_int32", "quant_float", "quantize_multiplier", "pow2_shift",
+]
+
+#: Rounding modes of :func:`round_shift` / ``quant_shift`` (see :func:`round_shift`).
+ROUNDINGS = ("half_up", "half_even", "half_away", "floor")
+#: Forms of MultiplyByQuantizedMultiplier (see :func:`multiply_by_quantized_multiplier`).
+VARIANTS = ("double", "single")
+INT32_MIN = -(1 << 31)
+INT32_MAX = (1 << 31) - 1
+
+
+def _i64(x) -> np.ndarray:
+    return np.asarray(x).astype(np.int64)
+
+
+def out_range(out_width: int, signed_out: bool, relu: bool = False) -> tuple[int, int]:
+    """``(qmin, qmax)`` of an ``out_width``-bit output: ``[-2**(w-1), 2**(w-1)-1]`` if
+    signed, else ``[0, 2**w - 1]``; ``relu`` raises the lower bound to 0."""
+    if signed_out:
+        lo, hi = -(1 << (out_width - 1)), (1 << (out_width - 1)) - 1
+    else:
+        lo, hi = 0, (1 << out_width) - 1
+    return (max(lo, 0) if relu else lo), hi
+
+
+def round_shift(t, s, rounding: str = "half_up") -> np.ndarray:
+    """``round(t / 2**s)`` for int64 ``t`` and shifts ``s >= 0`` (scalar or array).
+
+    Rounding modes (``q = floor(t / 2**s)``, ``g`` = the first discarded bit, ``st`` = any
+    later discarded bit, so the discarded fraction is ``> 1/2`` iff ``g & st`` and ``= 1/2``
+    iff ``g & ~st``):
+
+    * ``floor``: ``floor(t / 2**s)`` (truncation of the two's complement value);
+    * ``half_up``: ``floor(t / 2**s + 1/2)``, ties toward +inf;
+    * ``half_even``: nearest, ties to the even result;
+    * ``half_away``: nearest, ties away from zero.
+
+    Computed as ``q + up`` with ``up`` from ``(g, st, q & 1, t < 0)``, so no intermediate
+    exceeds ``t``'s own range (``t + 2**(s-1)`` could overflow int64 for ``|t|`` near 2**62).
+    Exact for every ``|t| < 2**63`` and every ``s >= 0``.
+    """
+    if rounding not in ROUNDINGS:
+        raise ValueError(f"rounding={rounding!r} is not one of {', '.join(ROUNDINGS)}")
+    t = _i64(t)
+    s = _i64(s)
+    if np.any(s < 0):
+        raise ValueError("round_shift needs shifts s >= 0")
+    sc = np.minimum(s, 63)                     # t >> 63 is already the sign: floor for s >= 63
+    q = t >> sc
+    if rounding == "floor":
+        return q
+    s1 = np.clip(s - 1, 0, 63)
+    g = np.where(s > 0, (t >> s1) & 1, 0)
+    # sticky: bits 0..s-2 of t (bits above 62 are copies of the sign bit)
+    mask = np.where(s1 >= 63, np.int64(np.iinfo(np.int64).max),
+                    (np.int64(1) << np.minimum(s1, 62)) - 1)
+    st = ((t & mask) != 0) | ((s - 2 >= 63) & (t < 0))
+    if rounding == "half_up":
+        up = g
+    elif rounding == "half_even":
+        up = g & (st | (q & 1).astype(bool))
+    else:  # half_away: a tie rounds up only for t >= 0 (a negative tie is already away)
+        up = g & (st | (t >= 0))
+    return q + up.astype(np.int64)
+
+
+def quant_shift(acc, shift, *, in_width: int = 32, out_width: int = 8, signed_out: bool = True,
+                rounding: str = "half_up", bias=None, relu: bool = False) -> np.ndarray:
+    """The shift-and-round quantizer: ``q = clamp(round((acc + bias) / 2**shift), qmin, qmax)``.
+
+    ``acc`` (and ``bias``) are ``in_width``-bit signed integers; ``t = acc + bias`` is exact
+    (``in_width + 1`` bits, no wrap-around). ``round`` is :func:`round_shift` with
+    ``rounding``. ``[qmin, qmax]`` is :func:`out_range` of ``out_width``/``signed_out``, with
+    the lower bound raised to 0 under ``relu``. ``shift`` is an int or an array (the runtime
+    shift port); any ``shift >= 0`` is exact. Returns int64.
+    """
+    del in_width  # the widths of acc and bias bound t; the arithmetic is exact for any width
+    t = _i64(acc)
+    if bias is not None:
+        t = t + _i64(bias)
+    lo, hi = out_range(out_width, signed_out, relu)
+    return np.clip(round_shift(t, shift, rounding), lo, hi)
+
+
+# --- gemmlowp / TFLite fixed-point requantization ---------------------------------------
+
+def srdhm(a, b) -> np.ndarray:
+    """gemmlowp ``SaturatingRoundingDoublingHighMul(int32 a, int32 b)`` (NEON VQRDMULH).
+
+    The C code computes ``ab = a*b`` (int64), ``nudge = ab >= 0 ? 2**30 : 1 - 2**30`` and
+    ``(ab + nudge) / 2**31`` with C's truncating division; that equals
+    ``floor((ab + 2**30) / 2**31)`` for both signs (for ``ab < 0``: ``trunc(v / 2**31) =
+    floor((v + 2**31 - 1) / 2**31)`` with ``v = ab + 1 - 2**30``), i.e. ``ab / 2**31``
+    rounded to nearest with ties toward +inf. The one overflow, ``a = b = INT32_MIN``,
+    saturates to ``INT32_MAX``.
+    """
+    a, b = _i64(a), _i64(b)
+    r = (a * b + (1 << 30)) >> 31
+    return np.where((a == INT32_MIN) & (b == INT32_MIN), INT32_MAX, r)
+
+
+def rounding_divide_by_pot(x, exponent) -> np.ndarray:
+    """gemmlowp ``RoundingDivideByPOT(x, exponent)``: ``x / 2**exponent`` rounded to nearest,
+    ties away from zero (``remainder > (mask >> 1) + (x < 0)`` adds one to ``x >> exponent``).
+
+    gemmlowp asserts ``0 <= exponent <= 31``; the same formula is exact for any
+    ``exponent >= 0`` (quant_fixedpoint uses 32 for the shift code -32).
+    """
+    return round_shift(x, exponent, "half_away")
+
+
+def saturating_left_shift(x, left_shift) -> np.ndarray:
+    """``x * 2**left_shift`` saturated to int32.
+
+    TFLite's double-rounding MultiplyByQuantizedMultiplier computes ``x * (1 << left_shift)``
+    in int32, where an overflow is undefined behaviour in C (and wraps on common compilers).
+    This suite defines it as saturating (like gemmlowp's ``SaturatingRoundingMultiplyByPOT``):
+    every result that does not overflow is unchanged.
+    """
+    v = _i64(x) << np.minimum(_i64(left_shift), 31)  # |x| <= 2**31: fits int64 up to << 31
+    return np.clip(v, INT32_MIN, INT32_MAX)
+
+
+def multiply_by_quantized_multiplier(x, m0, shift, variant: str = "double") -> np.ndarray:
+    """TFLite ``MultiplyByQuantizedMultiplier(int32 x, int32 m0, int shift)`` ~ ``x * m0 *
+    2**(shift - 31)``, as an exact int64 result.
+
+    * ``double`` (TFLite's default build, gemmlowp arithmetic):
+      ``RoundingDivideByPOT(SRDHM(sat32(x << max(shift, 0)), m0), max(-shift, 0))``;
+      the left shift saturates (see :func:`saturating_left_shift`).
+    * ``single`` (``TFLITE_SINGLE_ROUNDING``): ``(x * m0 + 2**(30 - shift)) >> (31 - shift)``
+      in int64: ``x * m0 / 2**(31 - shift)`` rounded once, ties toward +inf. TFLite
+      DCHECKs that this fits int32; here it is kept exact (the quantizer clamps it anyway, so
+      this equals saturating it to int32 first).
+
+    ``shift`` may be any of the 6-bit codes -32..31. TFLite allows -31..30; the two extra
+    codes follow the same formulas computed exactly (``double``: RoundingDivideByPOT by 32,
+    left shift by 31 saturating; ``single``: total shift 63, and 0 with no rounding term).
+    ``m0`` may be any int32 (TFLite's single form DCHECKs ``m0 >= 0``; its formula is exact
+    for negative ``m0`` too).
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"variant={variant!r} is not one of {', '.join(VARIANTS)}")
+    x, m0, shift = _i64(x), _i64(m0), _i64(shift)
+    if variant == "double":
+        left = np.maximum(shift, 0)
+        right = np.maximum(-shift, 0)
+        return rounding_divide_by_pot(srdhm(saturating_left_shift(x, left), m0), right)
+    return round_shift(x * m0, 31 - shift, "half_up")
+
+
+def quant_fixedpoint(acc, m0, shift, zp, *, out_width: int = 8, signed_out: bool = True,
+                     variant: str = "double") -> np.ndarray:
+    """Integer-only requantization (Jacob et al. 2018; gemmlowp / TFLite):
+    ``q = clamp(zp + MultiplyByQuantizedMultiplier(acc, m0, shift), qmin, qmax)``.
+
+    ``acc``, ``m0``: int32; ``shift``: -32..31 (TFLite's exponent, > 0 left, < 0 right);
+    ``zp``: the zero point (``out_width + 1`` bits signed). The sum ``zp + r`` is exact (no
+    int32 wrap-around), so a saturated ``r`` stays saturated. See
+    :func:`multiply_by_quantized_multiplier` for ``variant``.
+    """
+    r = multiply_by_quantized_multiplier(acc, m0, shift, variant)
+    lo, hi = out_range(out_width, signed_out)
+    return np.clip(r + _i64(zp), lo, hi)
+
+
+# --- IEEE 754 binary32 on integer bit patterns ------------------------------------------
+
+F32_QNAN = 0x7FC00000
+
+
+def _bit_length(v) -> np.ndarray:
+    """Bit length of non-negative int64 values below 2**53 (exact via frexp)."""
+    return np.frexp(np.asarray(v, np.float64))[1].astype(np.int64)
+
+
+def _round_pack(sign, p, e) -> np.ndarray:
+    """binary32 bits of ``(-1)**sign * p * 2**e`` rounded to nearest even (``0 <= p < 2**53``).
+
+    Results below the normal range are rounded at the subnormal quantum ``2**-149``
+    (gradual underflow, no flush to zero); results at or above ``2**128`` become infinity.
+    """
+    sign, p, e = _i64(sign), _i64(p), _i64(e)
+    lead = _bit_length(p) - 1 + e                  # p * 2**e lies in [2**lead, 2**(lead+1))
+    qe = np.maximum(lead - 23, -149)               # exponent of the last kept bit
+    sh = qe - e
+    r_right = round_shift(p, np.clip(sh, 0, 62), "half_even")
+    r_left = p << np.clip(-sh, 0, 62)
+    r = np.where(sh > 0, r_right, r_left)
+    carry = r >= (1 << 24)                         # rounding up to the next binade
+    r = np.where(carry, r >> 1, r)
+    qe = qe + carry
+    normal = r >= (1 << 23)
+    biased = np.where(normal, qe + 150, 0)
+    frac = np.where(normal, r - (1 << 23), r)
+    inf = normal & (biased >= 255)
+    bits = np.where(inf, 0x7F800000, (biased << 23) | frac)
+    bits = np.where(p == 0, 0, bits)
+    return ((sign << 31) | bits).astype(np.int64)
+
+
+def _unpack(bits):
+    b = _i64(bits) & 0xFFFFFFFF
+    sign, exp, frac = b >> 31, (b >> 23) & 0xFF, b & 0x7FFFFF
+    sig = np.where(exp > 0, frac | (1 << 23), frac)
+    e = np.maximum(exp, 1) - 150                   # value = sig * 2**e for finite numbers
+    return sign, exp, frac, sig, e
+
+
+def f32_from_int(x) -> np.ndarray:
+    """binary32 bits (as int64 holding a uint32) of ``float32(x)`` for int32 ``x``, rounded to
+    nearest even (C's ``(float)x``)."""
+    x = _i64(x)
+    return _round_pack((x < 0).astype(np.int64), np.abs(x), 0)
+
+
+def f32_mul(a, b) -> np.ndarray:
+    """binary32 bits of ``a * b`` (IEEE 754 multiplication, round to nearest even, subnormal
+    inputs and outputs kept). NaN results are the quiet NaN ``0x7FC00000``; the sign of a
+    zero or infinite product is the XOR of the signs.
+    """
+    sa, ea, fa, ma, xa = _unpack(a)
+    sb, eb, fb, mb, xb = _unpack(b)
+    sign = sa ^ sb
+    nan_a, nan_b = (ea == 255) & (fa != 0), (eb == 255) & (fb != 0)
+    inf_a, inf_b = (ea == 255) & (fa == 0), (eb == 255) & (fb == 0)
+    zero_a, zero_b = (ea == 0) & (fa == 0), (eb == 0) & (fb == 0)
+    nan = nan_a | nan_b | (inf_a & zero_b) | (inf_b & zero_a)
+    inf = (inf_a | inf_b) & ~nan
+    finite = _round_pack(sign, ma * mb, xa + xb)   # ma * mb < 2**48
+    out = np.where(inf, (sign << 31) | 0x7F800000, finite)
+    return np.where(nan, F32_QNAN, out).astype(np.int64)
+
+
+def f32_to_int32(bits) -> np.ndarray:
+    """binary32 -> int32, rounding to nearest even and saturating, NaN -> 0 (the semantics of
+    Arm's ``FCVTNS``; C's ``(int32_t)rintf(x)`` where it is defined)."""
+    sign, exp, frac, sig, e = _unpack(bits)
+    nan = (exp == 255) & (frac != 0)
+    big = (exp == 255) | (e > 8)                   # |x| >= 2**32: saturate (incl. infinity)
+    mag = np.where(e >= 0, sig << np.clip(e, 0, 8),
+                   round_shift(sig, np.clip(-e, 0, 62), "half_even"))
+    r = np.where(sign == 1, -mag, mag)
+    r = np.where(big, np.where(sign == 1, INT32_MIN, INT32_MAX), r)
+    r = np.clip(r, INT32_MIN, INT32_MAX)
+    return np.where(nan, 0, r).astype(np.int64)
+
+
+def quant_float(acc, scale_bits, zp, *, out_width: int = 8, signed_out: bool = True) -> np.ndarray:
+    """The float-scale quantizer: ``q = clamp(rint(f32(f32(acc) * scale)) + zp, qmin, qmax)``.
+
+    ``f32(acc)`` and the product are rounded to nearest even (:func:`f32_from_int`,
+    :func:`f32_mul`: subnormal scales and products kept, no flush to zero); ``rint`` rounds
+    ties to even. NaN/Inf policy (that of :func:`f32_to_int32`): a NaN product (NaN scale, or
+    infinite scale times ``acc = 0``) gives ``r = 0``, so ``q = clamp(zp)``; an infinite or
+    out-of-range product saturates, so ``q`` is ``qmax`` or ``qmin`` by its sign.
+    ``scale_bits`` are binary32 bit patterns (uint32 values). Returns int64.
+    """
+    p = f32_mul(f32_from_int(acc), scale_bits)
+    r = f32_to_int32(p)
+    lo, hi = out_range(out_width, signed_out)
+    return np.clip(r + _i64(zp), lo, hi)
+
+
+# --- from a real scale to unit parameters ----------------------------------------------
+
+def quantize_multiplier(scale: float) -> tuple[int, int]:
+    """TFLite ``QuantizeMultiplier(double)`` (default build): ``(m0, shift)`` with
+    ``scale ~ m0 * 2**(shift - 31)``, ``m0`` in ``[2**30, 2**31)`` (negated for a negative
+    scale).
+
+    ``q, shift = frexp(scale)``; ``m0 = round(q * 2**31)`` with ``std::round`` (ties away from
+    zero); ``m0 == 2**31`` becomes ``2**30`` with ``shift + 1``; ``shift < -31`` flushes to
+    ``(0, 0)``; ``scale == 0`` gives ``(0, 0)``. Example: ``0.035 -> (1202590843, -4)``.
+    Raises ValueError for a non-finite scale or one whose shift exceeds 30 (``|scale| >=
+    2**30``), which no quant_fixedpoint shift code in TFLite's range represents.
+    """
+    scale = float(scale)
+    if not math.isfinite(scale):
+        raise ValueError(f"scale={scale!r} is not finite")
+    if scale == 0.0:
+        return 0, 0
+    q, shift = math.frexp(scale)
+    # std::round (ties away from zero) of the exact double q * 2**31; a - int(a) is exact.
+    a = abs(q) * (1 << 31)
+    m0 = int(a) + (1 if a - int(a) >= 0.5 else 0)
+    m0 = -m0 if q < 0 else m0
+    if m0 == (1 << 31):
+        m0 //= 2
+        shift += 1
+    if shift < -31:
+        return 0, 0
+    if shift > 30:
+        raise ValueError(f"scale={scale!r} is too large: its shift {shift} exceeds 30")
+    return m0, shift
+
+
+def pow2_shift(scale: float) -> tuple[int, float]:
+    """The power of two nearest to ``scale`` as a right shift: ``(s, rel_err)`` with
+    ``2**-s`` the power of two closest in value to ``scale`` and
+    ``rel_err = (2**-s - scale) / scale`` (signed; |rel_err| <= 1/3).
+
+    With ``scale = m * 2**e``, ``m`` in [0.5, 1): the candidates are ``2**(e-1)`` and
+    ``2**e``; ``2**e`` is nearer iff ``m > 3/4`` (at ``m = 3/4`` both are 1/3 away; the tie
+    goes to ``2**e``, the smaller shift). ``s`` may be negative (a scale above 1.5 needs a
+    left shift, which quant_shift does not offer). Raises ValueError unless ``scale`` is
+    finite and positive.
+    """
+    scale = float(scale)
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"scale={scale!r} must be finite and positive")
+    m, e = math.frexp(scale)
+    s = -e if m >= 0.75 else 1 - e
+    return s, (math.ldexp(1.0, -s) - scale) / scale
