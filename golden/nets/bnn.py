@@ -131,25 +131,46 @@ def layer_operands(a_bits: np.ndarray, w_bits: np.ndarray, thr=None) -> dict:
     return x
 
 
-def forward(pixels: np.ndarray, params: BnnParams | None = None) -> dict:
-    """Golden integer inference with the ``xnor_popcount`` golden model.
+def _xnor(n: int, threshold: bool) -> dict:
+    return {"n": n, "pipeline": 0, "threshold": int(threshold), "popcount": "tree"}
 
-    Returns ``{"bits": [a0, h1, h2, ...] (0/1 uint8 activations entering each layer),
-    "dots": [dot per layer (N, out)], "scores": (N, 10), "pred": (N,)}``.
+
+def forward(pixels: np.ndarray, params: BnnParams | None = None, execute=None) -> dict:
+    """Integer inference, one ``xnor_popcount`` operation per (image, neuron).
+
+    ``execute`` runs each layer's operations (default: the unit's golden model; see
+    :mod:`golden.nets.program`). Returns ``{"trace", "bits": [a0, h1, h2] (0/1 uint8
+    activations entering each layer), "dots": [dot per layer (N, out)], "scores": (N, 10),
+    "pred": (N,)}``.
     """
+    from .program import Trace, run_map
     p = params or load()
+    trace = Trace()
     a = thermometer(pixels, p.levels)
+    nimg = len(a)
     bits, dots = [a], []
-    for w, thr in zip(p.weights[:-1], p.thresholds):
+    for i, w in enumerate(p.weights):
         n = w.shape[1]
-        dot, y = xnor_popcount(**layer_operands(a, w, thr), n=n)
-        dots.append(dot.reshape(len(a), -1))
-        a = y.reshape(len(a), -1).astype(np.uint8)
-        bits.append(a)
-    w = p.weights[-1]
-    scores = xnor_popcount(**layer_operands(a, w), n=w.shape[1]).reshape(len(a), -1)
-    dots.append(scores)
-    return {"bits": bits, "dots": dots, "scores": scores, "pred": np.argmax(scores, axis=1)}
+        hidden = i < len(p.thresholds)
+        x = layer_operands(a, w, p.thresholds[i] if hidden else None)
+        if hidden:
+            def gold(x, n=n):
+                dot, y = xnor_popcount(x["a"], x["w"], n, x["thr"])
+                return {"dot": dot, "y": y}
+        else:
+            def gold(x, n=n):
+                return {"dot": xnor_popcount(x["a"], x["w"], n)}
+        out = run_map(trace, execute, f"fc{i + 1}", "xnor_popcount", _xnor(n, hidden), x, gold,
+                      nimg)
+        dots.append(np.asarray(out["dot"]).astype(np.int64).reshape(nimg, -1))
+        if hidden:
+            a = np.asarray(out["y"]).astype(np.uint8).reshape(nimg, -1)
+            bits.append(a)
+    scores = dots[-1]
+    trace.tensors = {**{f"bits{i}": b for i, b in enumerate(bits)},
+                     **{f"dot{i + 1}": d for i, d in enumerate(dots)}}
+    return {"trace": trace, "bits": bits, "dots": dots, "scores": scores,
+            "pred": np.argmax(scores, axis=1)}
 
 
 def float_forward(pixels: np.ndarray, params: BnnParams | None = None) -> np.ndarray:
