@@ -7,6 +7,7 @@ new unit: add the import here.
 """
 
 from . import reg_xnor  # noqa: F401
+from . import reg_fp8  # noqa: F401
 from . import reg_intmac  # noqa: F401
 from . import reg_quant  # noqa: F401
 

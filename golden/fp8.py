@@ -1,0 +1,461 @@
+"""Bit-exact golden models of the FP8 units: exact multiplier, fused MAC, chunked dot product.
+
+Everything works on integer codes (NumPy ``int64``/``uint64`` arrays) with integer shifts
+and sticky bits; floats appear only in :func:`decode` and :func:`encode`, the bridges used
+by tests and experiments. Formats are :class:`golden.formats.FPFormat` objects or names.
+
+Rounding of an exact value ``V != 0`` to a format (``round_pack``)
+    Let ``e = floor(log2 |V|)`` and ``q = max(e, emin) - mbits`` (the quantum exponent:
+    subnormals are kept, never flushed). ``|V| / 2^q = K + f`` with integer ``K`` and
+    ``0 <= f < 1``. The result magnitude is ``(K + up) * 2^q`` with
+
+    * ``rne``: ``up = f > 1/2 or (f == 1/2 and K odd)`` (IEEE 754 roundTiesToEven);
+    * ``stochastic``: ``t = floor(f * 2^rbits)`` (the first ``rbits`` discarded bits read
+      as an unsigned integer; discarded bits below those are ignored) and
+      ``up = t > rnd`` for the ``rbits``-bit random input ``rnd``. For ``rnd`` uniform on
+      ``0..2^rbits-1``, ``P(up) = t / 2^rbits``, so ``E[result] = |V| - (f - t/2^rbits) 2^q``:
+      unbiased up to less than ``2^-rbits`` of an ulp, always towards zero.
+
+    Then, if ``(K + up) * 2^q`` exceeds the largest finite value: ``+-max`` when saturating,
+    else ``+-Inf`` (``NaN`` for a format without infinities). The sign is that of ``V``, also
+    when the result rounds to zero.
+
+Special values (IEEE 754): NaN in -> NaN out; ``Inf * 0`` -> NaN; ``Inf - Inf`` -> NaN;
+an exactly zero sum ``x + y`` is ``-0`` only if both ``x`` and ``y`` are ``-0``. Every NaN a
+unit outputs is the format's canonical NaN (:attr:`FPFormat.nan_code`, sign 0); input
+infinities stay infinite when saturating (saturation applies to finite overflow only).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from hw.errors import QrtlError
+
+from .bits import from_bytes, to_bytes
+from .formats import FP8_FORMATS, FPFormat, get_format
+
+__all__ = ["Unpacked", "unpack", "product", "round_pack", "fp_add", "encode", "decode",
+           "fp8_mul", "fp8_mac", "fp8_dot", "fp8_dot_prefix", "fp8_dot_stream",
+           "split_lanes", "join_lanes", "ROUNDINGS", "RBITS_MAX"]
+
+ROUNDINGS = ("rne", "stochastic")
+#: Largest ``rbits`` for which the 61-bit alignment window below is provably exact.
+RBITS_MAX = 32
+_I64_MAX = np.int64(np.iinfo(np.int64).max)
+_ZERO_EXP = -(1 << 40)   # MSB exponent given to zero operands: below everything
+_WIN = 61                # golden alignment window: the larger operand's MSB sits at bit 61
+_CHUNK = 1 << 20         # vectors per NumPy pass (bounds memory of the big sweeps)
+
+
+class Unpacked(NamedTuple):
+    """A vector of FP values ``(-1)^sign * sig * 2^exp`` plus NaN/Inf flags.
+
+    ``sig`` is 0 for zeros, NaNs and infinities; all fields are ``int64`` / ``bool``.
+    """
+
+    sign: np.ndarray
+    sig: np.ndarray
+    exp: np.ndarray
+    nan: np.ndarray
+    inf: np.ndarray
+
+
+def _i64(x) -> np.ndarray:
+    x = np.asarray(x)
+    if x.dtype == np.uint64:
+        return x.astype(np.int64)
+    return x.astype(np.int64, copy=False)
+
+
+def _mask(n) -> np.ndarray:
+    """``2^n - 1`` as int64 for ``0 <= n`` (saturating at ``2^63 - 1`` for ``n >= 63``)."""
+    n = np.asarray(n)
+    return np.where(n >= 63, _I64_MAX, (np.int64(1) << np.clip(n, 0, 62)) - 1)
+
+
+def _bitlen(x: np.ndarray) -> np.ndarray:
+    """``floor(log2 x) + 1`` (0 for ``x == 0``) of non-negative int64, exactly."""
+    x = x.copy()
+    n = np.zeros(x.shape, np.int64)
+    for s in (32, 16, 8, 4, 2, 1):
+        t = x >> s
+        big = t > 0
+        n += np.where(big, s, 0)
+        x = np.where(big, t, x)
+    return n + (x > 0)
+
+
+def unpack(codes, fmt) -> Unpacked:
+    """Decode codes of ``fmt`` into :class:`Unpacked` (exact integers, no rounding)."""
+    f = get_format(fmt)
+    c = _i64(codes)
+    m = f.mbits
+    sign = (c >> (f.width - 1)) & 1
+    e = (c >> m) & ((1 << f.ebits) - 1)
+    man = c & ((1 << m) - 1)
+    all1 = (1 << f.ebits) - 1
+    if f.nan == "ieee":
+        nan = (e == all1) & (man != 0)
+        inf = (e == all1) & (man == 0)
+    else:
+        nan = (e == all1) & (man == (1 << m) - 1)
+        inf = np.zeros(c.shape, bool)
+    special = nan | inf
+    sig = np.where(special, 0, np.where(e > 0, man | (1 << m), man))
+    exp = np.maximum(e, 1) - f.bias - m
+    return Unpacked(sign, sig, exp, nan, inf)
+
+
+def product(x: Unpacked, y: Unpacked) -> Unpacked:
+    """The exact product ``x * y`` (significands multiplied, exponents added)."""
+    xz = (x.sig == 0) & ~x.nan & ~x.inf
+    yz = (y.sig == 0) & ~y.nan & ~y.inf
+    nan = x.nan | y.nan | (x.inf & yz) | (xz & y.inf)
+    inf = (x.inf | y.inf) & ~nan
+    return Unpacked(x.sign ^ y.sign, x.sig * y.sig, x.exp + y.exp, nan, inf)
+
+
+def _check_rounding(rounding, rnd, rbits):
+    if rounding not in ROUNDINGS:
+        raise QrtlError(f"rounding={rounding!r} is not valid (allowed: {', '.join(ROUNDINGS)})")
+    if rounding == "stochastic":
+        if not 1 <= rbits <= RBITS_MAX:
+            raise QrtlError(f"rbits={rbits} is out of range (allowed 1..{RBITS_MAX})")
+        if rnd is None:
+            raise QrtlError("rounding='stochastic' needs rnd (rbits-bit random integers)")
+
+
+def round_pack(sign, mag, exp, fmt, rounding="rne", rnd=None, rbits=16, saturate=None):
+    """Code of ``(-1)^sign * mag * 2^exp`` rounded to ``fmt`` (see the module docstring).
+
+    ``mag`` is a non-negative int64 array (``< 2^63``); ``saturate=None`` takes the format's
+    overflow policy. A zero ``mag`` gives the zero of sign ``sign``. Returns uint64 codes.
+    """
+    f = get_format(fmt)
+    sat = (f.overflow == "saturate") if saturate is None else bool(saturate)
+    mag, exp, sign = _i64(mag), _i64(exp), _i64(sign)
+    m = f.mbits
+    e = exp + _bitlen(mag) - 1
+    q = np.maximum(e, f.emin) - m
+    sh = q - exp                                   # number of discarded bits
+    kept = np.where(sh <= 0, mag << np.clip(-sh, 0, 62), mag >> np.clip(sh, 0, 63))
+    rem = np.where(sh <= 0, 0, mag & _mask(sh))
+    if rounding == "rne":
+        g = np.clip(sh - 1, 0, 63)
+        guard = np.where(sh >= 1, (mag >> g) & 1, 0)
+        sticky = (mag & _mask(g)) != 0
+        up = (sh >= 1) & (guard == 1) & (sticky | ((kept & 1) == 1))
+    elif rounding == "stochastic":
+        d = sh - rbits
+        top = np.where(d >= 0, rem >> np.clip(d, 0, 63), rem << np.clip(-d, 0, 63))
+        up = top > _i64(rnd)
+    else:
+        raise QrtlError(f"rounding={rounding!r} is not valid (allowed: {', '.join(ROUNDINGS)})")
+    kept = kept + up
+    carry = kept >> (m + 1) == 1                    # rounded up to the next binade
+    kept = np.where(carry, kept >> 1, kept)
+    q = q + carry
+    normal = kept >= (1 << m)
+    code = np.where(normal, ((q + m + f.bias) << m) + kept - (1 << m), kept)
+    over = code > f.max_code
+    if sat:
+        code = np.where(over, f.max_code, code)
+        nan = np.zeros(code.shape, bool)
+    elif f.has_inf:
+        code = np.where(over, f.inf_code, code)
+        nan = np.zeros(code.shape, bool)
+    else:
+        nan = over
+    code = np.where(nan, f.nan_code, code | (sign << (f.width - 1)))
+    return code.astype(np.uint64)
+
+
+def fp_add(x: Unpacked, y: Unpacked, fmt, rounding="rne", rnd=None, rbits=16, saturate=None):
+    """Code of ``round(x + y)`` in ``fmt``: the exact sum, rounded once (fused).
+
+    The operand with the larger leading exponent is placed with its MSB at bit 61 of an
+    int64; the other is shifted right to align, the bits shifted out ORed into bit 0 (sticky).
+    That jammed value and the exact one lie in the same open interval ``(2k, 2k+2)`` of the
+    window, and whenever bits are shifted out the sum keeps its MSB at bit 60 or above, so
+    the rounding (which then discards at least 61 - 24 = 37 > ``rbits`` bits) sees the same
+    first ``rbits`` discarded bits, guard and sticky as it would for the exact sum. Needs
+    ``precision <= 24`` for the operands and ``fmt`` and ``rbits <= 32``.
+    """
+    f = get_format(fmt)
+    _check_rounding(rounding, rnd, rbits)
+    if f.precision > 24:
+        raise QrtlError(f"fp_add: format {f.name} is wider than binary32")
+    bx, by = _bitlen(x.sig), _bitlen(y.sig)
+    if max(int(bx.max(initial=0)), int(by.max(initial=0))) > 48:
+        raise QrtlError("fp_add: operand significands wider than 48 bits")
+    ex = np.where(x.sig == 0, _ZERO_EXP, x.exp + bx - 1)
+    ey = np.where(y.sig == 0, _ZERO_EXP, y.exp + by - 1)
+    xbig = ex >= ey
+    sb, ss = np.where(xbig, x.sign, y.sign), np.where(xbig, y.sign, x.sign)
+    mb, ms = np.where(xbig, x.sig, y.sig), np.where(xbig, y.sig, x.sig)
+    eb = np.where(xbig, ex, ey)
+    xs_exp = np.where(xbig, y.exp, x.exp)
+    bb = np.where(xbig, bx, by)
+    big_w = mb << np.clip(_WIN - (bb - 1), 0, 62)
+    g = eb - _WIN                                  # exponent of window bit 0
+    sl = xs_exp - g                                # left shift that aligns the smaller one
+    r = np.clip(-sl, 0, 63)
+    small_w = np.where(sl >= 0, ms << np.clip(sl, 0, 62),
+                       (ms >> r) | ((ms & _mask(r)) != 0))
+    small_w = np.where(ms == 0, 0, small_w)
+    s = np.where(sb == 1, -big_w, big_w) + np.where(ss == 1, -small_w, small_w)
+    sign = np.where(s == 0, x.sign & y.sign, (s < 0).astype(np.int64))
+    out = round_pack(sign, np.abs(s), g, f, rounding, rnd, rbits, saturate)
+    nan = x.nan | y.nan | (x.inf & y.inf & (x.sign != y.sign))
+    inf = (x.inf | y.inf) & ~nan
+    if f.has_inf:
+        isign = np.where(x.inf, x.sign, y.sign).astype(np.uint64)
+        out = np.where(inf, np.uint64(f.inf_code) | (isign << np.uint64(f.width - 1)), out)
+    else:  # no infinities in the output format: an infinite result is NaN
+        nan = nan | inf
+    return np.where(nan, np.uint64(f.nan_code), out).astype(np.uint64)
+
+
+# --- float bridges (tests, experiments, networks) -----------------------------------------
+
+def decode(codes, fmt) -> np.ndarray:
+    """float64 value of each code of ``fmt`` (exact: every format here fits in binary64)."""
+    f = get_format(fmt)
+    u = unpack(codes, f)
+    val = np.ldexp(u.sig.astype(np.float64), u.exp.astype(np.int32))
+    val = np.where(u.inf, np.inf, val)
+    val = np.where(u.sign == 1, -val, val)
+    return np.where(u.nan, np.nan, val)
+
+
+def encode(values, fmt, rounding="rne", rnd=None, rbits=16, saturate=None) -> np.ndarray:
+    """Codes of ``fmt`` nearest to float64 ``values`` (uint64), rounded as :func:`round_pack`.
+
+    NaN -> canonical NaN; +-Inf -> +-Inf, or +-max when saturating, or NaN for a format
+    without infinities (as ``ml_dtypes`` converts to ``float8_e4m3fn``).
+    """
+    f = get_format(fmt)
+    _check_rounding(rounding, rnd if rounding == "rne" else (0 if rnd is None else rnd), rbits)
+    if rounding == "stochastic" and rnd is None:
+        raise QrtlError("rounding='stochastic' needs rnd (rbits-bit random integers)")
+    v = np.asarray(values, dtype=np.float64)
+    nan, inf = np.isnan(v), np.isinf(v)
+    sign = np.signbit(v).astype(np.int64)
+    mant, ex = np.frexp(np.abs(np.where(nan | inf, 0.0, v)))
+    sig = np.ldexp(mant, 53).astype(np.int64)       # exact: 53-bit integer significand
+    code = round_pack(sign, sig, ex.astype(np.int64) - 53, f, rounding, rnd, rbits, saturate)
+    sat = (f.overflow == "saturate") if saturate is None else bool(saturate)
+    sbit = sign.astype(np.uint64) << np.uint64(f.width - 1)
+    if f.has_inf and not sat:
+        code = np.where(inf, np.uint64(f.inf_code) | sbit, code)
+    elif sat:
+        code = np.where(inf, np.uint64(f.max_code) | sbit, code)
+    else:
+        code = np.where(inf, np.uint64(f.nan_code), code)
+    return np.where(nan, np.uint64(f.nan_code), code).astype(np.uint64)
+
+
+# --- the units ---------------------------------------------------------------------------------
+
+def _fp8(fmt) -> FPFormat:
+    f = get_format(fmt)
+    if f.name not in FP8_FORMATS:
+        raise QrtlError(f"fmt={f.name!r} is not an FP8 input format (allowed: {', '.join(FP8_FORMATS)})")
+    return f
+
+
+def fp8_mul(a, b, fmt="e4m3") -> np.ndarray:
+    """``p = a * b`` exactly, as binary32 codes (uint64 array).
+
+    Every product of two e4m3 or e5m2 values is a binary32 normal number or zero
+    (significands of at most 4 bits multiply to at most 8; exponents stay within
+    ``2^-32 .. 2^32``), so no rounding happens. NaN in, ``Inf * 0`` -> canonical NaN
+    ``0x7FC00000``; signs of zeros and infinities are the XOR of the input signs.
+    """
+    f = _fp8(fmt)
+    p = product(unpack(a, f), unpack(b, f))
+    fp32 = get_format("fp32")
+    out = round_pack(p.sign, p.sig, p.exp, fp32)
+    sbit = p.sign.astype(np.uint64) << np.uint64(31)
+    out = np.where(p.inf, np.uint64(fp32.inf_code) | sbit, out)
+    return np.where(p.nan, np.uint64(fp32.nan_code), out).astype(np.uint64)
+
+
+def fp8_mac(a, b, acc_in, *, fmt="e4m3", acc="fp16", rounding="rne", rnd=None, rbits=16,
+            saturate=False) -> np.ndarray:
+    """``acc_out = round(acc_in + a * b)`` in format ``acc``: one rounding of the exact sum.
+
+    ``a``, ``b``: codes of ``fmt``; ``acc_in``: codes of ``acc``; ``rnd``: ``rbits``-bit
+    random integers for ``rounding="stochastic"``. ``saturate``: finite overflow gives
+    ``+-max`` instead of ``+-Inf``. Returns uint64 codes of ``acc``.
+    """
+    f, fa = _fp8(fmt), get_format(acc)
+    _check_rounding(rounding, rnd, rbits)
+    a, b, c = np.broadcast_arrays(np.asarray(a), np.asarray(b), np.asarray(acc_in))
+    r = np.broadcast_to(np.asarray(rnd), a.shape) if rnd is not None else None
+    shape = a.shape
+    a, b, c = a.ravel(), b.ravel(), c.ravel()
+    r = r.ravel() if r is not None else None
+    out = np.empty(a.shape, np.uint64)
+    for lo in range(0, len(a), _CHUNK):
+        s = slice(lo, lo + _CHUNK)
+        p = product(unpack(a[s], f), unpack(b[s], f))
+        out[s] = fp_add(p, unpack(c[s], fa), fa, rounding, None if r is None else r[s], rbits,
+                        bool(saturate))
+    return out.reshape(shape)
+
+
+def _dot_checks(fmt, acc, chunk, outer, lanes):
+    _fp8(fmt)
+    get_format(acc), get_format(outer)
+    if lanes < 1 or chunk < 1 or chunk % lanes:
+        raise QrtlError(f"chunk={chunk} must be a positive multiple of lanes={lanes}")
+
+
+def fp8_dot_prefix(a, b, lengths, *, fmt="e4m3", acc="fp16", chunk=64, outer="fp32", lanes=1,
+                   rounding="rne", rnd=None, rbits=16) -> np.ndarray:
+    """:func:`fp8_dot` of every prefix ``a[..., :L], b[..., :L]`` for ``L`` in ``lengths``,
+    in one pass (each ``L`` a multiple of ``lanes``). Returns codes, shape ``(..., len(lengths))``.
+    """
+    _dot_checks(fmt, acc, chunk, outer, lanes)
+    _check_rounding(rounding, rnd, rbits)
+    a, b = np.asarray(a), np.asarray(b)
+    lead, n = a.shape[:-1], a.shape[-1]
+    lengths = [int(x) for x in lengths]
+    if any(L < 1 or L > n or L % lanes for L in lengths):
+        raise QrtlError(f"prefix lengths must be multiples of lanes={lanes} within 1..{n}")
+    a, b = a.reshape(-1, n), b.reshape(-1, n)
+    r = None if rnd is None else np.broadcast_to(np.asarray(rnd), lead + (n,)).reshape(-1, n)
+    fa, fo = get_format(acc), get_format(outer)
+    zero = np.zeros(len(a), np.uint64)
+    c, o, count = zero.copy(), zero.copy(), 0
+    want = {L // lanes: i for i, L in enumerate(lengths)}
+    out = np.zeros((len(a), len(lengths)), np.uint64)
+    for cyc in range(max(lengths) // lanes):
+        for lane in range(lanes):
+            k = cyc * lanes + lane
+            c = fp8_mac(a[:, k], b[:, k], c, fmt=fmt, acc=fa, rounding=rounding,
+                        rnd=None if r is None else r[:, k], rbits=rbits)
+        count += lanes
+        checkpoint = (cyc + 1) in want
+        if count == chunk or checkpoint:
+            o1 = fp_add(unpack(c, fa), unpack(o, fo), fo)
+            if checkpoint:
+                out[:, want[cyc + 1]] = o1
+            if count == chunk:
+                o, c, count = o1, zero.copy(), 0
+    return out.reshape(lead + (len(lengths),))
+
+
+def fp8_dot(a, b, *, fmt="e4m3", acc="fp16", chunk=64, outer="fp32", lanes=1, rounding="rne",
+            rnd=None, rbits=16) -> np.ndarray:
+    """Chunked FP8 dot product ``sum_k a[..., k] * b[..., k]``, additions in hardware order.
+
+    Products enter ``lanes`` at a time (a length not a multiple of ``lanes`` is padded with
+    ``+0 * +0`` products, as the hardware is fed); within a cycle lane 0 goes first. Each
+    product is added to the chunk accumulator ``c`` (format ``acc``) with one rounding
+    (:func:`fp8_mac`, ``rnd[..., k]`` for product ``k``). After every ``chunk`` products,
+    and after the last one, ``o = round_rne(o + c)`` in format ``outer`` and ``c = +0``.
+    Returns the final ``o`` (uint64 codes of ``outer``, shape ``a.shape[:-1]``).
+    """
+    _dot_checks(fmt, acc, chunk, outer, lanes)
+    a, b = np.asarray(a), np.asarray(b)
+    n = a.shape[-1]
+    if n < 1:
+        raise QrtlError("fp8_dot needs at least one product")
+    pad = (-n) % lanes
+    if pad:
+        z = np.zeros(a.shape[:-1] + (pad,), a.dtype)
+        a, b = np.concatenate([a, z], -1), np.concatenate([b, z.astype(b.dtype)], -1)
+        if rnd is not None:
+            rnd = np.broadcast_to(np.asarray(rnd), a.shape[:-1] + (n,))
+            rnd = np.concatenate([rnd, np.zeros(a.shape[:-1] + (pad,), rnd.dtype)], -1)
+    return fp8_dot_prefix(a, b, [n + pad], fmt=fmt, acc=acc, chunk=chunk, outer=outer,
+                          lanes=lanes, rounding=rounding, rnd=rnd, rbits=rbits)[..., 0]
+
+
+# --- the clocked unit, cycle by cycle --------------------------------------------------------
+
+def split_lanes(x, width: int, lanes: int) -> np.ndarray:
+    """Port values of ``lanes * width`` bits -> ``(N, lanes)`` int64 fields (lane 0 = LSBs)."""
+    total = lanes * width
+    bits = np.unpackbits(to_bytes(x, total), axis=1, bitorder="little")[:, :total]
+    bits = bits.reshape(-1, lanes, width).astype(np.int64)
+    return (bits << np.arange(width, dtype=np.int64)).sum(axis=2)
+
+
+def join_lanes(fields, width: int) -> np.ndarray:
+    """Inverse of :func:`split_lanes`: ``(N, lanes)`` fields -> port values (uint64 or bytes)."""
+    fields = np.asarray(fields, dtype=np.int64)
+    n, lanes = fields.shape
+    bits = ((fields[:, :, None] >> np.arange(width, dtype=np.int64)) & 1).astype(np.uint8)
+    packed = np.packbits(bits.reshape(n, lanes * width), axis=1, bitorder="little")
+    return from_bytes(packed, lanes * width, False)
+
+
+def fp8_dot_stream(inputs: dict, *, fmt="e4m3", acc="fp16", chunk=64, outer="fp32", lanes=1,
+                   rounding="rne", rbits=16) -> dict:
+    """Every output cycle of the ``fp8_dot`` unit for a stream of input cycles.
+
+    ``inputs``: per-cycle arrays ``valid``, ``last``, ``a``, ``b`` (``lanes`` 8-bit codes side
+    by side, lane 0 in the LSBs) and ``rnd`` (``lanes`` fields of ``rbits``) for stochastic
+    rounding. A cycle with ``valid = 0`` changes nothing. A valid cycle adds its products
+    (:func:`fp8_dot` order, chunk flushes when ``chunk`` products have entered the chunk);
+    with ``last = 1`` the chunk is flushed into the outer sum, which is the result, and both
+    accumulators and the product count restart at zero. Output of cycle ``k`` (the unit's
+    registers after cycle ``k``; the RTL shows it one clock later, ``latency = 1``):
+    ``result_valid = valid & last`` and ``result`` = the most recent result (0 before any).
+    """
+    _dot_checks(fmt, acc, chunk, outer, lanes)
+    valid = np.asarray(inputs["valid"]).astype(np.int64) & 1
+    last = (np.asarray(inputs["last"]).astype(np.int64) & 1) & valid
+    ncyc = len(valid)
+    a = split_lanes(inputs["a"], 8, lanes)
+    b = split_lanes(inputs["b"], 8, lanes)
+    r = split_lanes(inputs["rnd"], rbits, lanes) if rounding == "stochastic" else None
+    vidx = np.flatnonzero(valid)
+    seg = np.concatenate([[0], np.cumsum(last[vidx])[:-1]]) if len(vidx) else np.zeros(0, np.int64)
+    nseg = int(seg[-1]) + 1 if len(vidx) else 0
+    complete = np.zeros(nseg, bool)
+    if nseg:
+        complete[:int(last[vidx].sum())] = True
+    seglen = np.bincount(seg, minlength=nseg) if nseg else np.zeros(0, np.int64)
+    starts = np.concatenate([[0], np.cumsum(seglen)[:-1]]) if nseg else np.zeros(0, np.int64)
+    pos = np.arange(len(vidx)) - starts[seg] if nseg else np.zeros(0, np.int64)
+    lmax = int(seglen.max()) if nseg else 0
+    grid_a = np.zeros((nseg, lmax, lanes), np.int64)
+    grid_b = np.zeros_like(grid_a)
+    grid_a[seg, pos], grid_b[seg, pos] = a[vidx], b[vidx]
+    grid_r = None
+    if r is not None:
+        grid_r = np.zeros_like(grid_a)
+        grid_r[seg, pos] = r[vidx]
+    fa, fo = get_format(acc), get_format(outer)
+    c = np.zeros(nseg, np.uint64)
+    o = np.zeros(nseg, np.uint64)
+    count = np.zeros(nseg, np.int64)
+    results = np.zeros(nseg, np.uint64)
+    for j in range(lmax):
+        active = j < seglen
+        idx = np.flatnonzero(active)
+        cj = c[idx]
+        for lane in range(lanes):
+            cj = fp8_mac(grid_a[idx, j, lane], grid_b[idx, j, lane], cj, fmt=fmt, acc=fa,
+                         rounding=rounding, rnd=None if grid_r is None else grid_r[idx, j, lane],
+                         rbits=rbits)
+        cnt = count[idx] + lanes
+        fin = complete[idx] & (j == seglen[idx] - 1)
+        flush = fin | (cnt == chunk)
+        o1 = fp_add(unpack(cj, fa), unpack(o[idx], fo), fo)
+        results[idx[fin]] = o1[fin]
+        o[idx] = np.where(flush, np.where(fin, np.uint64(0), o1), o[idx])
+        c[idx] = np.where(flush, np.uint64(0), cj)
+        count[idx] = np.where(flush, 0, cnt)
+    # result register: the latest completed segment's result at or before each cycle
+    end_cycles = vidx[last[vidx] == 1]
+    k = np.searchsorted(end_cycles, np.arange(ncyc), side="right")
+    result = np.where(k > 0, results[np.maximum(k - 1, 0)] if nseg else 0, 0).astype(np.uint64)
+    return {"result": result, "result_valid": last.astype(np.uint64)}
