@@ -1,0 +1,204 @@
+"""Real operand streams of the networks, registered as named stimuli for the cost model.
+
+A stream is what one unit of a layer-by-layer datapath sees while the network classifies
+the test images in order: image 0's operations (layer 1, its requantization, layer 2, ...),
+then image 1's, and so on; within a layer, neuron by neuron, and for a MAC, step by step
+through the dot product. Switching activity, hence energy, depends on this order and on the
+data, which is why the cost model measures energy per operation on these streams as well as
+on uniform random codes.
+
+Registered streams (``hw.registry.STREAMS[unit][name]``; ``fn(params, n)`` returns the
+first ``n`` operations, wrapping around to image 0 past the end of the test split):
+
+=================  =================  ======================================================
+unit               stream             operations
+=================  =================  ======================================================
+int_mac            int8               MAC steps of ``int8`` (scheme fixedpoint, TFLite's int8)
+int_mac            int8_SCHEME        MAC steps of ``int8`` with that scheme
+quant_shift        int8               requantizations of ``int8 scheme=shift`` (acc, bias, shift)
+quant_fixedpoint   int8               requantizations of ``int8 scheme=fixedpoint``
+quant_float        int8               requantizations of ``int8 scheme=float``
+xnor_popcount      bnn                binary dot products of ``bnn`` (hidden layers with
+                                      thresholds if threshold=1, else every layer)
+fp8_mul            fp8                products of ``fp8`` (fmt of the unit)
+fp8_mac            fp8                (a, b, chunk accumulator) of ``fp8`` (fmt, acc of the
+                                      unit; fp16 with chunk 64, fp32 in one chunk)
+fp8_dot            fp8                (valid, last, a, b) cycles of ``fp8`` (fmt of the unit)
+=================  =================  ======================================================
+
+A stream only fits unit parameters whose port widths match the network's (e.g. int_mac
+8x8 bits into 32); anything else is a one-line :class:`hw.errors.QrtlError`.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+
+from hw.errors import QrtlError
+
+__all__ = ["network_stream", "fp8_chunk_acc_in", "register_all", "STREAM_TABLE"]
+
+MAX_IMAGES = 450
+
+
+@lru_cache(maxsize=16)
+def _trace_ops(name: str, params_key: tuple, images: int) -> tuple:
+    from . import run
+    return tuple(run(name, dict(params_key), images)["trace"].ops)
+
+
+def network_stream(name: str, params: dict, n: int, select) -> dict:
+    """The first ``n`` operations of the ops ``select(op)`` picks, image-major.
+
+    Runs the golden network on as few test images as the count needs (at most the whole
+    split; beyond, the stream starts again at image 0).
+    """
+    if n < 1:
+        raise QrtlError(f"stream length n={n} must be at least 1")
+    key = tuple(sorted(params.items()))
+    per = sum(op.count // op.images for op in _trace_ops(name, key, 1) if select(op))
+    if per == 0:
+        raise QrtlError(f"network {name} has no operations for this unit configuration")
+    images = min(MAX_IMAGES, math.ceil(n / per))
+    ops = [op for op in _trace_ops(name, key, images) if select(op)]
+    ports = list(ops[0].inputs)
+    out = {}
+    for port in ports:
+        # (images, ops per image, bytes...): wide ports are byte matrices
+        blocks = [np.asarray(op.inputs[port]) for op in ops]
+        blocks = [v.reshape((op.images, -1) + v.shape[1:]) for v, op in zip(blocks, ops)]
+        flat = np.concatenate(blocks, axis=1)
+        flat = flat.reshape((-1,) + flat.shape[2:])
+        reps = math.ceil(n / len(flat))
+        out[port] = (np.tile(flat, (reps,) + (1,) * (flat.ndim - 1)) if reps > 1 else flat)[:n]
+    return out
+
+
+def _need(unit: str, stream: str, params: dict, **want):
+    bad = {k: v for k, v in want.items() if params.get(k) != v}
+    if bad:
+        need = ", ".join(f"{k}={v}" for k, v in want.items())
+        got = ", ".join(f"{k}={params.get(k)}" for k in bad)
+        raise QrtlError(f"stream {stream!r} of {unit} needs {need} (got {got})")
+
+
+def _int_mac(scheme):
+    def fn(params, n):
+        _need("int_mac", "int8", params, a_width=8, b_width=8, acc_width=32, signed=1)
+        return network_stream("int8", {"scheme": scheme}, n, lambda op: op.unit == "int_mac")
+    return fn
+
+
+def _quant(unit, scheme, **want):
+    def fn(params, n):
+        _need(unit, "int8", params, **want)
+        x = network_stream("int8", {"scheme": scheme}, n, lambda op: op.unit == unit)
+        return x
+    return fn
+
+
+def _quant_shift(params, n):
+    _need("quant_shift", "int8", params, in_width=32)
+    x = network_stream("int8", {"scheme": "shift"}, n, lambda op: op.unit == "quant_shift")
+    if not params.get("bias"):
+        x.pop("bias")
+    if not params.get("runtime_shift"):
+        x.pop("shift")
+    return x
+
+
+def _bnn(params, n):
+    _need("xnor_popcount", "bnn", params, n=256)
+    thr = bool(params.get("threshold"))
+    x = network_stream("bnn", {}, n, lambda op: op.params["threshold"] == 1 or not thr)
+    if not thr:
+        x.pop("thr", None)
+    return x
+
+
+def _fp8_config(params) -> dict:
+    return {"fmt": params["fmt"], "acc": "fp16", "chunk": 64}
+
+
+def _fp8_mul(params, n):
+    x = network_stream("fp8", _fp8_config(params), n, lambda op: op.unit == "fp8_dot")
+    return {"a": x["a"], "b": x["b"]}
+
+
+def _fp8_dot(params, n):
+    _need("fp8_dot", "fp8", params, lanes=1, rounding="rne")
+    return network_stream("fp8", _fp8_config(params), n, lambda op: op.unit == "fp8_dot")
+
+
+def fp8_chunk_acc_in(a, b, last, *, fmt: str, acc: str, chunk: int) -> np.ndarray:
+    """The chunk accumulator each product meets in ``fp8_dot`` (``acc_in`` of its MAC).
+
+    ``a``, ``b``, ``last``: per-product arrays (dot products back to back, ``last = 1`` on
+    each one's final product). The accumulator restarts at +0 after every ``chunk``
+    products of a dot product and after each ``last``.
+    """
+    from golden.fp8 import fp8_mac
+    last = np.asarray(last).astype(bool)
+    a, b = np.asarray(a), np.asarray(b)
+    ends = np.flatnonzero(last)
+    if len(ends) == 0 or ends[-1] != len(last) - 1:
+        raise ValueError("the last dot product is incomplete (no last = 1 at the end)")
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    lengths = ends - starts + 1
+    acc_in = np.zeros(len(last), np.uint64)
+    for k in np.unique(lengths):  # dot products of one length at a time, as a grid
+        idx = starts[lengths == k][:, None] + np.arange(k)
+        c = np.zeros(len(idx), np.uint64)
+        for j in range(int(k)):
+            if j % chunk == 0:
+                c = np.zeros(len(idx), np.uint64)
+            acc_in[idx[:, j]] = c
+            c = fp8_mac(a[idx[:, j]], b[idx[:, j]], c, fmt=fmt, acc=acc)
+    return acc_in
+
+
+def _fp8_mac(params, n):
+    _need("fp8_mac", "fp8", params, rounding="rne")
+    if params["acc"] not in ("fp16", "fp32"):
+        raise QrtlError(f"stream 'fp8' of fp8_mac needs acc=fp16 or fp32 (got {params['acc']})")
+    from .mlp import fp8_params
+    cfg = {"fmt": params["fmt"], "acc": params["acc"], "chunk": 64}
+    chunk = fp8_params(cfg["fmt"], cfg["acc"], cfg["chunk"])["chunk"]
+    # Whole dot products, so every chunk accumulator is computed from its start.
+    per = sum(op.count // op.images for op in _trace_ops("fp8", tuple(sorted(cfg.items())), 1))
+    m = math.ceil(n / per) * per
+    x = network_stream("fp8", cfg, min(m, per * MAX_IMAGES), lambda op: op.unit == "fp8_dot")
+    acc_in = fp8_chunk_acc_in(x["a"], x["b"], x["last"], fmt=cfg["fmt"], acc=cfg["acc"],
+                              chunk=chunk)
+    reps = math.ceil(n / len(acc_in))
+    take = lambda v: (np.tile(v, reps) if reps > 1 else v)[:n]  # noqa: E731
+    return {"a": take(x["a"]), "b": take(x["b"]), "acc_in": take(acc_in)}
+
+
+STREAM_TABLE = [
+    ("int_mac", "int8", _int_mac("fixedpoint"),
+     "MAC steps of the int8 digits MLP (scheme fixedpoint), image by image"),
+    *[("int_mac", f"int8_{s}", _int_mac(s), f"MAC steps of the int8 digits MLP (scheme {s})")
+      for s in ("shift", "fixedpoint", "float")],
+    ("quant_shift", "int8", _quant_shift,
+     "accumulators, biases and shifts entering the requantizers of int8 scheme=shift"),
+    ("quant_fixedpoint", "int8", _quant("quant_fixedpoint", "fixedpoint", out_width=8),
+     "accumulators entering the requantizers of int8 scheme=fixedpoint"),
+    ("quant_float", "int8", _quant("quant_float", "float", out_width=8),
+     "accumulators entering the requantizers of int8 scheme=float"),
+    ("xnor_popcount", "bnn", _bnn, "binary dot products of the digits BNN (n=256)"),
+    ("fp8_mul", "fp8", _fp8_mul, "products of the FP8 digits MLP (fmt of the unit)"),
+    ("fp8_mac", "fp8", _fp8_mac,
+     "MACs of the FP8 digits MLP with their chunk accumulator (fmt, acc of the unit)"),
+    ("fp8_dot", "fp8", _fp8_dot, "product cycles of the FP8 digits MLP (fmt of the unit)"),
+]
+
+
+def register_all() -> None:
+    """Register every stream of :data:`STREAM_TABLE` with :func:`hw.registry.register_stream`."""
+    from hw.registry import register_stream
+    for unit, name, fn, doc in STREAM_TABLE:
+        register_stream(unit, name, fn, doc)
