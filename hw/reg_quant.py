@@ -246,10 +246,17 @@ def float_corners(p) -> dict:
     acc = np.concatenate([I32_EDGES, [(1 << 24) + 1, (1 << 24) + 3, -(1 << 24) - 1,
                                       (1 << 25) + 2, (1 << 25) + 6, 16777217 * 3]])
     parts = [_cross(acc=acc, scale=SCALE_EDGES, zp=_zp_edges(p))]
-    # rint ties: odd acc times 2**-1 .. 2**-8 (exact halves), and near-ties.
-    odd = np.arange(-(1 << (n + 2)) - 1, (1 << (n + 2)) + 2, 1, np.int64)
-    scales = ((127 - np.arange(1, 9)) << 23).astype(np.int64)
-    parts.append(_cross(acc=odd, scale=np.concatenate([scales, scales | 1, scales - 1]), zp=[0, 1]))
+    # rint ties: acc = v * 2**k + d times 2**-k (and its neighbour scales), with d = +-2**(k-1)
+    # an exact half, for v around 0 and around the clamp bounds (minus the zero point).
+    lo, hi = gq.out_range(n, bool(p["signed_out"]))
+    v = np.unique(np.concatenate([np.arange(-3, 4), lo + np.arange(-3, 4), hi + np.arange(-3, 4),
+                                  lo - 1 + np.arange(-2, 3), hi - 1 + np.arange(-2, 3)]))
+    for k in range(1, 9):
+        h = 1 << (k - 1)
+        d = np.array([-h - 1, -h, -h + 1, -1, 0, 1, h - 1, h, h + 1])
+        acc_k = (v[:, None] * (1 << k) + d[None, :]).ravel()
+        sc = (127 - k) << 23
+        parts.append(_cross(acc=acc_k, scale=[sc, sc | 1, sc - 1, sc | (1 << 31)], zp=[0, 1]))
     # Products that round to fp32 ties at large magnitude (f32(acc) inexact) times 2**-k.
     big = np.array([(1 << 24) + 1, (1 << 25) + 3, (1 << 30) + 65, gq.INT32_MAX, gq.INT32_MIN + 1])
     parts.append(_cross(acc=np.concatenate([big, -big]),
