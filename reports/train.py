@@ -28,6 +28,20 @@ __all__ = ["train_float", "train_bnn", "TRAINERS", "register_cli"]
 PARAMS = Path(__file__).resolve().parent.parent / "golden" / "nets" / "params"
 
 
+def _single_thread(fn):
+    """Run ``fn`` with one BLAS/OpenMP thread: the same sums in the same order on every
+    machine (and no thread thrashing on a shared 2-core box)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from threadpoolctl import threadpool_limits
+        with threadpool_limits(1):
+            return fn(*args, **kwargs)
+    return wrapper
+
+
+@_single_thread
 def train_float(seed: int = 0) -> dict:
     """Float MLP 64-128-64-10: ``{"w1", "b1", "w2", "b2", "w3", "b3"}`` (float32;
     weights shaped (out, in)) trained on the train split with input ``pixels / 16``."""
@@ -73,6 +87,7 @@ class _Adam:
             p -= lr * mh / (np.sqrt(vh) + 1e-8)
 
 
+@_single_thread
 def train_bnn(seed: int = 0, hidden=(256, 256), epochs: int = 150, batch: int = 64,
               lr: float = 3e-3) -> dict:
     """Binarized MLP on the thermometer code of the pixels (see :mod:`golden.nets.bnn`).
