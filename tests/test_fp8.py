@@ -247,34 +247,33 @@ def _two_sum_exact(x, y):
     return s, np.isfinite(s) & (err == 0)
 
 
-@pytest.mark.parametrize("acc", ACC_FORMATS)
-@pytest.mark.parametrize("fmt", FP8_FORMATS)
-def test_mac_golden_rne_exhaustive(fmt, acc):
-    """Every pair x 64 accumulator values: ml_dtypes where one cast decides, fractions else."""
+def check_mac_against_oracles(x, out, fmt, acc, fraction_samples=1500):
+    """``out`` (RNE MAC results of vectors ``x``) against NumPy/ml_dtypes where one cast of
+    the exactly computed float64 sum decides, and against exact fractions elsewhere."""
     fa = get_format(acc)
-    p = {"rounding": "rne", "fmt": fmt, "acc": acc}
-    from hw.reg_fp8 import mac_exhaustive
-    x = mac_exhaustive(p)
-    out = fp8_mac(x["a"], x["b"], x["acc_in"], fmt=fmt, acc=acc)
-    with np.errstate(invalid="ignore", over="ignore"):
-        prod = decode(x["a"], fmt) * decode(x["b"], fmt)
-        c = decode(x["acc_in"], acc)
-        s, exact = _two_sum_exact(c, prod)
-        ref = s.astype(NP_TYPES[acc]) if acc in NP_TYPES else None
-    if ref is not None:
-        ref_codes = ref.view(UINT[fa.width]).astype(np.uint64)
-        ok = exact & (s != 0)
-        assert np.array_equal(out[ok], ref_codes[ok])
-        checked = int(ok.sum())
+    prod = decode(x["a"], fmt) * decode(x["b"], fmt)
+    s, exact = _two_sum_exact(decode(x["acc_in"], acc), prod)
+    ok = exact & (s != 0)
+    if acc in NP_TYPES:
+        ref = s[ok].astype(NP_TYPES[acc]).view(UINT[fa.width]).astype(np.uint64)
     else:  # e6m9: encode (checked against fractions above) rounds the exact float64 sum once
-        ok = exact & (s != 0)
-        assert np.array_equal(out[ok], encode(s[ok], fa))
-        checked = int(ok.sum())
-    assert checked > len(out) // 3
-    rest = np.flatnonzero(~ok)
-    pick = np.random.default_rng(2).choice(rest, min(1500, len(rest)), replace=False)
+        ref = encode(s[ok], fa)
+    assert np.array_equal(out[ok], ref)
+    assert ok.sum() > len(out) // 3
+    rest = np.flatnonzero(~ok)  # zeros, specials, sums float64 cannot hold exactly
+    pick = np.random.default_rng(2).choice(rest, min(fraction_samples, len(rest)), replace=False)
     for i in pick:
         assert int(out[i]) == ref_mac(x["a"][i], x["b"][i], x["acc_in"][i], fmt, acc), i
+
+
+@pytest.mark.parametrize("fmt, acc", [("e4m3", "fp16"), ("e5m2", "bf16"), ("e5m2", "e6m9")])
+def test_mac_golden_rne_sample(fmt, acc):
+    """Golden model alone on 300k of the exhaustive vectors (the RTL test below checks all)."""
+    from hw.reg_fp8 import mac_exhaustive
+    x = mac_exhaustive({"rounding": "rne", "fmt": fmt, "acc": acc})
+    pick = np.random.default_rng(1).choice(len(x["a"]), 300_000, replace=False)
+    x = {k: v[pick] for k, v in x.items()}
+    check_mac_against_oracles(x, fp8_mac(x["a"], x["b"], x["acc_in"], fmt=fmt, acc=acc), fmt, acc, 500)
 
 
 @pytest.mark.parametrize("fmt, acc", [("e4m3", "e6m9"), ("e5m2", "fp16")])
@@ -467,11 +466,16 @@ def test_rtl_mismatch_is_reported():
 @pytest.mark.parametrize("acc", ACC_FORMATS)
 @pytest.mark.parametrize("fmt", FP8_FORMATS)
 def test_rtl_mac_rne_exhaustive(fmt, acc):
-    """All 65,536 pairs x 64 accumulator values (plus corners), bit-exact."""
+    """All 65,536 pairs x 64 accumulator values (plus corners): RTL bit-exact against the
+    golden model (in the testbench), and both against the oracles (RTL == golden, so the
+    oracle check of the RTL outputs checks the golden model on all 4.2M vectors too)."""
     inst = instance("fp8_mac", {"fmt": fmt, "acc": acc})
-    res = verify(inst)
+    ex, corners = inst.exhaustive(), inst.corners()
+    x = {k: np.concatenate([corners[k].astype(ex[k].dtype), ex[k]]) for k in ex}
+    res = simulate(inst, x, keep_outputs=True)
     assert res.mismatches == 0, res.first_mismatch
     assert res.vectors >= 65_536 * 64
+    check_mac_against_oracles(x, res.outputs["acc_out"], fmt, acc)
 
 
 @pytest.mark.parametrize("params", [
@@ -497,11 +501,10 @@ def test_rtl_mac_stochastic(params):
     _check_unbiased(s, draws, out, params["acc"], params["rbits"])
 
 
-@pytest.mark.parametrize("params", [
-    dict(fmt="e4m3", acc="bf16", saturate=1, pipeline=1),
-    dict(fmt="e5m2", acc="fp16", saturate=1, pipeline=2),
-], ids=lambda p: ",".join(f"{k}={v}" for k, v in p.items()))
-def test_rtl_mac_saturate_and_pipeline(params):
+def test_rtl_mac_saturate_and_pipeline():
+    """Saturation (e5m2 products overflow fp16 often) with two pipeline stages; the
+    stochastic test above covers pipeline=3."""
+    params = dict(fmt="e5m2", acc="fp16", saturate=1, pipeline=2)
     inst = instance("fp8_mac", params)
     assert inst.latency == params["pipeline"]
     x = {k: np.concatenate([inst.corners()[k], v])
@@ -523,8 +526,8 @@ def test_rtl_dot(params):
     """Dot products of lengths 1..4096 (normal, biased and uniform-code data, idle cycles of
     junk in between), every output cycle bit-exact, the state carried across harness batches."""
     inst = instance("fp8_dot", params)
-    x = inst.stimulus(150_000, np.random.default_rng(6))
+    x = inst.stimulus(80_000, np.random.default_rng(6))
     res = simulate(inst, x, keep_outputs=True)
     assert res.mismatches == 0, res.first_mismatch
-    assert res.vectors == 150_000
-    assert res.outputs["result_valid"].sum() >= 50
+    assert res.vectors == 80_000
+    assert res.outputs["result_valid"].sum() >= 40
