@@ -299,16 +299,13 @@ class Library:
                 pos = c.span[1]
         parts.append(text[pos:])
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_suffix(".tmp")
+        tmp = dest.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text("".join(parts))
         tmp.replace(dest)
         return dest
 
 
 # --- Boolean functions ---------------------------------------------------------------
-
-_FTOK = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_\[\]\.]*|[01]|[!'&*|+^()]|\s)")
-
 
 def parse_function(expr: str):
     """Parse a Liberty ``function`` into a tree: ``("var", name)``, ``("const", 0|1)``,

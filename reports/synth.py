@@ -31,6 +31,8 @@ Read off the mapped netlist (:class:`Netlist`):
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import re
@@ -322,7 +324,9 @@ def _filtered_lib(lib: Library) -> Path:
     from sim.toolchain import build_root
     dest = build_root() / "cost" / "lib" / f"{lib.sha256[:24]}-usable.lib"
     if not dest.exists():
-        lib.write_filtered(dest)
+        with _locked(dest.with_suffix(".lock")):
+            if not dest.exists():
+                lib.write_filtered(dest)
     return dest
 
 
@@ -360,25 +364,45 @@ def synthesize(verilog: str, top: str, liberty=None) -> SynthResult:
     work = build_root() / "cost" / "synth" / key
     done = work / "done.json"
     if not done.exists():
-        work.mkdir(parents=True, exist_ok=True)
-        (work / "unit.v").write_text(verilog)
-        libpath = _filtered_lib(lib)
-        rel = Path("../../lib") / libpath.name
-        run_yosys(work, _SCRIPT.format(top=top, lib=rel, abc=ABC_SCRIPT))
-        stat = (work / "stat.txt").read_text()
-        m = re.search(r"Chip area for (?:module|top module) '[^']*':\s*([0-9.eE+-]+)", stat)
-        area = float(m.group(1)) if m else 0.0
-        tr = (work / "transistors.txt").read_text()
-        m = re.search(r"Estimated number of transistors:\s*(\d+)(\+?)", tr)
-        transistors = int(m.group(1)) if m and not m.group(2) else None
-        data = json.loads((work / "netlist.json").read_text())
-        counts: dict = defaultdict(int)
-        for c in data["modules"][top]["cells"].values():
-            counts[c["type"]] += 1
-        tmp = work / "done.tmp"
-        tmp.write_text(json.dumps({"area_um2": area, "transistors": transistors,
-                                   "cells": dict(sorted(counts.items()))}))
-        tmp.replace(done)
+        with _locked(build_root() / "cost" / "locks" / f"synth-{key}.lock"):
+            if not done.exists():
+                _run_flow(work, verilog, top, lib)
     d = json.loads(done.read_text())
     return SynthResult(top, lib, work, d["area_um2"], d["cells"], d["transistors"],
                        work / "netlist.json", work / "netlist.v")
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    """An exclusive file lock (parallel jobs wait for one synthesis of the same key)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _run_flow(work: Path, verilog: str, top: str, lib: Library) -> None:
+    """Run the Yosys flow in ``work`` and record its figures in ``done.json``."""
+    done = work / "done.json"
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "unit.v").write_text(verilog)
+    libpath = _filtered_lib(lib)
+    rel = Path("../../lib") / libpath.name
+    run_yosys(work, _SCRIPT.format(top=top, lib=rel, abc=ABC_SCRIPT))
+    stat = (work / "stat.txt").read_text()
+    m = re.search(r"Chip area for (?:module|top module) '[^']*':\s*([0-9.eE+-]+)", stat)
+    area = float(m.group(1)) if m else 0.0
+    tr = (work / "transistors.txt").read_text()
+    m = re.search(r"Estimated number of transistors:\s*(\d+)(\+?)", tr)
+    transistors = int(m.group(1)) if m and not m.group(2) else None
+    data = json.loads((work / "netlist.json").read_text())
+    counts: dict = defaultdict(int)
+    for c in data["modules"][top]["cells"].values():
+        counts[c["type"]] += 1
+    tmp = work / "done.tmp"
+    tmp.write_text(json.dumps({"area_um2": area, "transistors": transistors,
+                               "cells": dict(sorted(counts.items()))}))
+    tmp.replace(done)
