@@ -61,10 +61,9 @@ def wrap(values, width: int, signed: bool) -> np.ndarray:
         u = u & np.uint64((1 << width) - 1)
     if not signed:
         return u
-    s = u.view(np.int64) if width == 64 else u.astype(np.int64)
-    if width < 64:
-        s = np.where(s >= (1 << (width - 1)), s - (1 << width), s)
-    return s
+    # sign-extend: move the sign bit to bit 63, then shift back arithmetically
+    up = np.uint64(64 - width)
+    return (u << up).view(np.int64) >> np.int64(64 - width)
 
 
 def popcount_bytes(b: np.ndarray) -> np.ndarray:
