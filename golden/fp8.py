@@ -73,19 +73,22 @@ def _i64(x) -> np.ndarray:
 def _mask(n) -> np.ndarray:
     """``2^n - 1`` as int64 for ``0 <= n`` (saturating at ``2^63 - 1`` for ``n >= 63``)."""
     n = np.asarray(n)
-    return np.where(n >= 63, _I64_MAX, (np.int64(1) << np.clip(n, 0, 62)) - 1)
+    return np.where(n >= 63, _I64_MAX, (np.int64(1) << _clip(n, 0, 62)) - 1)
 
 
 def _bitlen(x: np.ndarray) -> np.ndarray:
-    """``floor(log2 x) + 1`` (0 for ``x == 0``) of non-negative int64, exactly."""
-    x = x.copy()
-    n = np.zeros(x.shape, np.int64)
-    for s in (32, 16, 8, 4, 2, 1):
-        t = x >> s
-        big = t > 0
-        n += np.where(big, s, 0)
-        x = np.where(big, t, x)
-    return n + (x > 0)
+    """``floor(log2 x) + 1`` (0 for ``x == 0``) of non-negative int64, exactly.
+
+    ``frexp`` of the float64 conversion is exact below 2^53; above, the conversion may round
+    up to the next power of two, which the shift test undoes.
+    """
+    n = np.frexp(x.astype(np.float64))[1].astype(np.int64)
+    return n - ((x >> np.maximum(n - 1, 0)) == 0) * (x > 0)
+
+
+def _clip(x, lo, hi):
+    """``min(max(x, lo), hi)`` (``np.clip`` costs several times more on small arrays)."""
+    return np.minimum(np.maximum(x, lo), hi)
 
 
 def unpack(codes, fmt) -> Unpacked:
@@ -141,16 +144,16 @@ def round_pack(sign, mag, exp, fmt, rounding="rne", rnd=None, rbits=16, saturate
     e = exp + _bitlen(mag) - 1
     q = np.maximum(e, f.emin) - m
     sh = q - exp                                   # number of discarded bits
-    kept = np.where(sh <= 0, mag << np.clip(-sh, 0, 62), mag >> np.clip(sh, 0, 63))
+    kept = np.where(sh <= 0, mag << _clip(-sh, 0, 62), mag >> _clip(sh, 0, 63))
     rem = np.where(sh <= 0, 0, mag & _mask(sh))
     if rounding == "rne":
-        g = np.clip(sh - 1, 0, 63)
+        g = _clip(sh - 1, 0, 63)
         guard = np.where(sh >= 1, (mag >> g) & 1, 0)
         sticky = (mag & _mask(g)) != 0
         up = (sh >= 1) & (guard == 1) & (sticky | ((kept & 1) == 1))
     elif rounding == "stochastic":
         d = sh - rbits
-        top = np.where(d >= 0, rem >> np.clip(d, 0, 63), rem << np.clip(-d, 0, 63))
+        top = np.where(d >= 0, rem >> _clip(d, 0, 63), rem << _clip(-d, 0, 63))
         up = top > _i64(rnd)
     else:
         raise QrtlError(f"rounding={rounding!r} is not valid (allowed: {', '.join(ROUNDINGS)})")
@@ -199,11 +202,11 @@ def fp_add(x: Unpacked, y: Unpacked, fmt, rounding="rne", rnd=None, rbits=16, sa
     eb = np.where(xbig, ex, ey)
     xs_exp = np.where(xbig, y.exp, x.exp)
     bb = np.where(xbig, bx, by)
-    big_w = mb << np.clip(_WIN - (bb - 1), 0, 62)
+    big_w = mb << _clip(_WIN - (bb - 1), 0, 62)
     g = eb - _WIN                                  # exponent of window bit 0
     sl = xs_exp - g                                # left shift that aligns the smaller one
-    r = np.clip(-sl, 0, 63)
-    small_w = np.where(sl >= 0, ms << np.clip(sl, 0, 62),
+    r = _clip(-sl, 0, 63)
+    small_w = np.where(sl >= 0, ms << _clip(sl, 0, 62),
                        (ms >> r) | ((ms & _mask(r)) != 0))
     small_w = np.where(ms == 0, 0, small_w)
     s = np.where(sb == 1, -big_w, big_w) + np.where(ss == 1, -small_w, small_w)
@@ -329,16 +332,19 @@ def fp8_dot_prefix(a, b, lengths, *, fmt="e4m3", acc="fp16", chunk=64, outer="fp
         raise QrtlError(f"prefix lengths must be multiples of lanes={lanes} within 1..{n}")
     a, b = a.reshape(-1, n), b.reshape(-1, n)
     r = None if rnd is None else np.broadcast_to(np.asarray(rnd), lead + (n,)).reshape(-1, n)
-    fa, fo = get_format(acc), get_format(outer)
+    fa, fo, fi = get_format(acc), get_format(outer), get_format(fmt)
     zero = np.zeros(len(a), np.uint64)
     c, o, count = zero.copy(), zero.copy(), 0
     want = {L // lanes: i for i, L in enumerate(lengths)}
     out = np.zeros((len(a), len(lengths)), np.uint64)
-    for cyc in range(max(lengths) // lanes):
+    nmax = max(lengths)
+    # the exact products once, up front; then each step is fp8_mac's fp_add alone
+    prods = product(unpack(a[:, :nmax], fi), unpack(b[:, :nmax], fi))
+    for cyc in range(nmax // lanes):
         for lane in range(lanes):
             k = cyc * lanes + lane
-            c = fp8_mac(a[:, k], b[:, k], c, fmt=fmt, acc=fa, rounding=rounding,
-                        rnd=None if r is None else r[:, k], rbits=rbits)
+            pk = Unpacked(*(np.ascontiguousarray(field[:, k]) for field in prods))
+            c = fp_add(pk, unpack(c, fa), fa, rounding, None if r is None else r[:, k], rbits, False)
         count += lanes
         checkpoint = (cyc + 1) in want
         if count == chunk or checkpoint:

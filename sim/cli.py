@@ -18,7 +18,7 @@ __all__ = ["main", "add_unit_args", "unit_params", "EXTENSIONS"]
 #: Modules that add subcommands: each has ``register_cli(sub)``, which calls
 #: ``sub.add_parser(...)`` and sets ``func`` (returning an exit status; raise QrtlError for
 #: bad input). Use :func:`add_unit_args` for the usual ``UNIT -p NAME=VALUE`` arguments.
-EXTENSIONS: tuple[str, ...] = ("reports.train", "reports.net", "reports.cost")
+EXTENSIONS: tuple[str, ...] = ("reports.train", "reports.net", "reports.cost", "reports.fp8_accuracy")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -531,3 +531,35 @@ def test_rtl_dot(params):
     assert res.mismatches == 0, res.first_mismatch
     assert res.vectors == 80_000
     assert res.outputs["result_valid"].sum() >= 40
+
+
+# --- the accuracy experiment -------------------------------------------------------------------
+
+def test_fp8_accuracy_table_and_claim():
+    """Growing sums (N(1,1) data): plain fp16 accumulation drifts, chunking tracks fp32
+    much better, fp32 is accurate to binary32 precision."""
+    from reports.fp8_accuracy import fp8_accuracy, pivot
+    methods = ("fp16 chunk=1", "fp16 chunk=32", "fp32")
+    df = fp8_accuracy((64, 1024), fmts=("e4m3",), data=("normal_mean1",), methods=methods, trials=8)
+    assert list(df.columns) == ["fmt", "data", "method", "length", "trials", "rel_err_rms",
+                                "rel_err_median", "nonfinite"]
+    assert len(df) == 2 * len(methods) and df["nonfinite"].sum() == 0
+    t = pivot(df)[1024]
+    err = {m: t[("e4m3", "normal_mean1", m)] for m in methods}
+    assert err["fp16 chunk=1"] > 2 * err["fp16 chunk=32"] > 0
+    assert err["fp32"] < 1e-6
+
+
+def test_fp8_accuracy_cli(cli, tmp_path):
+    out = tmp_path / "acc.csv"
+    code, stdout, err = cli("fp8-accuracy", "--lengths", "16,32", "--trials", "2", "--fmt", "e5m2",
+                            "--data", "normal", "-o", str(out), "--no-progress")
+    assert code == 0, err
+    import pandas as pd
+    df = pd.read_csv(out)
+    assert set(df["length"]) == {16, 32} and set(df["fmt"]) == {"e5m2"}
+    assert "fp16 chunk=32" in stdout and "wrote" in stdout
+    for bad, word in ((["--fmt", "fp16"], "fmt='fp16'"), (["--lengths", "a,b"], "--lengths"),
+                      (["--data", "cifar"], "cifar"), (["--trials", "0"], "trials=0")):
+        code, _, err = cli("fp8-accuracy", "--lengths", "16", "-o", str(out), "--no-progress", *bad)
+        assert code == 2 and word in err and err.count("\n") == 1, err
