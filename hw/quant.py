@@ -121,8 +121,9 @@ class QuantShift(wiring.Component):
     shift : int
         Static right shift, ``0..in_width-1`` (ignored when ``runtime_shift``).
     runtime_shift : bool
-        Take the shift from the ``shift`` input port instead. Every port value is exact,
-        including those above ``in_width - 1`` (the port is a power of two wide).
+        Take the shift from the ``shift`` input port instead (``ceil(log2(in_width))``
+        bits). Every port value gives the exact result, including values above
+        ``in_width - 1`` that a port of that width can hold (e.g. 48..63 for in_width=48).
     rounding : str
         ``half_up`` (``floor(t / 2**s + 1/2)``), ``half_even``, ``half_away`` (ties away from
         zero) or ``floor``.

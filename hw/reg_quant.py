@@ -6,14 +6,14 @@ from __future__ import annotations
 import numpy as np
 
 from golden import quant as gq
-from golden.bits import random_codes
+from golden.bits import random_codes, wrap
 
 from .errors import QrtlError
 from .params import ChoiceParam, IntParam
 from .quant import QuantFixedPoint, QuantFloat, QuantShift, shift_port_width
 from .registry import UnitSpec, register
 
-__all__ = ["shift_ties", "fixedpoint_corners", "float_corners", "shift_corners"]
+__all__ = ["shift_ties", "shift_corners", "fixedpoint_corners", "float_corners", "SCALE_EDGES"]
 
 I32_EDGES = np.array([gq.INT32_MIN, gq.INT32_MIN + 1, -(1 << 30), -2, -1, 0, 1, 2, 1 << 30,
                       gq.INT32_MAX - 1, gq.INT32_MAX], np.int64)
@@ -30,7 +30,7 @@ def _cat(*parts) -> dict:
 
 
 def _wrap(v, width):
-    from golden.bits import wrap
+    """Signed values reduced to a ``width``-bit port (zero points beyond a narrow port)."""
     return wrap(np.asarray(v, np.int64), width, True)
 
 
