@@ -64,7 +64,8 @@ def network_stream(name: str, params: dict, n: int, select) -> dict:
         raise QrtlError(f"network {name} has no operations for this unit configuration")
     images = min(MAX_IMAGES, math.ceil(n / per))
     ops = [op for op in _trace_ops(name, key, images) if select(op)]
-    ports = list(ops[0].inputs)
+    # ports every selected op has (e.g. the bnn output layer has no threshold input)
+    ports = [p for p in ops[0].inputs if all(p in op.inputs for op in ops)]
     out = {}
     for port in ports:
         # (images, ops per image, bytes...): wide ports are byte matrices
