@@ -583,6 +583,7 @@ def _build_library(text: str, path: str, sha: str) -> Library:
 
 
 _PARSER_VERSION = "4"
+_MEMO: dict = {}
 
 
 def load_library(path=None) -> Library:
@@ -590,6 +591,15 @@ def load_library(path=None) -> Library:
     path = Path(path) if path is not None else default_library_path()
     if not path.is_file():
         raise QrtlError(f"Liberty file {str(path)!r} does not exist")
+    st = path.stat()
+    memo_key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if memo_key in _MEMO:
+        return _MEMO[memo_key]
+    _MEMO[memo_key] = lib = _load(path)
+    return lib
+
+
+def _load(path: Path) -> Library:
     data = path.read_bytes()
     sha = hashlib.sha256(data).hexdigest()
     from sim.toolchain import build_root
