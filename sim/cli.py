@@ -116,15 +116,25 @@ def cmd_report(args):
     from reports.report import run_report
     if args.jobs < 1:
         raise QrtlError(f"-j/--jobs={args.jobs} must be at least 1")
+    if args.liberty is not None and not Path(args.liberty).is_file():
+        raise QrtlError(f"--liberty {args.liberty!r} does not exist")
     out = Path(args.output)
     try:
         out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".qrtl-write-test"
+        probe.write_text("")
+        probe.unlink()
     except OSError as exc:
-        raise QrtlError(f"cannot create output folder {str(out)!r}: {exc.strerror}") from None
-    written = run_report(out, jobs=args.jobs)
-    print(f"wrote {len(written)} files under {out}/:")
+        raise QrtlError(f"cannot write to output folder {str(out)!r}: {exc.strerror}") from None
+    import time
+    t0 = time.perf_counter()
+    written = run_report(out, liberty=args.liberty, jobs=args.jobs, images=args.images)
+    print(f"wrote {len(written)} files under {out}/ in {time.perf_counter() - t0:.0f} s:")
     for p in written:
-        print(f"  {p.relative_to(out)}")
+        if p.parent == out:
+            print(f"  {p.relative_to(out)}")
+    print(f"  verilog/ ({sum(1 for p in written if p.parent.name == 'verilog')} files)")
+    print(f"start with {out / 'report.md'}")
     return 0
 
 
@@ -156,6 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="generate, verify and cost every unit; write the report")
     p.add_argument("-o", "--output", default="build/reports", help="output folder")
     p.add_argument("-j", "--jobs", type=int, default=1, help="parallel jobs")
+    p.add_argument("--liberty", help="Liberty file (plain or .gz); default: the built-in library")
+    p.add_argument("--images", type=int, default=None,
+                   help="test images for the networks (default: the whole test split)")
     p.set_defaults(func=cmd_report)
     return ap
 
