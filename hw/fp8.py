@@ -88,13 +88,29 @@ def multiply(m: Module, x: Operand, y: Operand, name: str) -> Operand:
 
 
 def lzc(m: Module, x, name: str):
-    """Number of leading zeros of ``x`` (``len(x)`` when ``x == 0``)."""
+    """Number of leading zeros of ``x`` (``len(x)`` when ``x == 0``).
+
+    A log-depth tree: ``x`` is padded below with a one (so the count never exceeds
+    ``len(x)``) and zeros to a power of two ``P``; each node of two halves ``(zh, ch)``,
+    ``(zl, cl)`` (all-zero flag, count) gives ``zh & zl`` and
+    ``zh ? 2^k + cl : ch``, i.e. ``Cat(cl, 1)`` or ``Cat(ch, 0)``.
+    """
     w = len(x)
+    size = 2
+    while size < w + 1:
+        size *= 2
+    v = Cat(Const(0, size - w - 1), Const(1, 1), x)
+
+    def node(bits):
+        if len(bits) == 2:
+            return ~(bits[0] | bits[1]), ~bits[1]
+        half = len(bits) // 2
+        zl, cl = node(bits[:half])
+        zh, ch = node(bits[half:])
+        return zh & zl, Mux(zh, Cat(cl, Const(1, 1)), Cat(ch, Const(0, 1)))
+
     n = Signal(range(w + 1), name=f"{name}_lz")
-    m.d.comb += n.eq(w)
-    for i in range(w):  # later statements win: the highest set bit decides
-        with m.If(x[i]):
-            m.d.comb += n.eq(w - 1 - i)
+    m.d.comb += n.eq(node(v)[1])
     return n
 
 
