@@ -23,7 +23,7 @@ from golden.fp8 import (decode, encode, fp8_dot, fp8_dot_prefix, fp8_dot_stream,
                         fp8_mul, join_lanes, split_lanes)
 from hw.errors import QrtlError
 from hw.fp8 import Fp8Dot, Fp8Mac, Fp8Mul
-from hw.reg_fp8 import acc_values, all_pairs, special_codes
+from hw.reg_fp8 import acc_values, all_pairs
 from hw.registry import instance
 from sim.runner import simulate, verify
 
@@ -245,6 +245,22 @@ def _two_sum_exact(x, y):
         bp = s - x
         err = (x - (s - bp)) + (y - bp)
     return s, np.isfinite(s) & (err == 0)
+
+
+@pytest.mark.parametrize("acc", ACC_FORMATS)
+def test_sweep_accumulator_values_span_the_format(acc):
+    """The 64 accumulator values of the exhaustive sweep: +-0, +-subnormals, normals,
+    values at and next to overflow, +-Inf and NaN."""
+    f = get_format(acc)
+    codes = acc_values(acc, "e4m3")
+    v = decode(codes, acc)
+    assert len(codes) == 64 and len(np.unique(codes)) >= 60
+    assert {0, f.sign_bit} <= set(codes.tolist())                       # +0, -0
+    tiny = float(f.min_subnormal) * (1 << f.mbits)                       # smallest normal
+    assert np.any((v > 0) & (v < tiny)) and np.any((v < 0) & (v > -tiny))
+    assert {f.max_code, f.max_code - 1, f.max_code | f.sign_bit} <= set(codes.tolist())
+    assert np.any(v == np.inf) and np.any(v == -np.inf) and np.isnan(v).sum() >= 2
+    assert np.sum(np.isfinite(v) & (np.abs(v) >= tiny)) >= 40            # normals
 
 
 def check_mac_against_oracles(x, out, fmt, acc, fraction_samples=1500):
