@@ -103,9 +103,9 @@ def _mac_stimulus(p, n, rng):
     +-2^U(-14, 14)) so that the sum really rounds; uniform rnd."""
     f = get_format(p["acc"])
     a, b = random_codes(rng, n, 8, False), random_codes(rng, n, 8, False)
-    prod = decode(a, p["fmt"]) * decode(b, p["fmt"])
     ratio = np.ldexp(rng.uniform(1, 2, n), rng.integers(-14, 15, n)) * rng.choice([-1.0, 1.0], n)
-    with np.errstate(invalid="ignore", over="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):  # Inf x 0 and NaN codes: not used
+        prod = decode(a, p["fmt"]) * decode(b, p["fmt"])
         near = encode(np.where(np.isfinite(prod), prod * ratio, 1.0), f, saturate=True)
     acc = np.where(rng.random(n) < 0.25, random_codes(rng, n, f.width, False), near)
     x = {"a": a, "b": b, "acc_in": acc.astype(np.uint64)}
