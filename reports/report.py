@@ -261,37 +261,47 @@ def _plots(out: Path, quant: list[dict], networks: list[dict], fp8acc) -> list[P
         ax.set_xticklabels([f"32→{w}\n{'bias' if b else 'no bias'}" for w, b in cases])
         ax.set_ylabel(ylabel)
         ax.grid(axis="y", which="both", alpha=0.3)
-    axes[0].legend(fontsize=7)
+    axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
     lib = quant[0]["library"] if quant else ""
     fig.suptitle(f"Requantization cost, {lib}", fontsize=9)
     save(fig, "quant_cost")
 
-    # 2. accuracy versus energy per inference
-    fig, ax = plt.subplots(figsize=(3.5, 2.8))
+    # 2. accuracy versus energy per inference: one marker per family, one colour per config
+    fig, ax = plt.subplots(figsize=(5.2, 2.8))
+    markers = {"bnn": "s", "int8": "o", "fp8": "^"}
     for r in networks:
         if r["energy_nj_per_inference"]:
-            ax.scatter(r["energy_nj_per_inference"], r["accuracy_pct"], s=14)
-            ax.annotate(r["network"], (r["energy_nj_per_inference"], r["accuracy_pct"]),
-                        fontsize=5.5, xytext=(3, 2), textcoords="offset points")
+            family = r["network"].split()[0]
+            ax.scatter(r["energy_nj_per_inference"], r["accuracy_pct"], s=18,
+                       marker=markers.get(family, "x"), label=r["network"])
     ax.set_xscale("log")
     ax.set_xlabel("energy per inference (nJ)")
     ax.set_ylabel("test accuracy (%)")
     ax.grid(which="both", alpha=0.3)
+    ax.legend(fontsize=5.5, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
     save(fig, "accuracy_energy")
 
-    # 3. FP8 accumulation error versus dot-product length
-    fig, axes = plt.subplots(1, 2, figsize=(7.0, 2.6), sharey=True)
-    for ax, f in zip(axes, ("e4m3", "e5m2")):
-        d = fp8acc[(fp8acc["fmt"] == f) & (fp8acc["data"] == "normal")]
-        for method, g in d.groupby("method", sort=False):
-            ax.plot(g["length"], g["rel_err_rms"], marker="o", ms=2.5, label=method)
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_xlabel("dot-product length")
-        ax.set_title(f"{f} products, N(0,1) data", fontsize=8)
-        ax.grid(which="both", alpha=0.3)
-    axes[0].set_ylabel("relative RMS error")
-    axes[1].legend(fontsize=6)
+    # 3. FP8 accumulation error versus dot-product length, per format and data set
+    datasets = [d for d in ("normal", "normal_mean1") if d in set(fp8acc["data"])]
+    fig, axes = plt.subplots(len(datasets), 2, figsize=(7.0, 2.4 * len(datasets)),
+                             sharex=True, squeeze=False)
+    for i, ds in enumerate(datasets):
+        for j, f in enumerate(("e4m3", "e5m2")):
+            ax = axes[i][j]
+            d = fp8acc[(fp8acc["fmt"] == f) & (fp8acc["data"] == ds)]
+            for method, g in d.groupby("method", sort=False):
+                g = g[g["rel_err_rms"] > 0]  # exact results (error 0) cannot go on a log axis
+                ax.plot(g["length"], g["rel_err_rms"], marker="o", ms=2.5, label=method)
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.set_title(f"{f} products, {'N(0,1)' if ds == 'normal' else 'N(1,1)'} data",
+                         fontsize=8)
+            ax.grid(which="both", alpha=0.3)
+            if i == len(datasets) - 1:
+                ax.set_xlabel("dot-product length")
+            if j == 0:
+                ax.set_ylabel("relative RMS error")
+    axes[0][1].legend(fontsize=6, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
     save(fig, "fp8_accuracy")
     return written
 
