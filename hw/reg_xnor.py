@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import itertools
 
 import numpy as np
 
-from golden.bits import random_codes, to_bytes, wrap
+from golden.bits import random_codes, to_bytes
 from golden.xnor import xnor_popcount
 
 from .params import ChoiceParam, IntParam

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import operator
 
-from amaranth import Cat, Const, Module, Signal, signed, unsigned
+from amaranth import Cat, Const, Module, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 

@@ -18,7 +18,6 @@ file's hash, the stimulus data, the clock and the code version of the flow.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -89,16 +88,6 @@ def _hash_arrays(x: dict) -> str:
     return h.hexdigest()
 
 
-@contextlib.contextmanager
-def _locked(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
 
 def cost_verilog(verilog: str, module: str, inputs: dict, *, latency: int = 0,
                  stream: bool = False, liberty=None, clock_ns: float = DEFAULT_CLOCK_NS,
@@ -109,7 +98,7 @@ def cost_verilog(verilog: str, module: str, inputs: dict, *, latency: int = 0,
     ``inputs``: port name -> array of vectors; ``latency``: pipeline warm-up vectors
     (ignored for ``stream`` units, whose state is part of the measurement).
     """
-    from sim.toolchain import build_root
+    from sim.toolchain import build_root, file_lock
     lib = liberty if isinstance(liberty, Library) else load_library(liberty)
     key = hashlib.sha256(json.dumps([verilog, module, lib.sha256, _hash_arrays(inputs), latency,
                                      stream, clock_ns, stimulus, COST_VERSION, FLOW_VERSION,
@@ -119,7 +108,7 @@ def cost_verilog(verilog: str, module: str, inputs: dict, *, latency: int = 0,
         out = json.loads(cache.read_text())
         out["cached"] = True
         return out
-    with _locked(build_root() / "cost" / "locks" / f"{key}.lock"):
+    with file_lock(build_root() / "cost" / "locks" / f"{key}.lock"):
         if use_cache and cache.exists():
             out = json.loads(cache.read_text())
             out["cached"] = True
@@ -415,7 +404,7 @@ def cmd_cost(args) -> int:
             print(json.dumps(r))
         else:
             _print_table([r])
-            print(f"cells: " + ", ".join(f"{k}={v}" for k, v in r["cells"].items()))
+            print("cells: " + ", ".join(f"{k}={v}" for k, v in r["cells"].items()))
             if r.get("horowitz"):
                 print("Horowitz composition: " + "; ".join(f"{c:g} x {op} ({e} pJ)" for op, c, e in
                                                           r["horowitz"]["composition"]))

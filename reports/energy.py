@@ -458,7 +458,6 @@ def _vcd_toggles(path: Path, netlist_json: Path, nl: Netlist, T: int, warmup: in
     for nname, n in data["modules"][nl.module]["netnames"].items():
         by_name[nname] = n["bits"]
     ids, width_of, scope = {}, {}, []
-    values: dict = {}
     samples: dict = defaultdict(lambda: [None] * T)
     cur: dict = {}
     text = path.read_text()
@@ -474,7 +473,6 @@ def _vcd_toggles(path: Path, netlist_json: Path, nl: Netlist, T: int, warmup: in
         elif len(scope) >= 2 and scope[-1] == "dut":
             ids.setdefault(m.group(3), []).append(m.group(4))
             width_of[m.group(3)] = int(m.group(2))
-    time = 0
     t_next = 0
 
     def sample_until(limit):
@@ -491,7 +489,6 @@ def _vcd_toggles(path: Path, netlist_json: Path, nl: Netlist, T: int, warmup: in
         if c == "#":
             newt = int(line[1:])
             sample_until(newt)  # values before the changes at newt
-            time = newt
         elif c in "01xz" and len(line) > 1:
             cur[line[1:]] = line[0]
         elif c == "b":

@@ -602,7 +602,7 @@ def load_library(path=None) -> Library:
 def _load(path: Path) -> Library:
     data = path.read_bytes()
     sha = hashlib.sha256(data).hexdigest()
-    from sim.toolchain import build_root
+    from sim.toolchain import build_root, pickle_atomic
     cache = build_root() / "cost" / "lib" / f"{sha[:24]}-{_PARSER_VERSION}.pkl"
     if cache.exists():
         try:
@@ -616,11 +616,7 @@ def _load(path: Path) -> Library:
     lib = _build_library(text, str(path.resolve()), sha)
     if not lib.usable():
         raise QrtlError(f"Liberty file {str(path)!r} has no usable cells")
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(f".{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        pickle.dump(lib, fh)
-    tmp.replace(cache)
+    pickle_atomic(lib, cache)
     return lib
 
 

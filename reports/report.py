@@ -14,7 +14,6 @@ import datetime as _dt
 import hashlib
 import json
 import math
-import os
 import pickle
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from typing import Callable, Optional
 from tqdm import tqdm
 
 from hw.registry import STREAMS, all_units, instance
-from sim.toolchain import build_root
+from sim.toolchain import build_root, pickle_atomic
 
 from .tables import Table, fmt
 
@@ -89,11 +88,7 @@ def _cached(step: str, key: object, fn: Callable):
         with open(path, "rb") as fh:
             return pickle.load(fh)
     value = fn()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        pickle.dump(value, fh)
-    tmp.replace(path)
+    pickle_atomic(value, path)
     return value
 
 

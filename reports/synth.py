@@ -31,8 +31,6 @@ Read off the mapped netlist (:class:`Netlist`):
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import re
@@ -321,10 +319,10 @@ class SynthResult:
 
 
 def _filtered_lib(lib: Library) -> Path:
-    from sim.toolchain import build_root
+    from sim.toolchain import build_root, file_lock
     dest = build_root() / "cost" / "lib" / f"{lib.sha256[:24]}-usable.lib"
     if not dest.exists():
-        with _locked(dest.with_suffix(".lock")):
+        with file_lock(dest.with_suffix(".lock")):
             if not dest.exists():
                 lib.write_filtered(dest)
     return dest
@@ -358,30 +356,19 @@ write_verilog -noattr netlist.v
 
 def synthesize(verilog: str, top: str, liberty=None) -> SynthResult:
     """Synthesise ``verilog`` (top module ``top``) onto ``liberty`` (cached)."""
-    from sim.toolchain import build_root
+    from sim.toolchain import build_root, file_lock
     lib = liberty if isinstance(liberty, Library) else load_library(liberty)
     key = hashlib.sha256(json.dumps([verilog, top, lib.sha256, FLOW_VERSION]).encode()).hexdigest()[:24]
     work = build_root() / "cost" / "synth" / key
     done = work / "done.json"
     if not done.exists():
-        with _locked(build_root() / "cost" / "locks" / f"synth-{key}.lock"):
+        with file_lock(build_root() / "cost" / "locks" / f"synth-{key}.lock"):
             if not done.exists():
                 _run_flow(work, verilog, top, lib)
     d = json.loads(done.read_text())
     return SynthResult(top, lib, work, d["area_um2"], d["cells"], d["transistors"],
                        work / "netlist.json", work / "netlist.v")
 
-
-@contextlib.contextmanager
-def _locked(path: Path):
-    """An exclusive file lock (parallel jobs wait for one synthesis of the same key)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _run_flow(work: Path, verilog: str, top: str, lib: Library) -> None:

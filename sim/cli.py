@@ -52,7 +52,7 @@ def cmd_describe(args):
         return
     print(f"unit     {d['unit']}")
     print(f"module   {d['module']}")
-    print(f"params   " + ", ".join(f"{k}={v}" for k, v in d["params"].items()))
+    print("params   " + ", ".join(f"{k}={v}" for k, v in d["params"].items()))
     print(f"latency  {d['latency']} cycle(s)" + (" (combinational)" if d["latency"] == 0 else ""))
     print(f"clock    {d['clock']}\nreset    {d['reset']}")
     print("ports")

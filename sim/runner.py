@@ -9,7 +9,6 @@ the same Verilog twice reuses the first build. A per-key file lock makes concurr
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -28,7 +27,7 @@ from hw.registry import Instance
 
 from .harness import TOPLEVEL, harness_shape, harness_verilog
 from .layout import Layout
-from .toolchain import build_root, setup_verilator
+from .toolchain import build_root, file_lock, setup_verilator
 
 __all__ = ["RunResult", "simulate", "build_simulator", "verify", "SimulationError"]
 
@@ -66,16 +65,6 @@ def _versions() -> str:
     return f"cocotb {cocotb.__version__}; verilator {verilator_root()}"
 
 
-@contextlib.contextmanager
-def _locked(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
 
 def _build_commands(bdir: Path, toplevel: str, sources, extra_args) -> list[list[str]]:
     """Verilate then make, as cocotb's Verilator runner does (same flags and main)."""
@@ -108,7 +97,7 @@ def build_simulator(sources: dict[str, str], toplevel: str, extra_args=()) -> Pa
                          .encode()).hexdigest()[:20]
     root = build_root() / "sim"
     bdir = root / key
-    with _locked(root / f"{key}.lock"):
+    with file_lock(root / f"{key}.lock"):
         if (bdir / "qrtl.ok").exists():
             return bdir
         if bdir.exists():
@@ -158,7 +147,7 @@ def _keep_runtime(bdir: Path) -> None:
     rdir = _runtime_dir()
     if (rdir / "ok").exists() or not all((bdir / n).exists() for n in _RUNTIME_OBJECTS):
         return
-    with _locked(rdir.with_suffix(".lock")):
+    with file_lock(rdir.with_suffix(".lock")):
         if (rdir / "ok").exists():
             return
         tmp = Path(tempfile.mkdtemp(prefix="runtime-", dir=rdir.parent))

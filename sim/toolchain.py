@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import pickle
 import shutil
 from functools import lru_cache
 from pathlib import Path
 
 from hw.errors import QrtlError
 
-__all__ = ["verilator_root", "setup_verilator", "build_root"]
+__all__ = ["verilator_root", "setup_verilator", "build_root", "file_lock", "pickle_atomic"]
 
 _HOW = {
     "make": "apt-get install make (Debian/Ubuntu) or your OS's package manager",
@@ -53,3 +56,26 @@ def setup_verilator() -> Path:
 def build_root() -> Path:
     """Where generated files go: ``$QRTL_BUILD`` or ``./build``."""
     return Path(os.environ.get("QRTL_BUILD", "build")).resolve()
+
+
+@contextlib.contextmanager
+def file_lock(path: Path):
+    """Exclusive lock on ``path`` (created if needed): concurrent processes building or
+    computing the same cache entry wait for the first one instead of corrupting it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def pickle_atomic(obj, path: Path) -> None:
+    """Pickle ``obj`` to ``path`` via a temporary file and a rename, so a reader never
+    sees a half-written cache entry."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        pickle.dump(obj, fh)
+    tmp.replace(path)

@@ -42,7 +42,6 @@ One set of float weights (``params/float.npz``, trained by ``qrtl train float`` 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
