@@ -82,12 +82,3 @@ register(UnitSpec(
     exhaustive=_exhaustive,
 ))
 
-
-# The real operand streams of the digits networks (int_mac's and the other units'): they
-# are computed lazily, only when a stream is asked for.
-def _register_network_streams():
-    from golden.nets.streams import register_all
-    register_all()
-
-
-_register_network_streams()
