@@ -3,7 +3,8 @@
 Every unit is described once, by a :class:`UnitSpec`: its parameters, its Amaranth
 constructor, its golden model, its stimulus. The CLI, the testbenches, the benchmarks, the
 cost model and the reports all iterate over :data:`UNITS`. Adding a unit means one class in
-``hw/``, one function in ``golden/`` and one :func:`register` call in ``hw/units.py``.
+``hw/``, one function in ``golden/`` and one :func:`register` call in a ``hw/reg_*.py``
+module imported by ``hw/units.py``.
 
 Port values travel as NumPy arrays, one entry per vector: ``int64`` (signed ports) or
 ``uint64`` (unsigned) for ports up to 64 bits, and ``uint8`` matrices of shape
