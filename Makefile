@@ -20,7 +20,7 @@ report: setup
 	$(BIN)/qrtl report -j $(JOBS)
 
 test: setup
-	$(BIN)/python -m pytest -n $(JOBS)
+	$(BIN)/python -m pytest -n $(JOBS) --dist loadgroup
 
 clean:
 	rm -rf build

@@ -14,6 +14,9 @@ from golden.nets import TABLE_CONFIGS
 from hw.registry import all_units
 from reports.report import MAC_CONFIGS, REPORT_FILES, run_report
 
+# one worker builds the report once for every test here (make test runs --dist loadgroup)
+pytestmark = pytest.mark.xdist_group("report")
+
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
