@@ -232,8 +232,9 @@ def verify(inst: Instance, vectors: int = 100_000, seed: int = 0) -> RunResult:
     """The standard verification of one configuration: corners, then exhaustive if the
     input space is small, else ``vectors`` seeded random vectors."""
     rng = np.random.default_rng(seed)
-    parts = [x for x in (inst.corners(), inst.exhaustive()) if x is not None]
-    if inst.exhaustive() is None or inst.spec.stream:
+    exhaustive = inst.exhaustive()
+    parts = [x for x in (inst.corners(), exhaustive) if x is not None]
+    if exhaustive is None or inst.spec.stream:
         parts.append(inst.stimulus(vectors, rng))
     inputs = {p.name: np.concatenate([np.asarray(x[p.name]) for x in parts]) for p in inst.inputs}
     return simulate(inst, inputs)
