@@ -25,7 +25,8 @@ def acc_set(p) -> np.ndarray:
     vals = {0, 1, lo, lo + 1, hi, hi - 1, hi // 2, lo // 2 + 1, (hi + lo) // 3}
     if p["signed"]:
         vals |= {-1, -2}
-    return np.array(sorted(v for v in vals if lo <= v <= hi), dtype=np.int64)
+    return np.array(sorted(v for v in vals if lo <= v <= hi),
+                    dtype=np.int64 if p["signed"] else np.uint64)
 
 
 def _cast(x, signed: bool):

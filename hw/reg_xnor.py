@@ -28,8 +28,10 @@ def _xnor_stimulus(p, count, rng):
     n = p["n"]
     x = {"a": random_codes(rng, count, n, False), "w": random_codes(rng, count, n, False)}
     if p["threshold"]:
-        # Thresholds where they matter: inside the reachable range -n..n+1.
-        x["thr"] = rng.integers(-n, n + 2, size=count).astype(np.int64)
+        # Thresholds where they matter: the reachable range -n..n+1, clipped to what the
+        # signed thr port holds (for n = 2**k - 1, n + 1 does not fit).
+        hi = min(n + 1, (1 << (dot_width(n) - 1)) - 1)
+        x["thr"] = rng.integers(-n, hi + 1, size=count).astype(np.int64)
     return x
 
 

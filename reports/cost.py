@@ -217,8 +217,15 @@ def cost_all(jobs: int = 2, liberty=None, *, stimulus: str = "random",
     if lib is not None:
         load_library(lib)  # parse once (cached) before the workers start
     names = [u.name for u in all_units()]
-    return _run_jobs([(n, {}, lib, stimulus, vectors, clock_ns) for n in names], jobs,
+    optional = stimulus != "random"  # a named stream exists only for some units
+    rows = _run_jobs([(n, {}, lib, stimulus, vectors, clock_ns, optional) for n in names], jobs,
                      "cost units", progress)
+    skipped = [n for n, r in zip(names, rows) if "error" in r]
+    if len(skipped) == len(names):
+        raise QrtlError(f"stimulus {stimulus!r} fits no unit's default configuration (e.g. {rows[0]['error']})")
+    if skipped:
+        print(f"qrtl: no stimulus {stimulus!r} for {', '.join(skipped)} (skipped)", file=sys.stderr)
+    return [r for r in rows if "error" not in r]
 
 
 # --- the headline comparison ---------------------------------------------------------

@@ -613,7 +613,11 @@ def _load(path: Path) -> Library:
         except Exception:  # a stale or truncated cache entry: parse again
             pass
     text = _read_text(path)
-    lib = _build_library(text, str(path.resolve()), sha)
+    try:
+        lib = _build_library(text, str(path.resolve()), sha)
+    except (KeyError, ValueError, IndexError) as exc:  # a malformed or unsupported file
+        raise QrtlError(f"Liberty file {str(path)!r} could not be read: "
+                        f"{type(exc).__name__}: {exc}") from None
     if not lib.usable():
         raise QrtlError(f"Liberty file {str(path)!r} has no usable cells")
     pickle_atomic(lib, cache)
@@ -630,8 +634,7 @@ def sky130_path() -> Optional[Path]:
     env = os.environ.get("QRTL_SKY130")
     cands = [Path(env)] if env else []
     root = Path(__file__).resolve().parent.parent
-    cands += [root.parent / "shared" / "liberty" / "sky130hd_tt.lib.gz",
-              Path("/work/shared/liberty/sky130hd_tt.lib.gz")]
+    cands += [root.parent / "shared" / "liberty" / "sky130hd_tt.lib.gz"]
     for c in cands:
         if c.is_file():
             return c

@@ -400,7 +400,7 @@ def run_report(out: Path, *, liberty=None, jobs: int = 1, images: Optional[int] 
     from .liberty import load_library
     out.mkdir(parents=True, exist_ok=True)
     lib_obj = load_library(str(liberty) if liberty else None)
-    lib_key = [lib_obj.name, lib_obj.corner, str(liberty)]
+    lib_key = [lib_obj.sha256]  # the library's contents, not its path
     written: list[Path] = []
     steps = ["verilog", "verify", "units", "quant", "mac", "networks", "fp8", "plots", "report"]
     bar = tqdm(steps, desc="qrtl report", unit="step", file=sys.stderr, disable=not progress)

@@ -381,7 +381,9 @@ def _run_flow(work: Path, verilog: str, top: str, lib: Library) -> None:
     run_yosys(work, _SCRIPT.format(top=top, lib=rel, abc=ABC_SCRIPT))
     stat = (work / "stat.txt").read_text()
     m = re.search(r"Chip area for (?:module|top module) '[^']*':\s*([0-9.eE+-]+)", stat)
-    area = float(m.group(1)) if m else 0.0
+    if m is None:
+        raise QrtlError(f"Yosys reported no chip area for {top} (see {work / 'stat.txt'})")
+    area = float(m.group(1))
     tr = (work / "transistors.txt").read_text()
     m = re.search(r"Estimated number of transistors:\s*(\d+)(\+?)", tr)
     transistors = int(m.group(1)) if m and not m.group(2) else None

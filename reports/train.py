@@ -193,6 +193,13 @@ def cmd_train(args):
     if args.name not in TRAINERS:
         raise QrtlError(f"unknown network {args.name!r} to train (allowed: {', '.join(TRAINERS)})")
     folder = Path(args.output) if args.output else PARAMS
+    try:  # fail before training, not after
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".qrtl-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise QrtlError(f"cannot write to output folder {str(folder)!r}: {exc.strerror}") from None
     params = TRAINERS[args.name](seed=args.seed)
     path = save(args.name, params, folder)
     print(f"wrote {path} ({path.stat().st_size:,} bytes)", file=sys.stderr)

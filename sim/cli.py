@@ -106,7 +106,8 @@ def cmd_bench(args):
     print(f"bench {inst.spec.name} ({inst.module}), same stimulus for every path:")
     for r in rows:
         print(f"  {r['path']:<52} {r['vectors']:>10,} vectors {r['seconds']:8.3f} s "
-              f"{r['vectors_per_s']:>14,.0f} vectors/s  mismatches {r['mismatches']}")
+              f"{r['vectors_per_s']:>14,.0f} vectors/s  mismatches "
+              f"{'n/a' if r['mismatches'] is None else r['mismatches']}")
     a, b, c = rows[0]["vectors_per_s"], rows[1]["vectors_per_s"], rows[2]["vectors_per_s"]
     print(f"  (a)/(b) = {a / b:.1f}x   (a)/(c) = {a / c:.1f}x")
     return 1 if any(r["mismatches"] for r in rows) else 0
@@ -126,6 +127,12 @@ def cmd_report(args):
         probe.unlink()
     except OSError as exc:
         raise QrtlError(f"cannot write to output folder {str(out)!r}: {exc.strerror}") from None
+    if args.images is not None:
+        from golden.nets.data import load_split
+        total = len(load_split().y_test)
+        if not 1 <= args.images <= total:
+            raise QrtlError(f"--images={args.images} is out of range (the test split has {total} images)")
+    import csv
     import time
     t0 = time.perf_counter()
     written = run_report(out, liberty=args.liberty, jobs=args.jobs, images=args.images)
@@ -135,6 +142,13 @@ def cmd_report(args):
             print(f"  {p.relative_to(out)}")
     print(f"  verilog/ ({sum(1 for p in written if p.parent.name == 'verilog')} files)")
     print(f"start with {out / 'report.md'}")
+    with open(out / "verification.csv", newline="") as fh:
+        bad = [r["unit"] for r in csv.DictReader(fh) if r["mismatches"] != "0"]
+    with open(out / "networks.csv", newline="") as fh:
+        bad += [r["network"] for r in csv.DictReader(fh) if r["rtl_bit_exact"] == "no"]
+    if bad:
+        print(f"qrtl: RTL does not match the golden model for: {', '.join(bad)}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -178,6 +192,8 @@ def main(argv=None) -> int:
         args = build_parser().parse_args(argv)
         if getattr(args, "vectors", 1) is not None and getattr(args, "vectors", 1) < 1:
             raise QrtlError(f"--vectors={args.vectors} must be at least 1")
+        if getattr(args, "seed", 0) is not None and getattr(args, "seed", 0) < 0:
+            raise QrtlError(f"--seed={args.seed} must be a non-negative integer")
         return args.func(args) or 0
     except QrtlError as exc:
         print(f"qrtl: error: {exc}", file=sys.stderr)

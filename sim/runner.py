@@ -39,8 +39,8 @@ HARNESS_ARGS = ("--no-public-flat-rw",)
 TEST_MODULE = "sim.tb"
 
 
-class SimulationError(RuntimeError):
-    """The simulator could not be built or did not report (log file named)."""
+class SimulationError(QrtlError):
+    """The simulator could not be built or did not report (the message names the log)."""
 
 
 @dataclass
@@ -182,8 +182,11 @@ def _run_testbench(bdir: Path, toplevel: str, testcase: str, job: dict, workdir:
                               f"+qrtl_out={job.get('out_file', '')}"])
     result_file = Path(job["result"])
     if not result_file.exists():
-        tail = log.read_text(errors="replace")[-2000:] if log.exists() else "(no log)"
-        raise SimulationError(f"the testbench reported nothing; log tail:\n{tail}")
+        # the run folder is temporary: keep its log where the user can read it
+        kept = build_root() / "sim" / "failed-run.log"
+        if log.exists():
+            shutil.copyfile(log, kept)
+        raise SimulationError(f"the testbench reported nothing; see {kept}")
     return json.loads(result_file.read_text())
 
 

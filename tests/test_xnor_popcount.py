@@ -64,7 +64,7 @@ def test_constructor_validates():
 RTL_CASES = (
     [dict(n=n, threshold=t) for n in (1, 7, 64, 256, 1024) for t in (0, 1)]
     + [dict(n=64, pipeline=p, threshold=1) for p in range(1, 9)]
-    + [dict(n=7, pipeline=2, threshold=1), dict(n=1024, pipeline=3)]
+    + [dict(n=7, pipeline=2, threshold=1), dict(n=1024, pipeline=3), dict(n=63, threshold=1)]
     + [dict(n=7, popcount="naive", threshold=1), dict(n=64, popcount="naive")]
 )
 
