@@ -11,7 +11,7 @@ from golden.bits import random_codes, wrap
 from .errors import QrtlError
 from .params import ChoiceParam, IntParam
 from .quant import QuantFixedPoint, QuantFloat, QuantShift, shift_port_width
-from .registry import UnitSpec, register
+from .registry import UnitSpec, register, register_stream
 
 __all__ = ["shift_ties", "shift_corners", "fixedpoint_corners", "float_corners", "SCALE_EDGES"]
 
@@ -279,3 +279,40 @@ register(UnitSpec(
     stimulus=_float_stimulus,
     corners=float_corners,
 ))
+
+
+# --- a layer-like stimulus for the cost model ------------------------------------------
+
+#: The real scale every quantizer implements in the ``random_acc`` stream: 0.0035, i.e.
+#: ``quant_shift`` shifts by 8 (2**-8 = 0.0039), ``quant_fixedpoint`` gets TFLite's
+#: ``quantize_multiplier(0.0035)`` and ``quant_float`` the binary32 of 0.0035.
+LAYER_SCALE = 0.0035
+
+
+def _random_acc(unit):
+    """Uniform random accumulators (and biases), configuration inputs (shift, m0, zp,
+    scale) held at the values of one layer of scale :data:`LAYER_SCALE`, as a real
+    datapath holds them; the ``random`` stimulus redraws them every vector, which makes
+    the baselines' multipliers toggle far more than in use."""
+    def fn(p, n):
+        rng = np.random.default_rng(12345)
+        spec = {"quant_shift": _shift_stimulus, "quant_fixedpoint": _fixedpoint_stimulus,
+                "quant_float": _float_stimulus}[unit]
+        x = spec(p, n, rng)
+        const = np.ones(n, np.int64)
+        if unit == "quant_shift" and "shift" in x:
+            x["shift"] = (const * gq.pow2_shift(LAYER_SCALE)[0]).astype(x["shift"].dtype)
+        if unit == "quant_fixedpoint":
+            m0, sh = gq.quantize_multiplier(LAYER_SCALE)
+            x["m0"], x["shift"] = const * m0, const * sh
+        if unit == "quant_float":
+            x["scale"] = (const * int(np.float32(LAYER_SCALE).view(np.uint32))).astype(np.uint64)
+        if "zp" in x:
+            x["zp"] = const * 0
+        return x
+    return fn
+
+
+for _unit in ("quant_shift", "quant_fixedpoint", "quant_float"):
+    register_stream(_unit, "random_acc", _random_acc(_unit),
+                    "uniform accumulators (and biases); shift/m0/scale/zp of one layer, constant")

@@ -98,11 +98,11 @@ def cost_verilog(verilog: str, module: str, inputs: dict, *, latency: int = 0,
     ``inputs``: port name -> array of vectors; ``latency``: pipeline warm-up vectors
     (ignored for ``stream`` units, whose state is part of the measurement).
     """
-    from sim.toolchain import build_root, file_lock
+    from sim.toolchain import build_root, file_lock, tool_versions
     lib = liberty if isinstance(liberty, Library) else load_library(liberty)
     key = hashlib.sha256(json.dumps([verilog, module, lib.sha256, _hash_arrays(inputs), latency,
                                      stream, clock_ns, stimulus, COST_VERSION, FLOW_VERSION,
-                                     INPUT_SLEW_NS]).encode()).hexdigest()[:32]
+                                     INPUT_SLEW_NS, tool_versions()]).encode()).hexdigest()[:32]
     cache = build_root() / "cost" / "cache" / f"{key}.json"
     if use_cache and cache.exists():
         out = json.loads(cache.read_text())
@@ -256,32 +256,50 @@ def _bias_adder_verilog(width: int) -> tuple[str, str]:
     return verilog.convert(BiasAdd(), name=name, emit_src=False), name
 
 
-def _bias_cost(liberty, vectors, clock_ns, seed=0):
+def _bias_cost(liberty, vectors, clock_ns, stimulus="random", seed=0):
+    """Cost of the stand-alone 32-bit bias adder on the accumulators and biases the
+    requantizer sees: uniform random, or a stream's (``acc``, ``bias``) from the
+    ``quant_shift`` stream of the same name (which carries the network's biases)."""
     text, name = _bias_adder_verilog(32)
-    rng = np.random.default_rng(seed + 1)
-    x = {"acc": rng.integers(-2**31, 2**31, vectors, dtype=np.int64),
-         "bias": rng.integers(-2**31, 2**31, vectors, dtype=np.int64)}
-    return cost_verilog(text, name, x, liberty=liberty, clock_ns=clock_ns, stimulus="random")
+    if stimulus in ("random", "random_acc"):
+        rng = np.random.default_rng(seed + 1)
+        x = {"acc": rng.integers(-2**31, 2**31, vectors, dtype=np.int64),
+             "bias": rng.integers(-2**31, 2**31, vectors, dtype=np.int64)}
+    else:
+        p = instance("quant_shift", {"bias": 1, "in_width": 32}).params
+        s = STREAMS["quant_shift"][stimulus][0](p, vectors)
+        x = {"acc": s["acc"], "bias": s["bias"]}
+    return cost_verilog(text, name, x, liberty=liberty, clock_ns=clock_ns, stimulus=stimulus)
 
 
-def _quant_configs(out_width: int, bias: int) -> list[tuple[str, dict]]:
-    return [("quant_shift", {"in_width": 32, "out_width": out_width, "bias": bias}),
-            ("quant_fixedpoint", {"out_width": out_width}),
-            ("quant_float", {"out_width": out_width})]
+#: The configurations compared: (label, unit, parameters). ``quant_shift`` twice: with the
+#: shift fixed in the hardware (the proposed operation at its cheapest) and with the shift
+#: as an input, like the baselines, whose scale (``m0``/``shift``, ``scale``) is an input.
+def _quant_configs(out_width: int, bias: int) -> list[tuple[str, str, dict]]:
+    return [("quant_shift", "quant_shift", {"in_width": 32, "out_width": out_width, "bias": bias}),
+            ("quant_shift runtime", "quant_shift",
+             {"in_width": 32, "out_width": out_width, "bias": bias, "runtime_shift": 1}),
+            ("quant_fixedpoint", "quant_fixedpoint", {"out_width": out_width}),
+            ("quant_float", "quant_float", {"out_width": out_width})]
 
 
 def compare_quant(liberties: Optional[list] = None, *, jobs: int = 2,
                   vectors: int = DEFAULT_VECTORS, clock_ns: float = DEFAULT_CLOCK_NS,
                   progress: bool = True) -> list[dict]:
-    """The headline comparison: ``quant_shift`` vs ``quant_fixedpoint`` vs ``quant_float``
-    at matched widths (32-bit accumulator to 8 and 4 bits, with and without the bias).
+    """The headline comparison: ``quant_shift`` (static and runtime shift) vs
+    ``quant_fixedpoint`` vs ``quant_float`` at matched widths (32-bit accumulator to 8 and
+    4 bits, with and without the bias).
 
     With the bias, ``quant_shift`` fuses it (``bias=1``), while each baseline pays a
-    separate 32-bit bias adder in front of it (measured: area and energy add, delays add).
-    One row per (library, stimulus, out_width, bias, unit), with ``area_ratio_vs_*`` and
-    ``energy_ratio_vs_*`` = baseline / this unit (> 1: this unit is cheaper).
-    Stimuli: ``random`` plus every stream registered for all three units.
+    separate 32-bit bias adder in front of it, measured on the same stimulus (area and
+    energy add, delays add; its Horowitz add too). One row per (library, stimulus,
+    out_width, bias, config), with ``area_ratio_vs_*`` and ``energy_ratio_vs_*`` =
+    baseline / this row (> 1: this row is cheaper). Stimuli: ``random`` (every input
+    uniform, configuration inputs included) plus every stream registered for all three
+    units (``random_acc``: configuration held constant as in a layer; ``int8``: the
+    network's accumulators).
     """
+    from .horowitz import add as horowitz_add
     _load_streams()
     missing = [u for u in QUANT_UNITS if u not in {s.name for s in all_units()}]
     if missing:
@@ -298,30 +316,33 @@ def compare_quant(liberties: Optional[list] = None, *, jobs: int = 2,
         for stim in stims:
             for ow in (8, 4):
                 for bias in (0, 1):
-                    for unit, params in _quant_configs(ow, bias):
+                    for label, unit, params in _quant_configs(ow, bias):
                         jobs_list.append((unit, params, lib, stim, vectors, clock_ns, stim != "random"))
-                        keys.append((lib, stim, ow, bias, unit))
+                        keys.append((lib, stim, ow, bias, label))
     results = _run_jobs(jobs_list, jobs, "compare quant", progress)
-    bias_cost = {lib: _bias_cost(lib, vectors, clock_ns) for lib in liberties}
+    skip = {(lib, stim, ow, bias) for (lib, stim, ow, bias, _), r in zip(keys, results) if "error" in r}
+    bias_cost = {(lib, stim): _bias_cost(lib, vectors, clock_ns, stim)
+                 for (lib, stim, ow, bias, _) in keys if bias and (lib, stim, ow, bias) not in skip}
     rows = []
     by = {}
-    skip = {(lib, stim, ow, bias) for (lib, stim, ow, bias, unit), r in zip(keys, results) if "error" in r}
-    for (lib, stim, ow, bias, unit), r in zip(keys, results):
+    for (lib, stim, ow, bias, label), r in zip(keys, results):
         if (lib, stim, ow, bias) in skip:  # a real stream exists only for some widths
             continue
+        unit = r["unit"]
         area, energy, delay = r["area_um2"], r["energy_pj_per_op"], r["delay_ps"]
-        if bias and unit != "quant_shift":
-            b = bias_cost[lib]
+        hz = (r["horowitz"] or {}).get("pj")
+        adder = bool(bias and unit != "quant_shift")
+        if adder:
+            b = bias_cost[(lib, stim)]
             area, energy, delay = area + b["area_um2"], energy + b["energy_pj_per_op"], delay + b["delay_ps"]
+            hz = hz + horowitz_add(32) if hz is not None else None
         row = {"library": r["library"]["name"], "corner": r["library"]["corner"], "stimulus": stim,
-               "out_width": ow, "bias": bias, "unit": unit, "params": r["params"],
+               "out_width": ow, "bias": bias, "config": label, "unit": unit, "params": r["params"],
                "area_um2": round(area, 3), "delay_ps": round(delay, 1),
-               "energy_pj_per_op": round(energy, 6),
-               "bias_adder": bool(bias and unit != "quant_shift"),
-               "horowitz_pj": (r["horowitz"] or {}).get("pj")}
+               "energy_pj_per_op": round(energy, 6), "bias_adder": adder, "horowitz_pj": hz}
         rows.append(row)
-        by[(lib, stim, ow, bias, unit)] = row
-    for (lib, stim, ow, bias, unit), row in by.items():
+        by[(lib, stim, ow, bias, label)] = row
+    for (lib, stim, ow, bias, label), row in by.items():
         for base in ("quant_fixedpoint", "quant_float"):
             b = by[(lib, stim, ow, bias, base)]
             row[f"area_ratio_vs_{base}"] = round(b["area_um2"] / row["area_um2"], 3)
@@ -366,9 +387,9 @@ def _print_compare(rows: list, out=sys.stdout) -> None:
             key = k
             print(f"\n{r['library']} ({r['corner']}), stimulus {r['stimulus']}: 32-bit accumulator -> "
                   f"out_width bits; ratios = baseline / unit", file=out)
-            print(f"{'out':>3} {'bias':>4} {'unit':<17} {'area um2':>9} {'delay ps':>8} {'E pJ/op':>9} "
+            print(f"{'out':>3} {'bias':>4} {'config':<24} {'area um2':>9} {'delay ps':>8} {'E pJ/op':>9} "
                   f"{'A/fixedp':>8} {'E/fixedp':>8} {'A/float':>8} {'E/float':>8} {'Horowitz':>8}", file=out)
-        print(f"{r['out_width']:>3} {r['bias']:>4} {r['unit'] + ('+add' if r['bias_adder'] else ''):<17} "
+        print(f"{r['out_width']:>3} {r['bias']:>4} {r['config'] + (' +adder' if r['bias_adder'] else ''):<24} "
               f"{r['area_um2']:>9.1f} {r['delay_ps']:>8.0f} {r['energy_pj_per_op']:>9.4f} "
               f"{r['area_ratio_vs_quant_fixedpoint']:>8.2f} {r['energy_ratio_vs_quant_fixedpoint'] or 0:>8.2f} "
               f"{r['area_ratio_vs_quant_float']:>8.2f} {r['energy_ratio_vs_quant_float'] or 0:>8.2f} "

@@ -356,9 +356,10 @@ write_verilog -noattr netlist.v
 
 def synthesize(verilog: str, top: str, liberty=None) -> SynthResult:
     """Synthesise ``verilog`` (top module ``top``) onto ``liberty`` (cached)."""
-    from sim.toolchain import build_root, file_lock
+    from sim.toolchain import build_root, file_lock, tool_versions
     lib = liberty if isinstance(liberty, Library) else load_library(liberty)
-    key = hashlib.sha256(json.dumps([verilog, top, lib.sha256, FLOW_VERSION]).encode()).hexdigest()[:24]
+    key = hashlib.sha256(json.dumps([verilog, top, lib.sha256, FLOW_VERSION,
+                                     tool_versions()]).encode()).hexdigest()[:24]
     work = build_root() / "cost" / "synth" / key
     done = work / "done.json"
     if not done.exists():

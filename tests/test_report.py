@@ -60,19 +60,21 @@ def test_quant_table(report):
     out, _ = report
     rows = read_csv(out / "quant_ops.csv")
     random = [r for r in rows if r["stimulus"] == "random"]
-    keys = {(r["out_width"], r["bias"], r["unit"]) for r in random}
+    keys = {(r["out_width"], r["bias"], r["config"]) for r in random}
     assert keys == {(w, b, u) for w in ("8", "4") for b in ("0", "1")
-                    for u in ("quant_shift", "quant_fixedpoint", "quant_float")}
+                    for u in ("quant_shift", "quant_shift runtime", "quant_fixedpoint",
+                              "quant_float")}
     for r in rows:
         if r["unit"] == "quant_fixedpoint":
             assert float(r["area_x_fixedpoint"]) == 1.0
         if r["unit"] == "quant_shift":  # the ratio columns are the measured quotients
             base = next(b for b in rows if b["unit"] == "quant_fixedpoint" and all(
                 b[k] == r[k] for k in ("stimulus", "out_width", "bias", "library")))
+            assert r["bias_adder"] == "no" and base["bias_adder"] == ("yes" if r["bias"] == "1" else "no")
             ratio = float(base["area_um2"]) / float(r["area_um2"])
             assert float(r["area_x_fixedpoint"]) == pytest.approx(ratio, rel=2e-3)
-    assert (out / "quant_ops.md").read_text().count("quant_shift") == len(rows) // 3
-    assert (out / "quant_ops.tex").read_text().count(r"quant\_shift") == len(rows) // 3
+    assert (out / "quant_ops.md").read_text().count("quant_shift") == len(rows) // 2
+    assert (out / "quant_ops.tex").read_text().count(r"quant\_shift") == len(rows) // 2
 
 
 def test_mac_and_network_tables(report):
