@@ -71,9 +71,8 @@ __all__ = ["Activity", "simulate_activity", "energy_from_activity", "port_wavefo
 class Activity:
     """Toggle counts over the measured window.
 
-    ``rises``/``falls``: net -> count; ``ops``: operations (cycles) in the window;
-    ``cycles``: clock cycles in the window (= ops; clock toggles 2x per cycle);
-    ``clock``: the clock net (or None).
+    ``rises``/``falls``: net -> count; ``ops``: operations (= clock cycles) in the window,
+    during which the clock toggles twice per cycle; ``clock``: the clock net (or None).
     """
 
     rises: dict
@@ -272,15 +271,9 @@ class _Compiled:
         return self.comb(v, M)
 
 
-_COMPILED: dict = {}
-
-
 def simulate_activity(nl: Netlist, inputs: dict, warmup: int = 0, keep_waves: bool = False) -> Activity:
     """Zero-delay toggle counts of every net for the stimulus ``inputs`` (see module doc)."""
-    key = (str(nl.module), id(nl))
-    comp = _COMPILED.get(key)
-    if comp is None:
-        comp = _COMPILED[key] = _Compiled(nl)
+    comp = _Compiled(nl)
     waves, T = port_waveforms(nl, inputs)
     vals = comp.run(waves, T)
     start = 2 + warmup           # first counted transition: cycle start-1 -> start

@@ -4,7 +4,8 @@ Each layer of a network is written once, as calls to :func:`run_map` (one unit o
 per vector: requantizers, XNOR-popcount neurons, FP8 dot-product streams) and
 :func:`run_chain` (a multiply-accumulate chain: step ``k`` of every dot product). Both build
 an :class:`Op` (the unit, its parameters, the input port arrays and the golden outputs
-computed with the unit's golden model) and hand it to an *executor*:
+computed with the golden functions of ``golden/``, the ones the unit's registry entry
+wraps) and hand it to an *executor*:
 
 * :func:`golden_execute` returns the golden outputs (the golden network);
 * an RTL executor (``reports.net``) runs the same inputs through the generated Verilog on
