@@ -192,14 +192,8 @@ def save(name: str, params: dict, folder: Path = PARAMS) -> Path:
 def cmd_train(args):
     if args.name not in TRAINERS:
         raise QrtlError(f"unknown network {args.name!r} to train (allowed: {', '.join(TRAINERS)})")
-    folder = Path(args.output) if args.output else PARAMS
-    try:  # fail before training, not after
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / ".qrtl-write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise QrtlError(f"cannot write to output folder {str(folder)!r}: {exc.strerror}") from None
+    from sim.toolchain import writable_folder
+    folder = writable_folder(args.output if args.output else PARAMS)  # fail before training
     params = TRAINERS[args.name](seed=args.seed)
     path = save(args.name, params, folder)
     print(f"wrote {path} ({path.stat().st_size:,} bytes)", file=sys.stderr)

@@ -119,14 +119,8 @@ def cmd_report(args):
         raise QrtlError(f"-j/--jobs={args.jobs} must be at least 1")
     if args.liberty is not None and not Path(args.liberty).is_file():
         raise QrtlError(f"--liberty {args.liberty!r} does not exist")
-    out = Path(args.output)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".qrtl-write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise QrtlError(f"cannot write to output folder {str(out)!r}: {exc.strerror}") from None
+    from sim.toolchain import writable_folder
+    out = writable_folder(args.output)
     if args.images is not None:
         from golden.nets.data import load_split
         total = len(load_split().y_test)

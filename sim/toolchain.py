@@ -13,7 +13,7 @@ from pathlib import Path
 from hw.errors import QrtlError
 
 __all__ = ["verilator_root", "setup_verilator", "build_root", "file_lock", "pickle_atomic",
-           "tool_versions"]
+           "tool_versions", "writable_folder"]
 
 _HOW = {
     "make": "apt-get install make (Debian/Ubuntu) or your OS's package manager",
@@ -94,3 +94,17 @@ def tool_versions() -> tuple:
         except PackageNotFoundError:
             out.append((pkg, None))
     return tuple(out)
+
+
+def writable_folder(path) -> Path:
+    """Create ``path`` if needed and check that files can be written in it, before any
+    long work starts; a one-line :class:`QrtlError` otherwise."""
+    folder = Path(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".qrtl-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise QrtlError(f"cannot write to output folder {str(folder)!r}: {exc.strerror}") from None
+    return folder
