@@ -260,7 +260,8 @@ def _plots(out: Path, quant: list[dict], networks: list[dict], fp8acc) -> list[P
         ax.grid(axis="y", which="both", alpha=0.3)
     axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
     lib = quant[0]["library"] if quant else ""
-    fig.suptitle(f"Requantization cost, {lib}", fontsize=9)
+    fig.suptitle(f"Requantization cost per operation, {lib} (uniform random stimulus; "
+                 f"with bias, the baselines include their 32-bit adder)", fontsize=8)
     save(fig, "quant_cost")
 
     # 2. accuracy versus energy per inference: one marker per family, one colour per config
