@@ -19,7 +19,7 @@ OCP's non-saturating mode say) or ``"saturate"`` (to +-max finite). Units may ov
 (``fp8_mac``'s ``saturate`` parameter); use :meth:`FPFormat.with_overflow`.
 
 Invalid combinations are rejected when the object is built, with a one-line
-:class:`hw.errors.QrtlError` naming the field, its value and what is allowed.
+:class:`qrtl.golden.errors.QrtlError` naming the field, its value and what is allowed.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import dataclasses
 from dataclasses import dataclass
 from fractions import Fraction
 
-from hw.errors import QrtlError
+from qrtl.golden.errors import QrtlError
 
 __all__ = ["FPFormat", "FORMATS", "get_format", "FP8_FORMATS", "ACC_FORMATS"]
 

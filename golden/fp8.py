@@ -32,7 +32,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from hw.errors import QrtlError
+from qrtl.golden.errors import QrtlError
 
 from .bits import from_bytes, to_bytes
 from .formats import FP8_FORMATS, FPFormat, get_format

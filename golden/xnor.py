@@ -6,7 +6,12 @@ import numpy as np
 
 from .bits import popcount_bytes, to_bytes
 
-__all__ = ["xnor_popcount"]
+__all__ = ["xnor_popcount", "dot_width"]
+
+
+def dot_width(n: int) -> int:
+    """Signed width of ``dot`` for length ``n``: ``dot`` spans ``-n..n``."""
+    return n.bit_length() + 1
 
 
 def xnor_popcount(a, w, n: int, thr=None):

@@ -1,6 +1,7 @@
-"""Amaranth hardware units and the unit registry."""
+"""Amaranth hardware units and the unit registry (imports :mod:`qrtl.golden` only)."""
 
-from .errors import QrtlError
-from .registry import UNITS, Instance, UnitSpec, all_units, get_unit, instance
+from qrtl.golden.errors import QrtlError
 
-__all__ = ["QrtlError", "UNITS", "Instance", "UnitSpec", "all_units", "get_unit", "instance"]
+from .registry import UNITS, Unit, UnitSpec, all_units, configure, get_unit
+
+__all__ = ["QrtlError", "UNITS", "Unit", "UnitSpec", "all_units", "get_unit", "configure"]

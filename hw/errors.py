@@ -1,14 +1,8 @@
-"""The one error type users see: a one-line message naming the bad input."""
+"""Rejecting bad constructor arguments of Amaranth components."""
+
+from qrtl.golden.errors import QrtlError
 
 __all__ = ["QrtlError", "reject"]
-
-
-class QrtlError(ValueError):
-    """Bad user input or a missing tool.
-
-    The message is one line: which parameter (or tool), what value, what is allowed.
-    The CLI prints it as ``qrtl: error: <message>`` and exits with status 2.
-    """
 
 
 def reject(component, message: str):

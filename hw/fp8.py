@@ -25,7 +25,7 @@ from amaranth import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from golden.formats import ACC_FORMATS, FP8_FORMATS, FPFormat, get_format
+from qrtl.golden.formats import ACC_FORMATS, FP8_FORMATS, FPFormat, get_format
 
 from .errors import reject
 

@@ -20,7 +20,7 @@ from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from golden.quant import INT32_MAX, INT32_MIN, ROUNDINGS, VARIANTS, out_range
+from qrtl.golden.quant import INT32_MAX, INT32_MIN, ROUNDINGS, VARIANTS, out_range
 
 from .errors import reject
 

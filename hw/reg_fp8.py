@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from golden.bits import random_codes
-from golden.formats import ACC_FORMATS, FP8_FORMATS, get_format
-from golden.fp8 import decode, encode, fp8_dot_stream, fp8_mac, fp8_mul, join_lanes
+from qrtl.golden.bits import random_codes
+from qrtl.golden.formats import ACC_FORMATS, FP8_FORMATS, get_format
+from qrtl.golden.fp8 import decode, encode, fp8_dot_stream, fp8_mac, fp8_mul, join_lanes
 
-from .errors import QrtlError
+from qrtl.golden.errors import QrtlError
 from .fp8 import MAC_STAGES, Fp8Dot, Fp8Mac, Fp8Mul
-from .params import ChoiceParam, IntParam
+from qrtl.golden.params import ChoiceParam, IntParam
 from .registry import UnitSpec, register
 
 __all__ = ["special_codes", "acc_values", "all_pairs", "mac_exhaustive", "dot_stimulus"]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from golden.bits import random_codes
-from golden.intmac import int_mac
+from qrtl.golden.bits import random_codes
+from qrtl.golden.intmac import int_mac
 
 from .intmac import IntMac
-from .params import IntParam
+from qrtl.golden.params import IntParam
 from .registry import UnitSpec, register
 
 __all__ = ["acc_set"]

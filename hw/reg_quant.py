@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from golden import quant as gq
-from golden.bits import random_codes, wrap
+from qrtl.golden import quant as gq
+from qrtl.golden.bits import random_codes, wrap
 
-from .errors import QrtlError
-from .params import ChoiceParam, IntParam
+from qrtl.golden.errors import QrtlError
+from qrtl.golden.params import ChoiceParam, IntParam
 from .quant import QuantFixedPoint, QuantFloat, QuantShift, shift_port_width
 from .registry import UnitSpec, register, register_stream
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from golden.bits import random_codes, to_bytes
-from golden.xnor import xnor_popcount
+from qrtl.golden.bits import random_codes, to_bytes
+from qrtl.golden.xnor import xnor_popcount
 
-from .params import ChoiceParam, IntParam
+from qrtl.golden.params import ChoiceParam, IntParam
 from .registry import UnitSpec, register
 from .xnor_popcount import XnorPopcount, dot_width
 
@@ -54,7 +54,7 @@ def _xnor_corners(p):
     a = to_bytes(np.concatenate(rows_a), n)
     w = to_bytes(np.concatenate(rows_w), n)
     if n <= 64:
-        from golden.bits import from_bytes
+        from qrtl.golden.bits import from_bytes
         a, w = from_bytes(a, n, False), from_bytes(w, n, False)
     x = {"a": a, "w": w}
     if p["threshold"]:

@@ -6,6 +6,9 @@ cost model and the reports all iterate over :data:`UNITS`. Adding a unit means o
 ``hw/``, one function in ``golden/`` and one :func:`register` call in a ``hw/reg_*.py``
 module imported by ``hw/units.py``.
 
+A lower layer (``qrtl.golden``) never imports this module: the network operand streams it
+defines are registered here (:func:`register_stream`) by ``hw/units.py``.
+
 Port values travel as NumPy arrays, one entry per vector: ``int64`` (signed ports) or
 ``uint64`` (unsigned) for ports up to 64 bits, and ``uint8`` matrices of shape
 ``(vectors, ceil(width / 8))`` holding little-endian bytes for wider ports.
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import operator
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -23,11 +27,11 @@ from typing import Callable, Mapping, Optional, Sequence
 import numpy as np
 from amaranth.hdl import Shape
 
-from .errors import QrtlError
-from .params import Param, resolve
+from qrtl.golden.errors import QrtlError
+from qrtl.golden.params import Param, resolve
 
-__all__ = ["Port", "UnitSpec", "Instance", "UNITS", "STREAMS", "register", "register_stream",
-           "get_unit", "all_units", "instance"]
+__all__ = ["Port", "UnitSpec", "Unit", "UNITS", "STREAMS", "register", "register_stream",
+           "get_unit", "all_units", "configure"]
 
 Arrays = Mapping[str, np.ndarray]
 
@@ -89,7 +93,7 @@ class UnitSpec:
 
     def resolve(self, given: Mapping[str, object] | None = None) -> dict:
         """Resolved parameter dict (defaults filled in, everything validated)."""
-        p = resolve(self.name, self.params, given or {})
+        p = resolve(f"unit {self.name}", self.params, given or {})
         if self.check is not None:
             self.check(p)
         return p
@@ -143,19 +147,41 @@ def _module_name(unit: str, params: Mapping[str, object]) -> str:
 
 
 @dataclass
-class Instance:
-    """One resolved configuration of a unit: parameters, hardware, contract, Verilog."""
+class Unit:
+    """One resolved configuration of a unit: its parameters, hardware contract, Verilog,
+    stimulus and golden model.
+
+    Made by :func:`configure` (``qrtl.unit(name, **params)`` in the public API), which
+    validates the parameters. A ``Unit`` only describes and generates: verification
+    (``qrtl.verify``) and costing (``qrtl.cost``) take one as their argument.
+
+    Attributes
+    ----------
+    spec : UnitSpec
+        The registry entry.
+    params : dict
+        Every declared parameter, defaults filled in.
+    component : amaranth.lib.wiring.Component
+        The hardware of this configuration (for its signature and latency).
+    """
 
     spec: UnitSpec
     params: dict
     component: object = field(repr=False)
 
     @property
+    def name(self) -> str:
+        """The unit's registry name."""
+        return self.spec.name
+
+    @property
     def module(self) -> str:
+        """Name of the generated Verilog module (unique per configuration)."""
         return _module_name(self.spec.name, self.params)
 
     @property
     def latency(self) -> int:
+        """Clock cycles from inputs to outputs (0: combinational)."""
         return int(getattr(self.component, "latency", 0))
 
     @property
@@ -164,6 +190,7 @@ class Instance:
 
     @property
     def ports(self) -> list[Port]:
+        """The Verilog ports in signature order (clock and reset not listed)."""
         out = []
         for pname, member in self.component.signature.members.items():
             shape = Shape.cast(member.shape)
@@ -203,40 +230,51 @@ class Instance:
 
     # model and stimulus, bound to this configuration
     def golden(self, inputs: Arrays) -> dict:
+        """The bit-exact model: input port -> array in, output port -> array out."""
         return self.spec.golden(self.params, inputs)
 
-    def stimulus(self, n: int, rng: np.random.Generator) -> dict:
-        return self.spec.stimulus(self.params, n, rng)
+    def stimulus(self, n: int, seed: int | np.random.Generator = 0) -> dict:
+        """``n`` random input vectors (input port -> array), from ``seed`` (an integer or
+        a NumPy ``Generator``)."""
+        n = operator.index(n)
+        if n < 1:
+            raise QrtlError(f"the number of stimulus vectors must be >= 1 (got {n})")
+        return self.spec.stimulus(self.params, n, np.random.default_rng(seed))
 
     def corners(self) -> dict | None:
+        """Edge vectors every verification includes (None if the unit has none)."""
         return self.spec.corners(self.params) if self.spec.corners else None
 
     def exhaustive(self) -> dict | None:
+        """Every input vector, when the input space is small enough; else None."""
         return self.spec.exhaustive(self.params) if self.spec.exhaustive else None
 
 
-def instance(unit: str | UnitSpec, given: Mapping[str, object] | None = None) -> Instance:
-    """Resolve parameters and build the hardware of one unit configuration."""
+def configure(unit: str | UnitSpec, given: Mapping[str, object] | None = None) -> Unit:
+    """Resolve parameters and build the hardware of one unit configuration.
+
+    Unknown units or parameters and out-of-range values raise :class:`QrtlError`.
+    """
     spec = unit if isinstance(unit, UnitSpec) else get_unit(unit)
     params = spec.resolve(given)
-    return _instance(spec.name, json.dumps(params, sort_keys=True))
+    return _configure(spec.name, json.dumps(params, sort_keys=True))
 
 
 @lru_cache(maxsize=64)
-def _instance(name: str, params_json: str) -> Instance:
+def _configure(name: str, params_json: str) -> Unit:
     spec = UNITS[name]
     params = {p.name: json.loads(params_json)[p.name] for p in spec.params}
     component = spec.build(params)
     # This object only answers contract questions (ports, latency); the Verilog is made
     # from a fresh one, so Amaranth's "created but never used" warning does not apply.
     component._MustUse__silence = True
-    return Instance(spec, params, component)
+    return Unit(spec, params, component)
 
 
 @lru_cache(maxsize=64)
 def _verilog(name: str, params_json: str) -> str:
     from amaranth.back import verilog
-    inst = _instance(name, params_json)
+    inst = _configure(name, params_json)
     # Build a fresh component: Amaranth elaborates a component once per conversion.
     comp = inst.spec.build(inst.params)
     text = verilog.convert(comp, name=inst.module, emit_src=False)

@@ -1,5 +1,5 @@
-"""Every registry entry. Importing this module fills :data:`hw.registry.UNITS` (and the
-networks' operand streams into :data:`hw.registry.STREAMS`).
+"""Every registry entry. Importing this module fills :data:`qrtl.hw.registry.UNITS` (and the
+networks' operand streams into :data:`qrtl.hw.registry.STREAMS`).
 
 One module per family (``hw/reg_*.py``), each with one :func:`hw.registry.register` call
 per unit tying the hardware class (``hw/``) to its golden model (``golden/``) and its
@@ -16,7 +16,10 @@ from . import reg_fp8  # noqa: F401
 __all__: list[str] = []
 
 # The real operand streams of the digits networks, as named stimuli of the units above
-# (golden/nets/streams.py; computed lazily, only when a stream is asked for).
-from golden.nets.streams import register_all as _register_streams  # noqa: E402
+# (qrtl/golden/nets/streams.py; computed lazily, only when a stream is asked for).
+from qrtl.golden.nets.streams import STREAM_TABLE as _STREAMS  # noqa: E402
 
-_register_streams()
+from .registry import register_stream  # noqa: E402
+
+for _unit, _name, _fn, _doc in _STREAMS:
+    register_stream(_unit, _name, _fn, _doc)

@@ -8,14 +8,11 @@ from amaranth import Cat, Const, Module, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from qrtl.golden.xnor import dot_width
+
 from .errors import reject
 
 __all__ = ["XnorPopcount", "dot_width", "compress_columns"]
-
-
-def dot_width(n: int) -> int:
-    """Signed width of ``dot`` for length ``n``: ``dot`` spans ``-n..n``."""
-    return n.bit_length() + 1
 
 
 def compress_columns(m: Module, bits, on_level=None):

@@ -1,80 +1,147 @@
-"""``qrtl cost``: area, delay and energy per operation of registered units.
+"""Area, delay and energy per operation of registered units (``qrtl cost``, ``qrtl.cost``).
 
 For one unit configuration (:func:`cost_unit`):
 
-1. synthesise its Verilog with Yosys + ABC onto a Liberty library (:mod:`reports.synth`;
+1. synthesise its Verilog with Yosys + ABC onto a Liberty library (:mod:`qrtl.reports.synth`;
    default: the SKY130 HD subset shipped in ``reports/data/qrtl_default.lib``);
 2. read area (``stat -liberty``), cell counts, transistors (``stat -tech cmos`` on a
    generic NAND/NOR mapping), logic depth and critical-path delay (NLDM static timing);
 3. simulate the gate-level netlist zero-delay on a stimulus stream and turn the toggle
-   counts into energy per operation (:mod:`reports.energy`; glitches are not counted,
+   counts into energy per operation (:mod:`qrtl.reports.energy`; glitches are not counted,
    which underestimates the dynamic energy of deep arithmetic);
-4. add the analytical Horowitz estimate (:mod:`reports.horowitz`) as a reference column.
+4. add the analytical Horowitz estimate (:mod:`qrtl.reports.horowitz`) as a reference column.
 
-Results are cached as JSON under ``build/cost/cache/``, keyed on the Verilog, the library
-file's hash, the stimulus data, the clock and the code version of the flow.
+Results are cached (``build/cache/cost/``, :class:`qrtl.golden.cache.Cache`), keyed on the
+Verilog, the library's contents, the stimulus data, the clock, the code version of the flow
+and the tool versions. :func:`cost_unit` returns a :class:`CostResult`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import json
-import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
+from dataclasses import dataclass, fields
 from typing import Optional
 
 import numpy as np
 
-from hw.errors import QrtlError
-from hw.registry import STREAMS, Instance, all_units, instance
+from qrtl.golden.cache import Cache
+from qrtl.golden.errors import QrtlError
+from qrtl.golden.params import check_float, check_int
+from qrtl.hw.registry import STREAMS, Unit, all_units, configure
 
 from .energy import energy_from_activity, simulate_activity
 from .horowitz import horowitz
 from .liberty import Library, load_library, sky130_path
 from .synth import FLOW_VERSION, INPUT_SLEW_NS, logic_depth, static_timing, synthesize
 
-__all__ = ["cost_unit", "cost_all", "compare_quant", "register_cli", "stimuli",
-           "DEFAULT_VECTORS", "DEFAULT_CLOCK_NS", "JSON_KEYS"]
+__all__ = ["CostResult", "cost_unit", "cost_verilog", "cost_all", "compare_quant", "stimuli",
+           "DEFAULT_VECTORS", "DEFAULT_CLOCK_NS", "MAX_VECTORS", "MAX_CLOCK_NS", "JSON_KEYS"]
 
 #: Vectors simulated per measurement (the first ``latency + 1`` warm the pipeline up).
 DEFAULT_VECTORS = 4096
 #: Clock period (ns) used for the leakage term: one operation per clock cycle.
 DEFAULT_CLOCK_NS = 10.0
-COST_VERSION = "qrtl-cost-2"
+#: Bounds of a measurement: the gate-level simulation keeps every net's waveform in memory
+#: (about 1 kB per vector for the largest units), and a clock beyond a millisecond makes the
+#: leakage term meaningless.
+MAX_VECTORS = 1_000_000
+MAX_CLOCK_NS = 1e6
+COST_VERSION = "qrtl-cost-3"
+COST_CACHE = Cache("cost", COST_VERSION)
 
 #: Keys every result has (the public JSON contract of ``qrtl cost --json``).
 JSON_KEYS = ("unit", "params", "library", "area_um2", "cells", "transistors", "depth",
              "delay_ps", "energy_pj_per_op", "energy_breakdown_pj", "clock_ns", "stimulus")
 
+#: Fields of a measurement (:func:`cost_verilog`); a cached entry without them is rebuilt.
+MEASURED = ("module", "library", "area_um2", "cells", "cell_count", "transistors", "depth",
+            "delay_ps", "critical_endpoint", "energy_pj_per_op", "energy_breakdown_pj",
+            "clock_ns", "stimulus", "vectors", "ops", "toggles_per_op", "input_slew_ns",
+            "netlist", "seconds")
 
-def _load_streams() -> None:
-    """Import the modules that register named stimulus streams (if present)."""
-    all_units()
-    with contextlib.suppress(ImportError):
-        import golden.nets  # noqa: F401  (networks register their operand streams)
-    for name in ("golden.nets.streams", "golden.streams"):
-        with contextlib.suppress(ImportError):
-            __import__(name)
+
+@dataclass
+class CostResult:
+    """Area, delay and energy per operation of one unit configuration.
+
+    Attributes
+    ----------
+    unit, params, latency, module
+        The configuration and its Verilog module.
+    library : dict
+        The Liberty library: ``name``, ``corner``, ``voltage``, ``path``, ``sha256``.
+    area_um2 : float
+        Cell area after synthesis (Yosys ``stat -liberty``), um^2.
+    cells : dict
+        Cell count per cell type; ``cell_count`` is their sum.
+    transistors : int or None
+        Yosys ``stat -tech cmos`` on a generic gate mapping.
+    depth : int
+        Logic levels on the longest path.
+    delay_ps : float
+        Critical-path delay (static timing on the library's NLDM tables), ps;
+        ``critical_endpoint`` names where it ends.
+    energy_pj_per_op : float
+        Energy per operation, pJ: internal + switching + leakage (``energy_breakdown_pj``),
+        from the switching activity measured on ``stimulus``.
+    clock_ns : float
+        Clock period of the leakage term (one operation per cycle).
+    stimulus, vectors, ops, seed
+        The stimulus, the vectors simulated, the operations measured, the seed.
+    toggles_per_op, input_slew_ns, netlist, seconds, cached
+        Activity, the input slew assumed, the gate netlist, the measurement's run time, and
+        whether the figures came from the cache.
+    horowitz : dict or None
+        The analytical 45 nm estimate (Horowitz, ISSCC 2014), for reference only.
+    """
+
+    unit: str
+    params: dict
+    latency: int
+    module: str
+    library: dict
+    area_um2: float
+    cells: dict
+    cell_count: int
+    transistors: Optional[int]
+    depth: int
+    delay_ps: float
+    critical_endpoint: str
+    energy_pj_per_op: float
+    energy_breakdown_pj: dict
+    clock_ns: float
+    stimulus: str
+    vectors: int
+    ops: int
+    toggles_per_op: float
+    input_slew_ns: float
+    netlist: str
+    seconds: float
+    cached: bool
+    seed: int
+    horowitz: Optional[dict]
+
+    def as_dict(self) -> dict:
+        """Every field, in order (what ``qrtl cost --json`` prints)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 def stimuli(unit: str) -> list[str]:
     """Names of the stimuli unit ``unit`` accepts: ``random`` plus its registered streams."""
-    _load_streams()
+    all_units()  # fills the registry (units and their streams)
     return ["random"] + sorted(STREAMS.get(unit, {}))
 
 
-def _stimulus(inst: Instance, name: str, vectors: int, seed: int) -> dict:
+def _stimulus(inst: Unit, name: str, vectors: int, seed: int) -> dict:
     if name == "random":
         return inst.stimulus(vectors, np.random.default_rng(seed))
-    _load_streams()
-    streams = STREAMS.get(inst.spec.name, {})
+    streams = STREAMS.get(inst.name, {})
     if name not in streams:
-        raise QrtlError(f"unknown stimulus {name!r} for unit {inst.spec.name} "
-                        f"(stimuli: {', '.join(stimuli(inst.spec.name))})")
+        raise QrtlError(f"unknown stimulus {name!r} for unit {inst.name} "
+                        f"(stimuli: {', '.join(stimuli(inst.name))})")
     x = streams[name][0](inst.params, vectors)
     return {k: np.asarray(v)[:vectors] for k, v in x.items()}
 
@@ -88,40 +155,38 @@ def _hash_arrays(x: dict) -> str:
     return h.hexdigest()
 
 
+def _complete(d) -> bool:
+    """A cached measurement is trusted only with every field, of the right kinds."""
+    return (isinstance(d, dict) and all(k in d for k in MEASURED)
+            and all(isinstance(d[k], dict) for k in ("library", "cells", "energy_breakdown_pj"))
+            and all(isinstance(d[k], (int, float)) for k in ("area_um2", "energy_pj_per_op",
+                                                             "delay_ps")))
+
 
 def cost_verilog(verilog: str, module: str, inputs: dict, *, latency: int = 0,
                  stream: bool = False, liberty=None, clock_ns: float = DEFAULT_CLOCK_NS,
                  stimulus: str = "random", use_cache: bool = True) -> dict:
     """Cost of any Verilog module (ports as the registry defines them) on a stimulus.
 
-    Returns the synthesis and energy figures (no unit/params/Horowitz fields).
+    Returns the measured figures (:data:`MEASURED`, plus ``cached``) as a dict.
     ``inputs``: port name -> array of vectors; ``latency``: pipeline warm-up vectors
     (ignored for ``stream`` units, whose state is part of the measurement).
     """
-    from sim.toolchain import build_root, file_lock, tool_versions
     lib = liberty if isinstance(liberty, Library) else load_library(liberty)
-    key = hashlib.sha256(json.dumps([verilog, module, lib.sha256, _hash_arrays(inputs), latency,
-                                     stream, clock_ns, stimulus, COST_VERSION, FLOW_VERSION,
-                                     INPUT_SLEW_NS, tool_versions()]).encode()).hexdigest()[:32]
-    cache = build_root() / "cost" / "cache" / f"{key}.json"
-    if use_cache and cache.exists():
-        out = json.loads(cache.read_text())
-        out["cached"] = True
-        return out
-    with file_lock(build_root() / "cost" / "locks" / f"{key}.lock"):
-        if use_cache and cache.exists():
-            out = json.loads(cache.read_text())
-            out["cached"] = True
-            return out
+    key = COST_CACHE.key(verilog, module, lib.sha256, _hash_arrays(inputs), latency, stream,
+                         clock_ns, stimulus, FLOW_VERSION, INPUT_SLEW_NS)
+    computed = []
+
+    def measure() -> dict:
+        computed.append(True)
         t0 = time.perf_counter()
         syn = synthesize(verilog, module, lib)
         nl = syn.netlist()
         sta = static_timing(nl)
-        warm = 0 if stream else latency
-        act = simulate_activity(nl, inputs, warmup=warm)
+        act = simulate_activity(nl, inputs, warmup=0 if stream else latency)
         e = energy_from_activity(nl, act, clock_ns)
         toggles = sum(act.rises.values()) + sum(act.falls.values())
-        out = {
+        return {
             "module": module,
             "library": lib.label,
             "area_um2": round(syn.area_um2, 4),
@@ -142,58 +207,47 @@ def cost_verilog(verilog: str, module: str, inputs: dict, *, latency: int = 0,
             "netlist": str(syn.netlist_v),
             "seconds": round(time.perf_counter() - t0, 3),
         }
-        if use_cache:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(out))
-            tmp.replace(cache)
-        out["cached"] = False
-        return out
+
+    out = COST_CACHE.value(key, measure, fmt="json", check=_complete) if use_cache else measure()
+    return {**out, "cached": not computed}
 
 
 def cost_unit(unit, params: Optional[dict] = None, *, liberty=None, stimulus: str = "random",
               vectors: int = DEFAULT_VECTORS, clock_ns: float = DEFAULT_CLOCK_NS, seed: int = 0,
-              use_cache: bool = True) -> dict:
+              use_cache: bool = True) -> CostResult:
     """Area, delay and energy per operation of one unit configuration.
 
-    ``unit``: name, :class:`UnitSpec` or :class:`Instance`; ``params``: overrides of the
+    ``unit``: name, :class:`UnitSpec` or :class:`Unit`; ``params``: overrides of the
     defaults; ``liberty``: Liberty path (plain or gzip) or :class:`Library` (default: the
     shipped library); ``stimulus``: ``random`` (the unit's uniform stimulus, seeded by
-    ``seed``) or a stream registered with :func:`hw.registry.register_stream`.
-
-    Returns a dict with (at least) :data:`JSON_KEYS`: ``area_um2`` (um^2), ``cells``
-    (count per cell type), ``transistors`` (generic CMOS mapping), ``depth`` (logic
-    levels), ``delay_ps`` (critical path), ``energy_pj_per_op`` (= internal + switching +
-    leakage, pJ per vector), ``energy_breakdown_pj``, ``clock_ns``, ``stimulus``; plus
-    ``horowitz`` (analytical reference column, or None).
+    ``seed``) or a stream registered with :func:`qrtl.hw.registry.register_stream`;
+    ``vectors``: vectors simulated; ``clock_ns``: the clock period of the leakage term.
     """
-    if vectors < 2:
-        raise QrtlError(f"--vectors={vectors} must be at least 2")
-    if not clock_ns > 0:
-        raise QrtlError(f"--clock-ns={clock_ns} must be positive")
-    clock_ns = float(clock_ns)
-    inst = unit if isinstance(unit, Instance) else instance(unit, params or {})
+    vectors = check_int("vectors", vectors, 2, MAX_VECTORS)
+    seed = check_int("seed", seed, 0, 2**63 - 1)
+    clock_ns = check_float("clock_ns", clock_ns, 0.0, MAX_CLOCK_NS)
+    inst = unit if isinstance(unit, Unit) else configure(unit, params or {})
     warm = 0 if inst.spec.stream else inst.latency
     if vectors < warm + 2:
-        raise QrtlError(f"--vectors={vectors} too few for latency {inst.latency} (need {warm + 2})")
+        raise QrtlError(f"vectors={vectors} is too few for latency {inst.latency} (need {warm + 2})")
     x = _stimulus(inst, stimulus, vectors, seed)
     out = cost_verilog(inst.verilog(), inst.module, x, latency=inst.latency,
                        stream=inst.spec.stream, liberty=liberty, clock_ns=clock_ns,
                        stimulus=stimulus, use_cache=use_cache)
-    res = {"unit": inst.spec.name, "params": dict(inst.params), "latency": inst.latency}
-    res.update(out)
-    res["seed"] = seed
-    res["horowitz"] = horowitz(inst.spec.name, inst.params)
-    return {k: res[k] for k in ("unit", "params") + tuple(k for k in res if k not in ("unit", "params"))}
+    return CostResult(unit=inst.name, params=dict(inst.params), latency=inst.latency,
+                      **{k: out[k] for k in MEASURED}, cached=out["cached"], seed=seed,
+                      horowitz=horowitz(inst.name, inst.params))
 
 
-def _cost_job(args):
+def _cost_job(args) -> dict:
+    """One configuration of a batch, as a dict (``{"error": ...}`` for an optional job
+    whose named stream does not fit the configuration)."""
     name, params, liberty, stimulus, vectors, clock_ns = args[:6]
     try:
         return cost_unit(name, params, liberty=liberty, stimulus=stimulus, vectors=vectors,
-                         clock_ns=clock_ns)
+                         clock_ns=clock_ns).as_dict()
     except QrtlError as exc:
-        if len(args) > 6 and args[6]:  # optional job: a stream that does not fit this config
+        if len(args) > 6 and args[6]:
             return {"error": str(exc)}
         raise
 
@@ -212,7 +266,8 @@ def _run_jobs(jobs_list: list, jobs: int, desc: str, progress: bool = True) -> l
 def cost_all(jobs: int = 2, liberty=None, *, stimulus: str = "random",
              vectors: int = DEFAULT_VECTORS, clock_ns: float = DEFAULT_CLOCK_NS,
              progress: bool = True) -> list[dict]:
-    """:func:`cost_unit` of the default configuration of every registered unit."""
+    """:func:`cost_unit` of the default configuration of every registered unit, as dicts
+    (units a named stimulus does not fit are skipped, with a notice)."""
     lib = str(liberty) if liberty is not None else None
     if lib is not None:
         load_library(lib)  # parse once (cached) before the workers start
@@ -266,7 +321,7 @@ def _bias_cost(liberty, vectors, clock_ns, stimulus="random", seed=0):
         x = {"acc": rng.integers(-2**31, 2**31, vectors, dtype=np.int64),
              "bias": rng.integers(-2**31, 2**31, vectors, dtype=np.int64)}
     else:
-        p = instance("quant_shift", {"bias": 1, "in_width": 32}).params
+        p = configure("quant_shift", {"bias": 1, "in_width": 32}).params
         s = STREAMS["quant_shift"][stimulus][0](p, vectors)
         x = {"acc": s["acc"], "bias": s["bias"]}
     return cost_verilog(text, name, x, liberty=liberty, clock_ns=clock_ns, stimulus=stimulus)
@@ -300,10 +355,9 @@ def compare_quant(liberties: Optional[list] = None, *, jobs: int = 2,
     network's accumulators).
     """
     from .horowitz import add as horowitz_add
-    _load_streams()
     missing = [u for u in QUANT_UNITS if u not in {s.name for s in all_units()}]
     if missing:
-        raise QrtlError(f"--compare quant needs units {', '.join(missing)} (not registered)")
+        raise QrtlError(f"the requantizer comparison needs units {', '.join(missing)} (not registered)")
     if liberties is None:
         liberties = [None] + ([str(sky130_path())] if sky130_path() else [])
     streams = set.intersection(*(set(STREAMS.get(u, {})) for u in QUANT_UNITS))
@@ -349,116 +403,3 @@ def compare_quant(liberties: Optional[list] = None, *, jobs: int = 2,
             row[f"energy_ratio_vs_{base}"] = round(b["energy_pj_per_op"] / row["energy_pj_per_op"], 3) \
                 if row["energy_pj_per_op"] > 0 else None
     return rows
-
-
-# --- CLI -----------------------------------------------------------------------------
-
-def _fmt_row(r: dict) -> str:
-    b = r["energy_breakdown_pj"]
-    hz = r.get("horowitz") or {}
-    params = ",".join(f"{k}={v}" for k, v in r["params"].items())
-    return (f"{r['unit']:<17} {r['area_um2']:>10.1f} {r.get('cell_count', 0):>6} "
-            f"{r['transistors'] if r['transistors'] is not None else '-':>7} {r['depth']:>5} "
-            f"{r['delay_ps']:>8.0f} {r['energy_pj_per_op']:>9.4f} {b['internal']:>9.4f} "
-            f"{b['switching']:>9.4f} {b['leakage']:>9.2e} "
-            f"{hz.get('pj', float('nan')) if hz else float('nan'):>8.3f}  {params}")
-
-
-_HEADER = (f"{'unit':<17} {'area um2':>10} {'cells':>6} {'transis':>7} {'depth':>5} {'delay ps':>8} "
-           f"{'E pJ/op':>9} {'internal':>9} {'switch':>9} {'leakage':>9} {'Horowitz':>8}  params")
-
-
-def _print_table(rows: list, out=sys.stdout) -> None:
-    r0 = rows[0]
-    lib = r0["library"]
-    print(f"library {lib['name']} ({lib['corner']}, {lib['voltage']} V); stimulus {r0['stimulus']}, "
-          f"{r0['vectors']} vectors; clock {r0['clock_ns']} ns; input slew {r0['input_slew_ns']} ns; "
-          f"zero-delay toggles (glitches not counted); Horowitz = 45 nm analytical reference", file=out)
-    print(_HEADER, file=out)
-    for r in rows:
-        print(_fmt_row(r), file=out)
-
-
-def _print_compare(rows: list, out=sys.stdout) -> None:
-    key = None
-    for r in rows:
-        k = (r["library"], r["stimulus"])
-        if k != key:
-            key = k
-            print(f"\n{r['library']} ({r['corner']}), stimulus {r['stimulus']}: 32-bit accumulator -> "
-                  f"out_width bits; ratios = baseline / unit", file=out)
-            print(f"{'out':>3} {'bias':>4} {'config':<24} {'area um2':>9} {'delay ps':>8} {'E pJ/op':>9} "
-                  f"{'A/fixedp':>8} {'E/fixedp':>8} {'A/float':>8} {'E/float':>8} {'Horowitz':>8}", file=out)
-        print(f"{r['out_width']:>3} {r['bias']:>4} {r['config'] + (' +adder' if r['bias_adder'] else ''):<24} "
-              f"{r['area_um2']:>9.1f} {r['delay_ps']:>8.0f} {r['energy_pj_per_op']:>9.4f} "
-              f"{r['area_ratio_vs_quant_fixedpoint']:>8.2f} {r['energy_ratio_vs_quant_fixedpoint'] or 0:>8.2f} "
-              f"{r['area_ratio_vs_quant_float']:>8.2f} {r['energy_ratio_vs_quant_float'] or 0:>8.2f} "
-              f"{r['horowitz_pj'] if r['horowitz_pj'] is not None else float('nan'):>8.3f}", file=out)
-
-
-def cmd_cost(args) -> int:
-    from sim.cli import unit_params
-    if args.jobs < 1:
-        raise QrtlError(f"-j/--jobs={args.jobs} must be at least 1")
-    if args.liberty is not None and not Path(args.liberty).is_file():
-        raise QrtlError(f"--liberty {args.liberty!r}: no such file")
-    t0 = time.perf_counter()
-    if args.compare is not None:
-        if args.unit or args.all:
-            raise QrtlError("--compare takes no UNIT and no --all")
-        libs = [args.liberty] if args.liberty else None
-        rows = compare_quant(libs, jobs=args.jobs, vectors=args.vectors, clock_ns=args.clock_ns)
-        if args.json:
-            for r in rows:
-                print(json.dumps(r))
-        else:
-            _print_compare(rows)
-    elif args.all:
-        if args.unit or args.param:
-            raise QrtlError("--all takes no UNIT and no -p (it costs every unit's defaults)")
-        rows = cost_all(args.jobs, args.liberty, stimulus=args.stimulus, vectors=args.vectors,
-                        clock_ns=args.clock_ns)
-        if args.json:
-            for r in rows:
-                print(json.dumps(r))
-        else:
-            _print_table(rows)
-    else:
-        if not args.unit:
-            raise QrtlError("give a UNIT, --all or --compare quant")
-        r = cost_unit(args.unit, unit_params(args), liberty=args.liberty, stimulus=args.stimulus,
-                      vectors=args.vectors, clock_ns=args.clock_ns, seed=args.seed)
-        if args.json:
-            print(json.dumps(r))
-        else:
-            _print_table([r])
-            print("cells: " + ", ".join(f"{k}={v}" for k, v in r["cells"].items()))
-            if r.get("horowitz"):
-                print("Horowitz composition: " + "; ".join(f"{c:g} x {op} ({e} pJ)" for op, c, e in
-                                                          r["horowitz"]["composition"]))
-            print(f"netlist: {r['netlist']}")
-    print(f"qrtl cost: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-    return 0
-
-
-def register_cli(sub) -> None:
-    """Add ``qrtl cost`` to the CLI (see :data:`sim.cli.EXTENSIONS`)."""
-    p = sub.add_parser("cost", help="area, delay and energy per operation (Yosys + ABC + activity)")
-    p.add_argument("unit", nargs="?", help="unit name (see qrtl list)")
-    p.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
-                   help="set a unit parameter (repeatable)")
-    p.add_argument("--liberty", metavar="FILE",
-                   help="Liberty library, plain or .gz (default: the shipped SKY130 HD subset)")
-    p.add_argument("--stimulus", default="random",
-                   help="random (uniform codes) or a named stream registered for the unit")
-    p.add_argument("--vectors", type=int, default=DEFAULT_VECTORS, help="vectors simulated")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random stimulus")
-    p.add_argument("--clock-ns", type=float, default=DEFAULT_CLOCK_NS,
-                   help="clock period for the leakage term (one op per cycle)")
-    p.add_argument("--json", action="store_true", help="one JSON object per unit (per line)")
-    p.add_argument("--all", action="store_true", help="every registered unit, default parameters")
-    p.add_argument("-j", "--jobs", type=int, default=min(2, os.cpu_count() or 1),
-                   help="parallel jobs for --all / --compare")
-    p.add_argument("--compare", choices=["quant"],
-                   help="the headline comparison of the quantization operations")
-    p.set_defaults(func=cmd_cost)

@@ -58,7 +58,7 @@ from typing import Optional
 
 import numpy as np
 
-from hw.errors import QrtlError
+from qrtl.golden.errors import QrtlError
 
 from .liberty import Library, function_to_python, function_to_verilog
 from .synth import CLOCK_PORT, INPUT_SLEW_NS, RESET_PORT, Netlist
@@ -378,7 +378,7 @@ def verilator_toggles(nl: Netlist, netlist_v: Path, netlist_json: Path, inputs: 
     """Toggle count per net (same window as :func:`simulate_activity`), by simulating
     ``netlist_v`` with cell models from :func:`cell_models_verilog` on Verilator and
     reading its VCD. Slow; a reference for tests, not the product path."""
-    from sim.toolchain import setup_verilator
+    from qrtl.sim.toolchain import setup_verilator
     root = setup_verilator()
     waves, T = port_waveforms(nl, inputs)
     workdir.mkdir(parents=True, exist_ok=True)

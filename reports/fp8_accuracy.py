@@ -33,15 +33,16 @@ Error metric: ``rel_err_rms = sqrt(mean_t (r_t - s_t)^2 / mean_t s_t^2)`` over t
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from golden.fp8 import decode, encode, fp8_dot_prefix
-from hw.errors import QrtlError
+from qrtl.golden.errors import QrtlError
+from qrtl.golden.fp8 import RBITS_MAX, decode, encode, fp8_dot_prefix
+from qrtl.golden.params import check_int
 
-__all__ = ["METHODS", "DATASETS", "fp8_accuracy", "operands", "register_cli"]
+__all__ = ["METHODS", "DATASETS", "DEFAULT_LENGTHS", "MAX_LENGTH", "fp8_accuracy", "operands",
+           "pivot"]
 
 #: name -> keyword arguments of :func:`golden.fp8.fp8_dot_prefix` (chunk=None: no chunking)
 METHODS: dict[str, dict] = {
@@ -54,14 +55,18 @@ METHODS: dict[str, dict] = {
 }
 DATASETS = ("normal", "normal_mean1", "digits_mlp")
 DEFAULT_LENGTHS = (64, 256, 1024, 4096, 16384)
+#: Longest dot product (the operands of every trial are held in memory at once).
+MAX_LENGTH = 1 << 20
+MAX_TRIALS = 10_000
+MAX_OPERANDS = 1 << 26
 
 
 def _digits_mlp(fmt: str, trials: int, n: int):
     """``(a, b)`` codes (trials, n): hidden-layer activation x weight products of the trained
     MLP on the first test images, layer 1 then layer 2, neuron by neuron."""
     try:
-        from golden.nets.data import load_split
-        from golden.nets.mlp import float_forward, load_float
+        from qrtl.golden.nets.data import load_split
+        from qrtl.golden.nets.mlp import float_forward, load_float
     except ImportError as exc:  # the networks are another issue's; say what is missing
         raise QrtlError(f"dataset digits_mlp needs the trained networks ({exc})") from None
     split = load_split()
@@ -103,17 +108,21 @@ def fp8_accuracy(lengths=DEFAULT_LENGTHS, *, fmts=("e4m3", "e5m2"),
     rel_err_median, nonfinite`` (``nonfinite``: results that overflowed to Inf/NaN, left out
     of the error columns). ``progress(step_name)`` is called once per (fmt, method).
     """
-    lengths = sorted({int(L) for L in lengths})
-    if not lengths or lengths[0] < 1:
-        raise QrtlError(f"lengths={lengths} must be positive integers")
-    if trials < 1:
-        raise QrtlError(f"trials={trials} must be at least 1")
-    for m in methods:
-        if m not in METHODS:
-            raise QrtlError(f"unknown method {m!r} (allowed: {', '.join(METHODS)})")
-    for f in fmts:
-        if f not in ("e4m3", "e5m2"):
-            raise QrtlError(f"fmt={f!r} is not an FP8 format (allowed: e4m3, e5m2)")
+    lengths = sorted({check_int("dot-product length", L, 1, MAX_LENGTH) for L in lengths})
+    trials = check_int("trials", trials, 1, MAX_TRIALS)
+    rbits = check_int("rbits", rbits, 1, RBITS_MAX)
+    seed = check_int("seed", seed, 0, 2**63 - 1)
+    for what, given, allowed in (("length", lengths, None), ("fmt", fmts, ("e4m3", "e5m2")),
+                                 ("data set", data, DATASETS), ("method", methods, METHODS)):
+        if not given:
+            raise QrtlError(f"no {what} given" + (f" (allowed: {', '.join(allowed)})" if allowed else ""))
+        for x in given if allowed else ():
+            if x not in allowed:
+                raise QrtlError(f"unknown {what} {x!r} (allowed: {', '.join(allowed)})")
+    operands_held = trials * lengths[-1] * len(data)
+    if operands_held > MAX_OPERANDS:
+        raise QrtlError(f"trials x longest length x data sets = {operands_held:,} operands is too "
+                        f"many (at most {MAX_OPERANDS:,})")
     n = lengths[-1]
     rows = []
     for fi, fmt in enumerate(fmts):
@@ -156,57 +165,3 @@ def pivot(df: pd.DataFrame, value: str = "rel_err_rms") -> pd.DataFrame:
     order = {m: i for i, m in enumerate(METHODS)}
     t = df.pivot_table(index=["fmt", "data", "method"], columns="length", values=value, sort=False)
     return t.sort_index(key=lambda idx: idx.map(order) if idx.name == "method" else idx)
-
-
-def _ints(text: str, what: str) -> list[int]:
-    try:
-        return [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise QrtlError(f"{what}={text!r} is not a comma-separated list of integers") from None
-
-
-def _names(text: str) -> list[str]:
-    return [x.strip() for x in text.split(",") if x.strip()]
-
-
-def cmd_fp8_accuracy(args) -> int:
-    from tqdm import tqdm
-    lengths = _ints(args.lengths, "--lengths")
-    fmts, data = _names(args.fmt), _names(args.data)
-    for d in data:
-        if d not in DATASETS:
-            raise QrtlError(f"--data {d!r} is unknown (allowed: {', '.join(DATASETS)})")
-    out = Path(args.output)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.touch()
-    except OSError as exc:
-        raise QrtlError(f"cannot write output file {str(out)!r}: {exc.strerror}") from None
-    bar = tqdm(total=len(fmts) * len(METHODS), desc="fp8-accuracy", unit="run",
-               disable=args.no_progress)
-    df = fp8_accuracy(lengths, fmts=fmts, data=data, trials=args.trials, rbits=args.rbits,
-                      seed=args.seed, progress=lambda s: (bar.set_postfix_str(s), bar.update()))
-    bar.close()
-    df.to_csv(out, index=False)
-    with pd.option_context("display.width", 200, "display.max_rows", 500,
-                           "display.float_format", "{:.2e}".format):
-        print(f"relative error (RMS over {args.trials} trials) of FP8 dot products, by length:")
-        print(pivot(df).to_string())
-    print(f"wrote {out}")
-    return 0
-
-
-def register_cli(sub):
-    """``qrtl fp8-accuracy [--lengths ...] [--trials N] [--fmt ...] [--data ...] [-o CSV]``."""
-    p = sub.add_parser("fp8-accuracy", help="accumulation error of FP8 dot products "
-                                            "(fp16 chunked / stochastic vs fp32)")
-    p.add_argument("--lengths", default=",".join(map(str, DEFAULT_LENGTHS)),
-                   help="comma-separated dot-product lengths")
-    p.add_argument("--trials", type=int, default=32, help="dot products per length")
-    p.add_argument("--fmt", default="e4m3,e5m2", help="FP8 formats, comma-separated")
-    p.add_argument("--data", default=",".join(DATASETS), help="data sets: " + ", ".join(DATASETS))
-    p.add_argument("--rbits", type=int, default=16, help="random bits of stochastic rounding")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("-o", "--output", default="build/reports/fp8_accuracy.csv", help="CSV file")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_fp8_accuracy)

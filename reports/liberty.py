@@ -16,7 +16,7 @@ Cells a real synthesis flow would not use are marked ``dont_use`` (see
 :data:`DONT_USE_PATTERNS` and :func:`excluded_reason`); :meth:`Library.write_filtered`
 writes the library without them, which is the file handed to Yosys and ABC.
 
-Parsed libraries are cached (pickle) under ``build/cost/lib/`` keyed on the file's SHA-256.
+Parsed libraries are cached (``build/cache/liberty/``) keyed on the file's SHA-256.
 """
 
 from __future__ import annotations
@@ -25,15 +25,16 @@ import fnmatch
 import gzip
 import hashlib
 import os
-import pickle
 import re
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
-from hw.errors import QrtlError
+from qrtl.golden.cache import Cache
+from qrtl.golden.errors import QrtlError
 
 __all__ = ["Table", "PowerArc", "TimingArc", "Pin", "FlipFlop", "Cell", "Library",
            "load_library", "parse_liberty", "DONT_USE_PATTERNS", "excluded_reason",
@@ -599,42 +600,41 @@ def load_library(path=None) -> Library:
     return lib
 
 
+LIBERTY_CACHE = Cache("liberty", _PARSER_VERSION)
+
+
 def _load(path: Path) -> Library:
     data = path.read_bytes()
     sha = hashlib.sha256(data).hexdigest()
-    from sim.toolchain import build_root, pickle_atomic
-    cache = build_root() / "cost" / "lib" / f"{sha[:24]}-{_PARSER_VERSION}.pkl"
-    if cache.exists():
+
+    def parse() -> Library:
+        text = _read_text(path)
         try:
-            with open(cache, "rb") as fh:
-                lib = pickle.load(fh)
-            lib.path = str(path.resolve())
-            return lib
-        except Exception:  # a stale or truncated cache entry: parse again
-            pass
-    text = _read_text(path)
-    try:
-        lib = _build_library(text, str(path.resolve()), sha)
-    except (KeyError, ValueError, IndexError) as exc:  # a malformed or unsupported file
-        raise QrtlError(f"Liberty file {str(path)!r} could not be read: "
-                        f"{type(exc).__name__}: {exc}") from None
-    if not lib.usable():
-        raise QrtlError(f"Liberty file {str(path)!r} has no usable cells")
-    pickle_atomic(lib, cache)
+            lib = _build_library(text, str(path.resolve()), sha)
+        except (KeyError, ValueError, IndexError) as exc:  # a malformed or unsupported file
+            raise QrtlError(f"Liberty file {str(path)!r} could not be read: "
+                            f"{type(exc).__name__}: {exc}") from None
+        if not lib.usable():
+            raise QrtlError(f"Liberty file {str(path)!r} has no usable cells")
+        return lib
+
+    lib = LIBERTY_CACHE.value(sha, parse, check=lambda v: isinstance(v, Library) and v.sha256 == sha)
+    lib.path = str(path.resolve())
     return lib
 
 
 def default_library_path() -> Path:
-    """The library shipped with qrtl (a SKY130 HD subset, see its header)."""
-    return Path(__file__).resolve().parent / "data" / "qrtl_default.lib"
+    """The library shipped with qrtl (a SKY130 HD subset, see its header; package data)."""
+    return Path(str(files("qrtl.reports") / "data" / "qrtl_default.lib"))
 
 
 def sky130_path() -> Optional[Path]:
-    """The full SkyWater 130 HD library if present (``$QRTL_SKY130`` or ``../shared``)."""
+    """The full SkyWater 130 HD library if present: ``$QRTL_SKY130``, or
+    ``../shared/liberty/sky130hd_tt.lib.gz`` beside the source checkout or the working folder."""
     env = os.environ.get("QRTL_SKY130")
     cands = [Path(env)] if env else []
-    root = Path(__file__).resolve().parent.parent
-    cands += [root.parent / "shared" / "liberty" / "sky130hd_tt.lib.gz"]
+    rel = Path("shared") / "liberty" / "sky130hd_tt.lib.gz"
+    cands += [Path(__file__).resolve().parents[2] / rel, Path.cwd().parent / rel]
     for c in cands:
         if c.is_file():
             return c

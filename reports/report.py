@@ -3,18 +3,23 @@ tables, plots and ``report.md``.
 
 Every number in ``report.md`` is a string of one of the CSV files written next to it
 (:class:`reports.tables.Table` formats each number once), so a reviewer can trace any figure
-to its table and rerun the command that made it. Slow steps are cached under
-``build/cache/`` keyed on the project's source code, the library and the step's arguments,
-so a rerun with nothing changed only rewrites the files.
+to its table and rerun the command that made it. Slow steps are cached
+(``build/cache/report/``, :class:`qrtl.golden.cache.Cache`) keyed on qrtl's own code, the
+library and the step's arguments, so a rerun with nothing changed only rewrites the files.
+
+The two steps that run the RTL (verification, network replay) are done by the ``sim``
+layer beside this one; :func:`run_report` receives them as arguments (``verify``,
+``replay``), so this package never imports ``qrtl.sim``. ``qrtl.report()`` and
+``qrtl report`` pass them.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import hashlib
-import json
+import importlib.util
 import math
-import pickle
 import subprocess
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -23,13 +28,14 @@ from typing import Callable, Optional
 
 from tqdm import tqdm
 
-from hw.registry import STREAMS, all_units, instance
-from sim.toolchain import build_root, pickle_atomic, tool_versions
+from qrtl.golden.cache import Cache
+from qrtl.hw.registry import STREAMS, all_units, configure
 
 from .tables import Table, fmt
 
 __all__ = ["run_report", "verify_unit", "provenance", "MAC_CONFIGS", "HEADLINE", "REPORT_FILES"]
 
+#: The source checkout (for the commit in the provenance; absent in an installed wheel).
 PROJECT = Path(__file__).resolve().parent.parent
 VERIFY_VECTORS = 1_000_000
 SEED = 0
@@ -69,47 +75,45 @@ REPORT_FILES = [
 
 # --- caching ---------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=1)
 def _code_hash() -> str:
-    """Hash of the project's code and data: any change invalidates every cached step."""
+    """Hash of qrtl's code and data: any change invalidates every cached step."""
     h = hashlib.sha256()
-    for folder in ("hw", "golden", "sim", "reports"):
-        for path in sorted((PROJECT / folder).rglob("*")):
-            if path.is_file() and path.suffix in (".py", ".npz", ".lib", ".json") \
-                    and "__pycache__" not in path.parts:
-                h.update(str(path.relative_to(PROJECT)).encode())
-                h.update(path.read_bytes())
+    for pkg in ("qrtl", "qrtl.golden", "qrtl.hw", "qrtl.sim", "qrtl.reports"):
+        for folder in importlib.util.find_spec(pkg).submodule_search_locations:
+            folder = Path(folder)
+            for path in sorted(folder.rglob("*")):
+                if path.is_file() and path.suffix in (".py", ".npz", ".lib", ".json") \
+                        and "__pycache__" not in path.parts:
+                    h.update(f"{pkg}/{path.relative_to(folder)}".encode())
+                    h.update(path.read_bytes())
     return h.hexdigest()[:16]
 
 
 def _cached(step: str, key: object, fn: Callable):
     """``fn()``, or its result from an earlier run with the same code and ``key``."""
-    digest = hashlib.sha256(json.dumps([_code_hash(), tool_versions(), step, key], sort_keys=True,
-                                       default=str).encode()).hexdigest()[:20]
-    path = build_root() / "cache" / f"{step}-{digest}.pkl"
-    if path.exists():
-        with open(path, "rb") as fh:
-            return pickle.load(fh)
-    value = fn()
-    pickle_atomic(value, path)
-    return value
+    cache = Cache("report", _code_hash())
+    return cache.value(cache.key(step, key), fn)
 
 
 # --- steps -----------------------------------------------------------------------------
 
-def verify_unit(name: str, vectors: int = VERIFY_VECTORS, seed: int = SEED) -> dict:
-    """Verify the default configuration of unit ``name`` on Verilator; one summary row."""
-    from sim.runner import verify
-    inst = instance(name)
+def verify_unit(name: str, verify: Callable, vectors: int = VERIFY_VECTORS,
+                seed: int = SEED) -> dict:
+    """Verify the default configuration of unit ``name`` with ``verify`` (on Verilator:
+    :func:`qrtl.sim.runner.verify`); one summary row."""
+    inst = configure(name)
     res = verify(inst, vectors=vectors, seed=seed)
     return {"unit": name, "module": inst.module, "latency": inst.latency,
             "vectors": res.vectors, "mismatches": res.mismatches,
-            "vectors_per_s": round(res.vectors_per_second)}
+            "vectors_per_s": round(res.vectors_per_s)}
 
 
-def _verify_all(jobs: int, vectors: int) -> list[dict]:
+def _verify_all(verify: Callable, jobs: int, vectors: int) -> list[dict]:
     names = [u.name for u in all_units()]
+    job = functools.partial(verify_unit, verify=verify, vectors=vectors)
     with ProcessPoolExecutor(max(1, min(jobs, len(names)))) as pool:
-        return list(tqdm(pool.map(verify_unit, names, [vectors] * len(names)), total=len(names),
+        return list(tqdm(pool.map(job, names), total=len(names),
                          desc="verify units",
                          unit="unit", file=sys.stderr, leave=False))
 
@@ -125,8 +129,6 @@ def _cost_rows(configs: list[tuple[str, dict, str]], liberty, jobs: int, desc: s
 
 
 def _units_table(liberty, jobs) -> list[dict]:
-    from .cost import _load_streams
-    _load_streams()
     configs = []
     for spec in all_units():
         configs.append((spec.name, {}, "random"))
@@ -137,7 +139,7 @@ def _units_table(liberty, jobs) -> list[dict]:
     for (unit, _, stim), r in zip(configs, results):
         if stim == "random":
             rows[unit] = {
-                "unit": unit, "module": instance(unit).module, "area_um2": r["area_um2"],
+                "unit": unit, "module": configure(unit).module, "area_um2": r["area_um2"],
                 "cells": sum(r["cells"].values()), "transistors": r["transistors"],
                 "depth": r["depth"], "delay_ps": r["delay_ps"],
                 "energy_pj_random": r["energy_pj_per_op"],
@@ -152,8 +154,6 @@ def _units_table(liberty, jobs) -> list[dict]:
 
 
 def _mac_table(liberty, jobs) -> list[dict]:
-    from .cost import _load_streams
-    _load_streams()
     configs, labels = [], []
     for label, unit, params, macs in MAC_CONFIGS:
         configs.append((unit, params, "random"))
@@ -178,10 +178,10 @@ def _mac_table(liberty, jobs) -> list[dict]:
     return list(rows.values())
 
 
-def _networks(liberty, jobs, images: Optional[int]) -> list[dict]:
-    """Accuracy, RTL replay and energy per inference of every network configuration."""
-    from golden import nets
-    from .net import replay
+def _networks(replay: Callable, liberty, jobs, images: Optional[int]) -> list[dict]:
+    """Accuracy, RTL replay (by ``replay``: :func:`qrtl.sim.net.replay`) and energy per
+    inference of every network configuration."""
+    from qrtl.golden import nets
     rows = []
     for name, given in tqdm(nets.TABLE_CONFIGS, desc="networks", unit="net", file=sys.stderr,
                             leave=False):
@@ -211,11 +211,10 @@ def _networks(liberty, jobs, images: Optional[int]) -> list[dict]:
             e = c["ops"] * r["energy_pj_per_op"] / 1000.0
             parts[c["unit"]] = parts.get(c["unit"], 0.0) + e
             total += e
-        rows.append({"network": label, "accuracy_pct": 100 * rep["accuracy"],
-                     "float32_accuracy_pct": 100 * rep["float32_accuracy"], "images": rep["images"],
-                     "rtl_ops": rep["total_ops"], "rtl_mismatches": rep["total_mismatches"],
-                     "rtl_bit_exact": bool(rep["tensors_identical"] and rep["predictions_identical"]
-                                           and rep["total_mismatches"] == 0),
+        rows.append({"network": label, "accuracy_pct": 100 * rep.accuracy,
+                     "float32_accuracy_pct": 100 * rep.float32_accuracy, "images": rep.images,
+                     "rtl_ops": rep.total_ops, "rtl_mismatches": rep.total_mismatches,
+                     "rtl_bit_exact": rep.bit_exact,
                      "energy_nj_per_inference": total,
                      "breakdown": "; ".join(f"{u} {fmt(v, 3)} nJ" for u, v in parts.items())})
     return rows
@@ -398,13 +397,17 @@ def _report_md(out: Path, tables: dict, prov: dict, nets_images, stims: list[str
     return path
 
 
-def run_report(out: Path, *, liberty=None, jobs: int = 1, images: Optional[int] = None,
-               verify_vectors: int = VERIFY_VECTORS, progress: bool = True) -> list[Path]:
+def run_report(out: Path, *, verify: Callable, replay: Callable, liberty=None, jobs: int = 1,
+               images: Optional[int] = None, verify_vectors: int = VERIFY_VECTORS,
+               progress: bool = True) -> list[Path]:
     """Produce the whole report under ``out``; returns the files written.
 
-    ``images``: test images for the networks (None: the whole split); ``verify_vectors``:
-    random vectors per unit where verification cannot be exhaustive.
+    ``verify(unit, vectors=, seed=)`` and ``replay(network, params, images)`` run the RTL
+    (:func:`qrtl.sim.runner.verify`, :func:`qrtl.sim.net.replay`); ``images``: test images
+    for the networks (None: the whole split); ``verify_vectors``: random vectors per unit
+    where verification cannot be exhaustive.
     """
+    out = Path(out)
     from .cost import DEFAULT_CLOCK_NS, compare_quant
     from .liberty import load_library
     out.mkdir(parents=True, exist_ok=True)
@@ -420,11 +423,11 @@ def run_report(out: Path, *, liberty=None, jobs: int = 1, images: Optional[int] 
             vdir = out / "verilog"
             vdir.mkdir(exist_ok=True)
             for spec in all_units():
-                inst = instance(spec.name)
+                inst = configure(spec.name)
                 (vdir / f"{inst.module}.v").write_text(inst.verilog())
                 written.append(vdir / f"{inst.module}.v")
         elif step == "verify":
-            rows = _cached("verify", verify_vectors, lambda: _verify_all(jobs, verify_vectors))
+            rows = _cached("verify", verify_vectors, lambda: _verify_all(verify, jobs, verify_vectors))
             tables["verification"] = Table(rows)
         elif step == "units":
             rows = _cached("units", lib_key, lambda: _units_table(liberty, jobs))
@@ -448,7 +451,7 @@ def run_report(out: Path, *, liberty=None, jobs: int = 1, images: Optional[int] 
                                   f"{lib_obj.corner}; xnor_popcount: per binary MAC)",
                                   label="tab:mac", brief=MAC_BRIEF)
         elif step == "networks":
-            nrows = _cached("networks", lib_key + [images], lambda: _networks(liberty, jobs, images))
+            nrows = _cached("networks", lib_key + [images], lambda: _networks(replay, liberty, jobs, images))
             tables["networks"] = Table(nrows, caption="Networks on the digits test split: "
                                        "accuracy, bit-exact RTL replay, energy per inference",
                                        label="tab:networks", brief=NETWORK_BRIEF)

@@ -31,8 +31,8 @@ Read off the mapped netlist (:class:`Netlist`):
 
 from __future__ import annotations
 
-import hashlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -41,7 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from hw.errors import QrtlError
+from qrtl.golden.cache import Cache, keep_log
+from qrtl.golden.errors import QrtlError
 
 from .liberty import Cell, Library, load_library
 
@@ -318,14 +319,16 @@ class SynthResult:
         return Netlist.from_json(self.netlist_json, self.library, self.module)
 
 
+#: Synthesis runs, and each library's cells filtered to those a real flow would use.
+SYNTH_CACHE = Cache("synth", FLOW_VERSION)
+USABLE_LIB_CACHE = Cache("liberty-usable", FLOW_VERSION)
+
+
 def _filtered_lib(lib: Library) -> Path:
-    from sim.toolchain import build_root, file_lock
-    dest = build_root() / "cost" / "lib" / f"{lib.sha256[:24]}-usable.lib"
-    if not dest.exists():
-        with file_lock(dest.with_suffix(".lock")):
-            if not dest.exists():
-                lib.write_filtered(dest)
-    return dest
+    def write(tmp: Path) -> list[str]:
+        lib.write_filtered(tmp / "usable.lib")
+        return ["usable.lib"]
+    return USABLE_LIB_CACHE.folder(lib.sha256, write) / "usable.lib"
 
 
 #: ABC script for both mappings: the default one without ``&fraig -x``/``scorr``/``dretime``
@@ -356,29 +359,34 @@ write_verilog -noattr netlist.v
 
 def synthesize(verilog: str, top: str, liberty=None) -> SynthResult:
     """Synthesise ``verilog`` (top module ``top``) onto ``liberty`` (cached)."""
-    from sim.toolchain import build_root, file_lock, tool_versions
     lib = liberty if isinstance(liberty, Library) else load_library(liberty)
-    key = hashlib.sha256(json.dumps([verilog, top, lib.sha256, FLOW_VERSION,
-                                     tool_versions()]).encode()).hexdigest()[:24]
-    work = build_root() / "cost" / "synth" / key
-    done = work / "done.json"
-    if not done.exists():
-        with file_lock(build_root() / "cost" / "locks" / f"synth-{key}.lock"):
-            if not done.exists():
-                _run_flow(work, verilog, top, lib)
-    d = json.loads(done.read_text())
+    key = SYNTH_CACHE.key(verilog, top, lib.sha256)
+    libpath = _filtered_lib(lib)
+
+    def make(work: Path) -> list[str]:
+        try:
+            _run_flow(work, verilog, top, lib, libpath)
+        except QrtlError as exc:
+            kept = keep_log(work / "yosys.log", f"synth-{key}.log")
+            raise QrtlError(f"{exc} (log: {kept})") from None
+        return ["done.json", "netlist.json", "netlist.v"]
+
+    work = SYNTH_CACHE.folder(key, make, check=_synth_complete)
+    d = json.loads((work / "done.json").read_text())
     return SynthResult(top, lib, work, d["area_um2"], d["cells"], d["transistors"],
                        work / "netlist.json", work / "netlist.v")
 
 
+def _synth_complete(work: Path) -> bool:
+    d = json.loads((work / "done.json").read_text())
+    return isinstance(d.get("area_um2"), (int, float)) and isinstance(d.get("cells"), dict) \
+        and "transistors" in d
 
-def _run_flow(work: Path, verilog: str, top: str, lib: Library) -> None:
+
+def _run_flow(work: Path, verilog: str, top: str, lib: Library, libpath: Path) -> None:
     """Run the Yosys flow in ``work`` and record its figures in ``done.json``."""
-    done = work / "done.json"
-    work.mkdir(parents=True, exist_ok=True)
     (work / "unit.v").write_text(verilog)
-    libpath = _filtered_lib(lib)
-    rel = Path("../../lib") / libpath.name
+    rel = os.path.relpath(libpath, work)  # YoWASP sees the build folder, not /tmp
     run_yosys(work, _SCRIPT.format(top=top, lib=rel, abc=ABC_SCRIPT))
     stat = (work / "stat.txt").read_text()
     m = re.search(r"Chip area for (?:module|top module) '[^']*':\s*([0-9.eE+-]+)", stat)
@@ -392,7 +400,5 @@ def _run_flow(work: Path, verilog: str, top: str, lib: Library) -> None:
     counts: dict = defaultdict(int)
     for c in data["modules"][top]["cells"].values():
         counts[c["type"]] += 1
-    tmp = work / "done.tmp"
-    tmp.write_text(json.dumps({"area_um2": area, "transistors": transistors,
-                               "cells": dict(sorted(counts.items()))}))
-    tmp.replace(done)
+    (work / "done.json").write_text(json.dumps({"area_um2": area, "transistors": transistors,
+                                                "cells": dict(sorted(counts.items()))}))

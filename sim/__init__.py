@@ -1,1 +1,2 @@
-"""Verification: cocotb testbenches on Verilator against the golden models."""
+"""Verification: cocotb testbenches on Verilator against the golden models, benchmarks, and
+network replay on the RTL. Imports :mod:`qrtl.golden` and :mod:`qrtl.hw` only."""

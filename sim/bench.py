@@ -6,14 +6,15 @@ import time
 
 import numpy as np
 
-from hw.registry import Instance
+from qrtl.golden.params import check_int
+from qrtl.hw.registry import Unit
 
-from .runner import simulate
+from .runner import MAX_VECTORS, simulate
 
 __all__ = ["bench", "amaranth_pysim"]
 
 
-def amaranth_pysim(inst: Instance, inputs: dict) -> tuple[int, float]:
+def amaranth_pysim(inst: Unit, inputs: dict) -> tuple[int, float]:
     """Amaranth's Python simulator, one vector per step; returns (mismatches, seconds)."""
     from amaranth.sim import Simulator
 
@@ -50,19 +51,21 @@ def amaranth_pysim(inst: Instance, inputs: dict) -> tuple[int, float]:
     return bad, time.perf_counter() - t0
 
 
-def bench(inst: Instance, vectors: int = 1_000_000, naive_vectors: int = 20_000,
+def bench(inst: Unit, vectors: int = 1_000_000, naive_vectors: int = 20_000,
           pysim_vectors: int = 5_000, seed: int = 0) -> list[dict]:
     """Vectors per second of (a) the product path, (b) a naive cocotb loop, (c) Amaranth's
     Python simulator, (d) the golden model alone; all on the same unit and stimulus."""
-    rng = np.random.default_rng(seed)
+    vectors = check_int("vectors", vectors, 1, MAX_VECTORS)
+    naive_vectors, pysim_vectors = min(naive_vectors, vectors), min(pysim_vectors, vectors)
+    rng = np.random.default_rng(check_int("seed", seed, 0, 2**63 - 1))
     x = inst.stimulus(vectors, rng)
     sub = lambda k: {n: v[:k] for n, v in x.items()}  # noqa: E731
     rows = []
-    simulate(inst, sub(1000))  # builds (or finds) the simulator, so builds are not timed
+    simulate(inst, sub(min(1000, vectors)))  # builds (or finds) the simulator: builds are not timed
     r = simulate(inst, x)
     rows.append({"path": "(a) qrtl cocotb/Verilator streaming harness", "vectors": r.vectors,
                  "seconds": r.seconds, "mismatches": r.mismatches})
-    simulate(inst, sub(10), testcase="naive")
+    simulate(inst, sub(min(10, vectors)), testcase="naive")
     r = simulate(inst, sub(naive_vectors), testcase="naive")
     rows.append({"path": "(b) naive cocotb loop, one vector per await", "vectors": r.vectors,
                  "seconds": r.seconds, "mismatches": r.mismatches})

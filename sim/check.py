@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from golden.bits import to_bytes, wrap
+from qrtl.golden.bits import to_bytes, wrap
 
 __all__ = ["normalise", "mismatch_mask", "describe_vector"]
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from golden.bits import from_bytes, nbytes, to_bytes
+from qrtl.golden.bits import from_bytes, nbytes, to_bytes
 
 __all__ = ["Field", "Layout"]
 

@@ -9,34 +9,36 @@ the same Verilog twice reuses the first build. A per-key file lock makes concurr
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
-from hw.errors import QrtlError
-from hw.registry import Instance
+from qrtl.golden.errors import QrtlError
+from qrtl.golden.params import check_int
+from qrtl.hw.registry import Unit
 
 from .harness import TOPLEVEL, harness_shape, harness_verilog
 from .layout import Layout
-from .toolchain import build_root, file_lock, setup_verilator
+from qrtl.golden.cache import Cache, keep_log
 
-__all__ = ["RunResult", "simulate", "build_simulator", "verify", "SimulationError"]
+from .toolchain import setup_verilator
+
+__all__ = ["RunResult", "simulate", "build_simulator", "verify", "SimulationError", "MAX_VECTORS"]
 
 BUILD_ARGS = ("--timing", "-Wno-fatal", "-Wno-lint", "-Wno-style", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC",
               "-O3", "-CFLAGS", "-O1 -fcoroutines")
 # The harness marks the few signals cocotb touches public; everything else may be
 # optimised (cocotb's runner asks for --public-flat-rw, which slows simulation ~2x).
 HARNESS_ARGS = ("--no-public-flat-rw",)
-TEST_MODULE = "sim.tb"
+TEST_MODULE = "qrtl.sim.tb"
 
 
 class SimulationError(QrtlError):
@@ -45,18 +47,49 @@ class SimulationError(QrtlError):
 
 @dataclass
 class RunResult:
-    """What one testbench run reports."""
+    """What one verification run on Verilator found.
 
+    Attributes
+    ----------
+    unit, module : str
+        The unit and the Verilog module of its configuration.
+    params : dict
+        The configuration's parameters.
+    vectors : int
+        Input vectors run through the RTL and compared with the reference.
+    mismatches : int
+        Vectors whose outputs differ from the reference (the golden model).
+    first_mismatch : dict or None
+        ``index``, ``inputs``, ``expected`` and ``actual`` of the first one.
+    seconds : float
+        Simulation and I/O time inside the testbench.
+    wall_seconds : float
+        Including the simulator build (or cache look-up) and process start-up.
+    outputs : dict or None
+        The RTL's outputs (port -> array), when asked for.
+    """
+
+    unit: str
+    module: str
+    params: dict
     vectors: int
-    seconds: float              # simulation + I/O time inside the testbench
     mismatches: int
     first_mismatch: Optional[dict]
-    wall_seconds: float         # including process start-up
-    outputs: Optional[dict] = None
+    seconds: float
+    wall_seconds: float
+    outputs: Optional[dict] = field(default=None, repr=False)
 
     @property
-    def vectors_per_second(self) -> float:
-        return self.vectors / self.seconds if self.seconds > 0 else float("inf")
+    def vectors_per_s(self) -> float:
+        """Vectors per second of testbench time."""
+        return self.vectors / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict:
+        """Everything but the outputs (what ``qrtl sim --json`` prints)."""
+        return {"unit": self.unit, "module": self.module, "params": dict(self.params),
+                "vectors": self.vectors, "mismatches": self.mismatches,
+                "first_mismatch": self.first_mismatch, "seconds": self.seconds,
+                "wall_seconds": self.wall_seconds, "vectors_per_s": self.vectors_per_s}
 
 
 def _versions() -> str:
@@ -90,19 +123,18 @@ def _build_env() -> dict:
     return env
 
 
+#: Simulator builds, and Verilator's runtime objects shared between them.
+SIM_CACHE = Cache("sim", "2")
+RUNTIME_CACHE = Cache("verilator-runtime", "2")
+
+
 def build_simulator(sources: dict[str, str], toplevel: str, extra_args=()) -> Path:
-    """Build (or reuse) a Verilator simulator of ``sources`` (file name -> text)."""
+    """Build (or reuse) a Verilator simulator of ``sources`` (file name -> text); returns
+    the build folder, whose ``toplevel`` binary cocotb's runner starts."""
     setup_verilator()
-    key = hashlib.sha256(json.dumps([sorted(sources.items()), toplevel, BUILD_ARGS, list(extra_args), _versions()])
-                         .encode()).hexdigest()[:20]
-    root = build_root() / "sim"
-    bdir = root / key
-    with file_lock(root / f"{key}.lock"):
-        if (bdir / "qrtl.ok").exists():
-            return bdir
-        if bdir.exists():
-            shutil.rmtree(bdir)
-        bdir.mkdir(parents=True)
+    key = SIM_CACHE.key(sorted(sources.items()), toplevel, BUILD_ARGS, list(extra_args), _versions())
+
+    def make(bdir: Path) -> list[str]:
         paths = []
         for name, text in sources.items():
             (bdir / name).write_text(text)
@@ -118,10 +150,12 @@ def build_simulator(sources: dict[str, str], toplevel: str, extra_args=()) -> Pa
                     subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, check=True,
                                    env=_build_env())
         except subprocess.CalledProcessError as exc:
-            raise SimulationError(f"Verilator build failed (exit {exc.returncode}); see {log}") from None
+            kept = keep_log(log, f"sim-build-{key}.log")
+            raise SimulationError(f"Verilator build failed (exit {exc.returncode}); see {kept}") from None
         _keep_runtime(bdir)
-        (bdir / "qrtl.ok").write_text(time.strftime("%Y-%m-%d %H:%M:%S"))
-    return bdir
+        return [toplevel]
+
+    return SIM_CACHE.folder(key, make)
 
 
 # Verilator's runtime library and cocotb's main are the same for every design built with
@@ -131,33 +165,30 @@ _RUNTIME_OBJECTS = ("verilated.o", "verilated_vpi.o", "verilated_timing.o",
                     "verilated_threads.o", "verilated_dpi.o", "verilator.o")
 
 
-def _runtime_dir() -> Path:
-    key = hashlib.sha256(json.dumps([BUILD_ARGS, _versions()]).encode()).hexdigest()[:16]
-    return build_root() / "sim" / f"runtime-{key}"
+def _runtime_key() -> str:
+    return RUNTIME_CACHE.key(BUILD_ARGS, _versions())
 
 
 def _seed_runtime(bdir: Path) -> None:
-    rdir = _runtime_dir()
-    if (rdir / "ok").exists():
+    rdir = RUNTIME_CACHE.find_folder(_runtime_key())
+    if rdir is not None:
         for name in _RUNTIME_OBJECTS:
             shutil.copyfile(rdir / name, bdir / name)  # fresh mtime: newer than Vtop.mk
 
 
 def _keep_runtime(bdir: Path) -> None:
-    rdir = _runtime_dir()
-    if (rdir / "ok").exists() or not all((bdir / n).exists() for n in _RUNTIME_OBJECTS):
+    if not all((bdir / n).exists() for n in _RUNTIME_OBJECTS):
         return
-    with file_lock(rdir.with_suffix(".lock")):
-        if (rdir / "ok").exists():
-            return
-        tmp = Path(tempfile.mkdtemp(prefix="runtime-", dir=rdir.parent))
+
+    def copy(tmp: Path) -> list[str]:
         for name in _RUNTIME_OBJECTS:
             shutil.copy2(bdir / name, tmp / name)
-        (tmp / "ok").write_text("")
-        tmp.rename(rdir)
+        return list(_RUNTIME_OBJECTS)
+
+    RUNTIME_CACHE.folder(_runtime_key(), copy)
 
 
-def _harness_build(inst: Instance) -> tuple[Path, int, int]:
+def _harness_build(inst: Unit) -> tuple[Path, int, int]:
     layout = Layout(inst)
     lanes, depth = harness_shape(inst, layout)
     sources = {f"{inst.module}.v": inst.verilog(),
@@ -183,14 +214,12 @@ def _run_testbench(bdir: Path, toplevel: str, testcase: str, job: dict, workdir:
     result_file = Path(job["result"])
     if not result_file.exists():
         # the run folder is temporary: keep its log where the user can read it
-        kept = build_root() / "sim" / "failed-run.log"
-        if log.exists():
-            shutil.copyfile(log, kept)
+        kept = keep_log(log, "failed-run.log") if log.exists() else log
         raise SimulationError(f"the testbench reported nothing; see {kept}")
     return json.loads(result_file.read_text())
 
 
-def simulate(inst: Instance, inputs: dict, *, check: bool = True, keep_outputs: bool = False,
+def simulate(inst: Unit, inputs: dict, *, check: bool = True, keep_outputs: bool = False,
              expected: Optional[dict] = None, testcase: str = "stream") -> RunResult:
     """Run ``inputs`` (port name -> array) through the RTL of ``inst`` on Verilator.
 
@@ -209,8 +238,7 @@ def simulate(inst: Instance, inputs: dict, *, check: bool = True, keep_outputs: 
     else:
         bdir = build_simulator({f"{inst.module}.v": inst.verilog()}, inst.module)
         lanes, depth, toplevel = 1, 0, inst.module
-    build_root().mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="run-", dir=build_root()) as tmp:
+    with tempfile.TemporaryDirectory(prefix="qrtl-run-") as tmp:
         work = Path(tmp)
         np.savez(work / "inputs.npz", **{p.name: np.asarray(inputs[p.name]) for p in inst.inputs})
         job = {"unit": inst.spec.name, "params": inst.params, "inputs": str(work / "inputs.npz"),
@@ -227,13 +255,21 @@ def simulate(inst: Instance, inputs: dict, *, check: bool = True, keep_outputs: 
         if keep_outputs and (work / "outputs.npz").exists():
             with np.load(work / "outputs.npz") as d:
                 outputs = {k: d[k] for k in d.files}
-    return RunResult(res["vectors"], res["seconds"], res["mismatches"], res["first_mismatch"],
-                     time.perf_counter() - t0, outputs)
+    return RunResult(inst.name, inst.module, dict(inst.params), res["vectors"], res["mismatches"],
+                     res["first_mismatch"], res["seconds"], time.perf_counter() - t0, outputs)
 
 
-def verify(inst: Instance, vectors: int = 100_000, seed: int = 0) -> RunResult:
-    """The standard verification of one configuration: corners, then exhaustive if the
-    input space is small, else ``vectors`` seeded random vectors."""
+#: Most random vectors one verification call draws: the stimulus, the golden outputs and the
+#: RTL outputs are all held in memory (about 100 bytes per vector for the larger units).
+MAX_VECTORS = 50_000_000
+
+
+def verify(inst: Unit, vectors: int = 100_000, seed: int = 0) -> RunResult:
+    """The standard verification of one configuration on Verilator: its corner vectors,
+    then every input if the input space is small (exhaustive), else ``vectors`` random
+    vectors drawn from ``seed``; every output compared with the golden model."""
+    vectors = check_int("vectors", vectors, 1, MAX_VECTORS)
+    seed = check_int("seed", seed, 0, 2**63 - 1)
     rng = np.random.default_rng(seed)
     exhaustive = inst.exhaustive()
     parts = [x for x in (inst.corners(), exhaustive) if x is not None]

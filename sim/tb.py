@@ -19,10 +19,10 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, RisingEdge, Timer
 
-from hw.registry import instance
-from sim import hexio
-from sim.check import describe_vector, mismatch_mask, normalise
-from sim.layout import Layout
+from qrtl.hw.registry import configure
+from qrtl.sim import hexio
+from qrtl.sim.check import describe_vector, mismatch_mask, normalise
+from qrtl.sim.layout import Layout
 
 __all__: list[str] = []
 
@@ -62,7 +62,7 @@ def _finish(job, inst, inputs, actual, seconds, started):
 async def stream(dut):
     """Batch the vectors through the harness memories; check with NumPy."""
     job = _job()
-    inst = instance(job["unit"], job["params"])
+    inst = configure(job["unit"], job["params"])
     layout = Layout(inst)
     depth, lanes = int(job["depth"]), int(job["lanes"])
     inputs = _load_inputs(job, inst)
@@ -105,7 +105,7 @@ def _to_int(v, port) -> int:
 async def naive(dut):
     """Benchmark baseline: one vector per await, checked one by one in Python."""
     job = _job()
-    inst = instance(job["unit"], job["params"])
+    inst = configure(job["unit"], job["params"])
     inputs = _load_inputs(job, inst)
     total = len(next(iter(inputs.values())))
     cols = {p.name: [_to_int(v, p) for v in normalise(inputs[p.name], p)] for p in inst.inputs}

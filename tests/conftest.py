@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sim.cli import main
+from qrtl.cli import main
 
 
 @pytest.fixture

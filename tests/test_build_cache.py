@@ -6,7 +6,7 @@ import secrets
 import time
 from concurrent.futures import ProcessPoolExecutor
 
-from sim.runner import build_simulator
+from qrtl.sim.runner import build_simulator
 
 TEMPLATE = """// cache test {token}
 module cache_probe(input wire [7:0] a, output wire [7:0] y);

@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from hw.registry import all_units, instance
-from sim.runner import RunResult
+from qrtl.hw.registry import all_units, configure
+from qrtl.sim.runner import RunResult
 
 UNITS = [u.name for u in all_units()]
 
@@ -42,7 +42,7 @@ def test_describe_json_is_the_contract(cli, unit):
     d = json.loads(out)
     assert set(d) == {"unit", "params", "module", "latency", "clock", "reset", "ports"}
     assert d["unit"] == unit
-    assert d["params"] == instance(unit).params
+    assert d["params"] == configure(unit).params
     assert (d["clock"] is None) == (d["latency"] == 0 and d["reset"] is None)
     for p in d["ports"]:
         assert set(p) == {"name", "direction", "width", "signed"}
@@ -108,9 +108,10 @@ def test_bad_input_is_one_line_and_exit_2(cli, argv, message):
 
 def test_sim_reports_first_mismatch_and_fails(cli, monkeypatch):
     """The CLI prints inputs/expected/actual and exits non-zero on a mismatch."""
-    fake = RunResult(10, 0.1, 1, {"index": 3, "inputs": {"a": "1"}, "expected": {"dot": "2"},
-                                  "actual": {"dot": "3"}}, 0.2)
-    monkeypatch.setattr("sim.runner.verify", lambda *a, **k: fake)
+    fake = RunResult("xnor_popcount", "m", {}, 10, 1,
+                     {"index": 3, "inputs": {"a": "1"}, "expected": {"dot": "2"},
+                      "actual": {"dot": "3"}}, 0.1, 0.2)
+    monkeypatch.setattr("qrtl.api.verify", lambda *a, **k: fake)
     code, out, _ = cli("sim", "xnor_popcount")
     assert code == 1
     assert "first mismatch at vector 3" in out

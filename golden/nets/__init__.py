@@ -23,8 +23,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from hw.errors import QrtlError
-from hw.params import ChoiceParam, IntParam, resolve
+from qrtl.golden.errors import QrtlError
+from qrtl.golden.params import ChoiceParam, IntParam, resolve
 
 from . import bnn, mlp
 from .data import load_split
@@ -108,7 +108,7 @@ def _test_images(images: int | None):
     if images is None:
         return s.x_test, s.y_test
     if not 1 <= images <= total:
-        raise QrtlError(f"--images={images} is out of range (the test split has {total} images)")
+        raise QrtlError(f"images={images} is out of range (the test split has {total} images)")
     return s.x_test[:images], s.y_test[:images]
 
 

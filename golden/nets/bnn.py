@@ -24,13 +24,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 
-from golden.bits import from_bytes
-from golden.xnor import xnor_popcount
-from hw.xnor_popcount import dot_width
+from qrtl.golden.bits import from_bytes
+from qrtl.golden.xnor import dot_width, xnor_popcount
+
+from .data import load_params
 
 __all__ = ["LEVELS", "thermometer", "BnnParams", "load", "fold", "forward", "float_forward",
            "layer_operands", "pack"]
@@ -38,7 +38,6 @@ __all__ = ["LEVELS", "thermometer", "BnnParams", "load", "fold", "forward", "flo
 #: thermometer levels: pixel p gives bits [p >= 2, p >= 6, p >= 10, p >= 14]
 LEVELS = (2, 6, 10, 14)
 
-PARAMS = Path(__file__).resolve().parent / "params"
 
 
 def thermometer(pixels: np.ndarray, levels=LEVELS) -> np.ndarray:
@@ -57,8 +56,7 @@ def pack(bits: np.ndarray) -> np.ndarray:
 
 
 def _load_npz(name: str) -> dict:
-    with np.load(PARAMS / f"{name}.npz") as d:
-        raw = {k: d[k] for k in d.files}
+    raw = load_params(name)
     out = {}
     for k, v in raw.items():
         if k.endswith("_packed"):

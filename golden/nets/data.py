@@ -15,10 +15,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from importlib.resources import files
 
 import numpy as np
 
-__all__ = ["Split", "load_split", "TEST_EVERY"]
+__all__ = ["Split", "load_split", "TEST_EVERY", "PARAMS", "load_params"]
+
+#: The committed trained parameters (package data, ``qrtl/golden/nets/params/NAME.npz``),
+#: which ``qrtl train NAME`` reproduces. Read-only: training writes elsewhere.
+PARAMS = files("qrtl.golden.nets") / "params"
+
+
+def load_params(name: str) -> dict:
+    """The arrays of the committed parameter file ``NAME.npz``."""
+    with (PARAMS / f"{name}.npz").open("rb") as fh, np.load(fh) as d:
+        return {k: d[k] for k in d.files}
 
 #: every TEST_EVERY-th image (index multiple of it) is a test image
 TEST_EVERY = 4

@@ -44,20 +44,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 
-from golden.intmac import int_mac
+from qrtl.golden.intmac import int_mac
 
-from .data import load_split
+from .data import load_params, load_split
 from .program import Trace, run_chain, run_map
 
 __all__ = ["load_float", "float_forward", "INT8_SCHEMES", "Int8Layer", "int8_quantize",
            "int8_forward", "FP8_FORMATS", "FP8_ACCS", "FP8_FP32_CHUNK", "fp8_forward",
            "fp8_weights", "calibration_max"]
 
-PARAMS = Path(__file__).resolve().parent / "params"
 INT8_SCHEMES = ("shift", "fixedpoint", "float")
 FP8_FORMATS = ("e4m3", "e5m2")
 FP8_ACCS = ("fp16", "fp32")
@@ -69,8 +67,8 @@ INT_MAC = {"a_width": 8, "b_width": 8, "acc_width": 32, "signed": 1}
 @lru_cache(maxsize=1)
 def load_float() -> tuple:
     """``((w1, b1), (w2, b2), (w3, b3))`` float32, weights shaped (out, in)."""
-    with np.load(PARAMS / "float.npz") as d:
-        return tuple((d[f"w{i}"], d[f"b{i}"]) for i in (1, 2, 3))
+    d = load_params("float")
+    return tuple((d[f"w{i}"], d[f"b{i}"]) for i in (1, 2, 3))
 
 
 def float_forward(pixels: np.ndarray, *, hidden: bool = False):
@@ -115,7 +113,7 @@ class Int8Layer:
 @lru_cache(maxsize=None)
 def int8_quantize(scheme: str) -> tuple:
     """Post-training quantization of the float MLP for ``scheme`` (see module docstring)."""
-    from golden.quant import pow2_shift, quantize_multiplier
+    from qrtl.golden.quant import pow2_shift, quantize_multiplier
     if scheme not in INT8_SCHEMES:
         raise ValueError(f"scheme={scheme!r} (allowed: {', '.join(INT8_SCHEMES)})")
     layers = load_float()
@@ -155,7 +153,7 @@ def int8_quantize(scheme: str) -> tuple:
 
 def _requant(scheme: str):
     """(unit, params, golden(inputs) -> outputs) of the scheme's requantizer."""
-    from golden import quant
+    from qrtl.golden import quant
     if scheme == "shift":
         params = {"in_width": 32, "out_width": 8, "signed_out": 1, "runtime_shift": 1,
                   "rounding": "half_up", "bias": 1, "relu": 1}
@@ -226,7 +224,7 @@ def fp8_params(fmt: str, acc: str, chunk: int) -> dict:
 def fp8_weights(fmt: str) -> tuple:
     """Per layer ``(codes (out, in + 1))``: the bias column first, then the weights,
     rounded to ``fmt`` (RNE, saturating)."""
-    from golden.fp8 import encode
+    from qrtl.golden.fp8 import encode
     out = []
     for w, b in load_float():
         wb = np.concatenate([b[:, None], w], axis=1).astype(np.float64)
@@ -240,7 +238,7 @@ def fp8_forward(pixels: np.ndarray, fmt: str, acc: str, chunk: int, execute=None
     Returns ``{"trace", "acts": [FP8 codes entering each layer, bias input 1.0 first],
     "outs": [fp32 codes per layer], "logits": float64 (N, 10), "pred"}``.
     """
-    from golden.fp8 import decode, encode, fp8_dot
+    from qrtl.golden.fp8 import decode, encode, fp8_dot
     if fmt not in FP8_FORMATS or acc not in FP8_ACCS:
         raise ValueError(f"fp8 fmt={fmt!r} acc={acc!r}")
     p = fp8_params(fmt, acc, chunk)

@@ -7,7 +7,7 @@ through the dot product. Switching activity, hence energy, depends on this order
 data, which is why the cost model measures energy per operation on these streams as well as
 on uniform random codes.
 
-Registered streams (``hw.registry.STREAMS[unit][name]``; ``fn(params, n)`` returns the
+Streams (:data:`STREAM_TABLE`, registered by :mod:`qrtl.hw.units` as ``qrtl.hw.registry.STREAMS[unit][name]``; ``fn(params, n)`` returns the
 first ``n`` operations, wrapping around to image 0 past the end of the test split):
 
 =================  =================  ======================================================
@@ -27,7 +27,7 @@ fp8_dot            fp8                (valid, last, a, b) cycles of ``fp8`` (fmt
 =================  =================  ======================================================
 
 A stream only fits unit parameters whose port widths match the network's (e.g. int_mac
-8x8 bits into 32); anything else is a one-line :class:`hw.errors.QrtlError`.
+8x8 bits into 32); anything else is a one-line :class:`qrtl.golden.errors.QrtlError`.
 """
 
 from __future__ import annotations
@@ -37,9 +37,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from hw.errors import QrtlError
+from qrtl.golden.errors import QrtlError
 
-__all__ = ["network_stream", "fp8_chunk_acc_in", "register_all", "STREAM_TABLE"]
+__all__ = ["network_stream", "fp8_chunk_acc_in", "STREAM_TABLE"]
 
 MAX_IMAGES = 450
 
@@ -141,7 +141,7 @@ def fp8_chunk_acc_in(a, b, last, *, fmt: str, acc: str, chunk: int) -> np.ndarra
     each one's final product). The accumulator restarts at +0 after every ``chunk``
     products of a dot product and after each ``last``.
     """
-    from golden.fp8 import fp8_mac
+    from qrtl.golden.fp8 import fp8_mac
     last = np.asarray(last).astype(bool)
     a, b = np.asarray(a), np.asarray(b)
     ends = np.flatnonzero(last)
@@ -197,9 +197,3 @@ STREAM_TABLE = [
     ("fp8_dot", "fp8", _fp8_dot, "product cycles of the FP8 digits MLP (fmt of the unit)"),
 ]
 
-
-def register_all() -> None:
-    """Register every stream of :data:`STREAM_TABLE` with :func:`hw.registry.register_stream`."""
-    from hw.registry import register_stream
-    for unit, name, fn, doc in STREAM_TABLE:
-        register_stream(unit, name, fn, doc)

@@ -15,12 +15,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+from qrtl.reports.liberty import _read_text, parse_liberty
 
-from reports.liberty import _read_text, parse_liberty  # noqa: E402
-
-#: The kept cells (smallest drive strength of each function the issue asks for, plus the
+#: The kept cells (smallest drive strength of each basic function, plus the
 #: AOI/OAI and inverted-input variants ABC reaches for most often).
 CELLS = ("inv_1", "buf_1", "nand2_1", "nand3_1", "nor2_1", "nor3_1", "and2_1", "and3_1",
          "or2_1", "or3_1", "nand2b_1", "nor2b_1", "xor2_1", "xnor2_1", "xor3_1", "xnor3_1",

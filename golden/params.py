@@ -7,13 +7,15 @@ are identical everywhere.
 
 from __future__ import annotations
 
+import math
 import operator
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence, Union
 
 from .errors import QrtlError
 
-__all__ = ["IntParam", "ChoiceParam", "Param", "resolve", "parse_assignments"]
+__all__ = ["IntParam", "ChoiceParam", "Param", "resolve", "parse_assignments", "check_int",
+           "check_float"]
 
 Bound = Union[int, Callable[[Mapping[str, object]], int]]
 
@@ -83,7 +85,7 @@ class ChoiceParam:
 Param = Union[IntParam, ChoiceParam]
 
 
-def resolve(unit: str, params: Sequence[Param], given: Mapping[str, object]) -> dict:
+def resolve(owner: str, params: Sequence[Param], given: Mapping[str, object]) -> dict:
     """Resolve user-given values against declared parameters, in declaration order.
 
     Unknown names and invalid values raise :class:`QrtlError` with a one-line message.
@@ -93,7 +95,7 @@ def resolve(unit: str, params: Sequence[Param], given: Mapping[str, object]) -> 
     for key in given:
         if key not in names:
             allowed = ", ".join(names) if names else "none"
-            raise QrtlError(f"unknown parameter {key!r} for unit {unit} (parameters: {allowed})")
+            raise QrtlError(f"unknown parameter {key!r} for {owner} (parameters: {allowed})")
     resolved: dict = {}
     for p in params:
         resolved[p.name] = p.parse(given.get(p.name, p.default), resolved)
@@ -107,5 +109,33 @@ def parse_assignments(items: Sequence[str] | None) -> dict:
         name, sep, value = item.partition("=")
         if not sep or not name.strip():
             raise QrtlError(f"parameter {item!r} is not of the form NAME=VALUE")
-        out[name.strip()] = value.strip()
+        name = name.strip()
+        if name in out:
+            raise QrtlError(f"parameter {name!r} given twice ({name}={out[name]}, {item.strip()})")
+        out[name] = value.strip()
     return out
+
+
+def check_int(what: str, value, lo: int, hi: int) -> int:
+    """``value`` as an integer in ``lo..hi``; a one-line :class:`QrtlError` otherwise."""
+    if isinstance(value, bool):
+        raise QrtlError(f"{what} must be an integer (got {value!r})")
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise QrtlError(f"{what} must be an integer (got {value!r})") from None
+    if not lo <= value <= hi:
+        raise QrtlError(f"{what} must be between {lo:,} and {hi:,} (got {value:,})")
+    return value
+
+
+def check_float(what: str, value, lo: float, hi: float) -> float:
+    """``value`` as a finite float with ``lo < value <= hi``; a one-line error otherwise."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise QrtlError(f"{what} must be a number (got {value!r})") from None
+    if not math.isfinite(value) or not lo < value <= hi:
+        raise QrtlError(f"{what} must be a finite number above {lo:g} and at most {hi:g} "
+                        f"(got {value:g})")
+    return value

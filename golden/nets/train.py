@@ -1,7 +1,8 @@
 """Reproducible training of the networks (``qrtl train NAME``).
 
 Inference and tests never need this module: its output is committed under
-``golden/nets/params/``. Everything is seeded, so rerunning ``qrtl train NAME`` on the same
+``golden/nets/params/`` (package data). ``qrtl train NAME`` writes to ``build/params/`` or
+the folder it is given, never into the installed package. Everything is seeded, so rerunning ``qrtl train NAME`` on the same
 library versions writes the same file.
 
 * ``float``: the MLP 64-128-64-10 (ReLU) that the ``int8`` and ``fp8`` networks quantize,
@@ -15,17 +16,14 @@ library versions writes the same file.
 
 from __future__ import annotations
 
-import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-from hw.errors import QrtlError
+from qrtl.golden.cache import atomic_output
 
-__all__ = ["train_float", "train_bnn", "TRAINERS", "register_cli"]
-
-PARAMS = Path(__file__).resolve().parent.parent / "golden" / "nets" / "params"
+__all__ = ["train_float", "train_bnn", "TRAINERS", "save"]
 
 
 def _single_thread(fn):
@@ -48,7 +46,7 @@ def train_float(seed: int = 0) -> dict:
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
 
-    from golden.nets.data import load_split
+    from qrtl.golden.nets.data import load_split
     s = load_split()
     clf = MLPClassifier((128, 64), activation="relu", alpha=1e-3, max_iter=300,
                         random_state=seed)
@@ -97,8 +95,8 @@ def train_bnn(seed: int = 0, hidden=(256, 256), epochs: int = 150, batch: int = 
     statistics and affine parameters ``mu{i}``, ``var{i}``, ``gamma{i}``, ``beta{i}``, and
     ``eps``.
     """
-    from golden.nets.bnn import LEVELS, thermometer
-    from golden.nets.data import load_split
+    from qrtl.golden.nets.bnn import LEVELS, thermometer
+    from qrtl.golden.nets.data import load_split
     s = load_split()
     rng = np.random.default_rng(seed)
     x_all = thermometer(s.x_train).astype(np.float32) * 2 - 1
@@ -174,8 +172,10 @@ def train_bnn(seed: int = 0, hidden=(256, 256), epochs: int = 150, batch: int = 
 TRAINERS = {"float": train_float, "bnn": train_bnn}
 
 
-def save(name: str, params: dict, folder: Path = PARAMS) -> Path:
-    """Write ``params`` as ``folder/NAME.npz`` (compressed; bit arrays packed)."""
+def save(name: str, params: dict, folder) -> Path:
+    """Write ``params`` as ``folder/NAME.npz`` (compressed; bit arrays packed; written
+    atomically), the format of the committed files in :data:`qrtl.golden.nets.data.PARAMS`."""
+    folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.npz"
     packed = {}
@@ -185,26 +185,7 @@ def save(name: str, params: dict, folder: Path = PARAMS) -> Path:
             packed[k + "_shape"] = np.array(v.shape, np.int64)
         else:
             packed[k] = v
-    np.savez_compressed(path, **packed)
+    with atomic_output(path, "wb") as fh:
+        np.savez_compressed(fh, **packed)
     return path
 
-
-def cmd_train(args):
-    if args.name not in TRAINERS:
-        raise QrtlError(f"unknown network {args.name!r} to train (allowed: {', '.join(TRAINERS)})")
-    from sim.toolchain import writable_folder
-    folder = writable_folder(args.output if args.output else PARAMS)  # fail before training
-    params = TRAINERS[args.name](seed=args.seed)
-    path = save(args.name, params, folder)
-    print(f"wrote {path} ({path.stat().st_size:,} bytes)", file=sys.stderr)
-    return 0
-
-
-def register_cli(sub):
-    """``qrtl train NAME [--seed S] [-o DIR]``."""
-    p = sub.add_parser("train", help="train a network's parameters (float | bnn), reproducibly")
-    p.add_argument("name", help="float (the MLP int8/fp8 quantize) or bnn")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("-o", "--output", default=None,
-                   help="output folder (default: the committed golden/nets/params/)")
-    p.set_defaults(func=cmd_train)

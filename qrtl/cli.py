@@ -1,0 +1,541 @@
+"""The ``qrtl`` command line: the only module that knows argparse, flag names and exit codes.
+
+Every subcommand is a thin front end of the public API (:mod:`qrtl.api`) or of the layer
+beneath it; library code raises :class:`QrtlError` in the words of the domain, and this
+module prints it as one line and exits with status 2. Exit status 1 means the command ran
+and found a problem (an RTL mismatch); 130 an interrupt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+from qrtl.golden.cache import atomic_output
+from qrtl.golden.errors import QrtlError
+from qrtl.golden.params import check_float, check_int, parse_assignments
+
+__all__ = ["main", "build_parser"]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit status 2 (argparse's own convention)
+        raise QrtlError(f"{self.prog}: {message}")
+
+
+# --- shared argument handling ----------------------------------------------------------
+
+def _params(args) -> dict:
+    """The ``-p NAME=VALUE`` arguments as a dict (a name given twice is an error)."""
+    return parse_assignments(args.param)
+
+
+def _add_unit(p, optional: bool = False) -> None:
+    p.add_argument("unit", nargs="?" if optional else None, help="unit name (see qrtl list)")
+    p.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
+                   help="set a parameter (repeatable)")
+
+
+def _int(what: str, lo: int, hi: int):
+    """argparse type: an integer in ``lo..hi`` (the error names the flag's meaning)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text, 0)
+        except ValueError:
+            raise QrtlError(f"{what}={text!r} is not an integer") from None
+        return check_int(what, value, lo, hi)
+    return parse
+
+
+def _float(what: str, lo: float, hi: float):
+    def parse(text: str) -> float:
+        return check_float(what, text, lo, hi)
+    return parse
+
+
+def _output_file(path: str | None) -> Path | None:
+    """Check that ``path`` can be written, before any work; None for stdout (``-``)."""
+    if path is None or path == "-":
+        return None
+    if not path:
+        raise QrtlError("the output file name is empty")
+    out = Path(path)
+    if out.is_dir():
+        raise QrtlError(f"output file {path!r} is a directory")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise QrtlError(f"cannot write output file {path!r}: folder {str(parent)!r} does not exist")
+    if not os.access(parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise QrtlError(f"cannot write output file {path!r}: permission denied")
+    return out
+
+
+def _output_folder(path: str) -> Path:
+    """Create ``path`` if needed and check that files can be written in it, before any work."""
+    if not path:
+        raise QrtlError("the output folder name is empty")
+    folder = Path(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with atomic_output(folder / ".qrtl-write-test"):
+            pass
+        (folder / ".qrtl-write-test").unlink()
+    except OSError as exc:
+        raise QrtlError(f"cannot write to output folder {path!r}: {exc.strerror or exc}") from None
+    return folder
+
+
+def _write_text(out: Path, text: str) -> None:
+    """Write ``text`` to ``out`` complete or not at all (an existing file is kept on error)."""
+    try:
+        with atomic_output(out) as fh:
+            fh.write(text)
+    except OSError as exc:
+        raise QrtlError(f"cannot write output file {str(out)!r}: {exc.strerror or exc}") from None
+
+
+def _json_safe(obj):
+    """``obj`` with every non-finite float as None: the output stays strict JSON."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+def _print_json(obj) -> None:
+    print(json.dumps(_json_safe(obj), allow_nan=False))
+
+
+def _liberty(path: str | None) -> str | None:
+    if path is not None and not Path(path).is_file():
+        raise QrtlError(f"--liberty {path!r}: no such file")
+    return path
+
+
+def _test_images(images):
+    if images is None:
+        return None
+    from qrtl.golden.nets.data import load_split
+    total = len(load_split().y_test)
+    if not 1 <= images <= total:
+        raise QrtlError(f"--images={images} is out of range (the test split has {total} images)")
+    return images
+
+
+# --- units -----------------------------------------------------------------------------
+
+def cmd_list(args):
+    from qrtl.hw.registry import all_units
+    for spec in all_units():
+        print(f"{spec.name}: {spec.summary}")
+        for p in spec.params:
+            print(f"    {p.name:<14} default {str(p.default):<10} {p.describe_range():<24} {p.doc}")
+
+
+def cmd_describe(args):
+    from qrtl.api import unit
+    d = unit(args.unit, **_params(args)).describe()
+    if args.json:
+        _print_json(d)
+        return
+    print(f"unit     {d['unit']}")
+    print(f"module   {d['module']}")
+    print("params   " + ", ".join(f"{k}={v}" for k, v in d["params"].items()))
+    print(f"latency  {d['latency']} cycle(s)" + (" (combinational)" if d["latency"] == 0 else ""))
+    print(f"clock    {d['clock']}\nreset    {d['reset']}")
+    print("ports")
+    for p in d["ports"]:
+        print(f"    {p['direction']:<4} {p['name']:<10} {p['width']:>5} bits  "
+              f"{'signed' if p['signed'] else 'unsigned'}")
+
+
+def cmd_verilog(args):
+    from qrtl.api import unit
+    u = unit(args.unit, **_params(args))
+    out = _output_file(args.output)
+    text = u.verilog()
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        _write_text(out, text)
+        print(f"wrote {args.output} (module {u.module})", file=sys.stderr)
+
+
+def cmd_sim(args):
+    from qrtl.api import unit, verify
+    u = unit(args.unit, **_params(args))
+    res = verify(u, vectors=args.vectors, seed=args.seed)
+    if args.json:
+        _print_json(res.as_dict())
+        return 1 if res.mismatches else 0
+    print(f"{u.name} ({u.module}): {res.vectors:,} vectors checked on Verilator "
+          f"against the golden model, {res.mismatches} mismatch(es), "
+          f"{res.vectors_per_s:,.0f} vectors/s ({res.seconds:.2f} s in the testbench, "
+          f"{res.wall_seconds:.2f} s wall)")
+    if res.mismatches:
+        m = res.first_mismatch
+        print(f"first mismatch at vector {m['index']}:")
+        for kind in ("inputs", "expected", "actual"):
+            print(f"  {kind:<8} " + ", ".join(f"{k}={v}" for k, v in m[kind].items()))
+        return 1
+    return 0
+
+
+def cmd_bench(args):
+    from qrtl.api import unit
+    from qrtl.sim.bench import bench
+    u = unit(args.unit, **_params(args))
+    rows = bench(u, vectors=args.vectors, seed=args.seed)
+    print(f"bench {u.name} ({u.module}), same stimulus for every path:")
+    for r in rows:
+        print(f"  {r['path']:<52} {r['vectors']:>10,} vectors {r['seconds']:8.3f} s "
+              f"{r['vectors_per_s']:>14,.0f} vectors/s  mismatches "
+              f"{'n/a' if r['mismatches'] is None else r['mismatches']}")
+    a, b, c = rows[0]["vectors_per_s"], rows[1]["vectors_per_s"], rows[2]["vectors_per_s"]
+    print(f"  (a)/(b) = {a / b:.1f}x   (a)/(c) = {a / c:.1f}x")
+    return 1 if any(r["mismatches"] for r in rows) else 0
+
+
+# --- cost ------------------------------------------------------------------------------
+
+def _fmt_row(r: dict) -> str:
+    b = r["energy_breakdown_pj"]
+    hz = r.get("horowitz") or {}
+    params = ",".join(f"{k}={v}" for k, v in r["params"].items())
+    return (f"{r['unit']:<17} {r['area_um2']:>10.1f} {r.get('cell_count', 0):>6} "
+            f"{r['transistors'] if r['transistors'] is not None else '-':>7} {r['depth']:>5} "
+            f"{r['delay_ps']:>8.0f} {r['energy_pj_per_op']:>9.4f} {b['internal']:>9.4f} "
+            f"{b['switching']:>9.4f} {b['leakage']:>9.2e} "
+            f"{hz.get('pj', float('nan')) if hz else float('nan'):>8.3f}  {params}")
+
+
+_COST_HEADER = (f"{'unit':<17} {'area um2':>10} {'cells':>6} {'transis':>7} {'depth':>5} "
+                f"{'delay ps':>8} {'E pJ/op':>9} {'internal':>9} {'switch':>9} {'leakage':>9} "
+                f"{'Horowitz':>8}  params")
+
+
+def _print_cost_table(rows: list) -> None:
+    r0 = rows[0]
+    lib = r0["library"]
+    print(f"library {lib['name']} ({lib['corner']}, {lib['voltage']} V); stimulus {r0['stimulus']}, "
+          f"{r0['vectors']} vectors; clock {r0['clock_ns']} ns; input slew {r0['input_slew_ns']} ns; "
+          f"zero-delay toggles (glitches not counted); Horowitz = 45 nm analytical reference")
+    print(_COST_HEADER)
+    for r in rows:
+        print(_fmt_row(r))
+
+
+def _print_compare(rows: list) -> None:
+    key = None
+    for r in rows:
+        k = (r["library"], r["stimulus"])
+        if k != key:
+            key = k
+            print(f"\n{r['library']} ({r['corner']}), stimulus {r['stimulus']}: 32-bit accumulator -> "
+                  f"out_width bits; ratios = baseline / unit")
+            print(f"{'out':>3} {'bias':>4} {'config':<24} {'area um2':>9} {'delay ps':>8} {'E pJ/op':>9} "
+                  f"{'A/fixedp':>8} {'E/fixedp':>8} {'A/float':>8} {'E/float':>8} {'Horowitz':>8}")
+        print(f"{r['out_width']:>3} {r['bias']:>4} {r['config'] + (' +adder' if r['bias_adder'] else ''):<24} "
+              f"{r['area_um2']:>9.1f} {r['delay_ps']:>8.0f} {r['energy_pj_per_op']:>9.4f} "
+              f"{r['area_ratio_vs_quant_fixedpoint']:>8.2f} {r['energy_ratio_vs_quant_fixedpoint'] or 0:>8.2f} "
+              f"{r['area_ratio_vs_quant_float']:>8.2f} {r['energy_ratio_vs_quant_float'] or 0:>8.2f} "
+              f"{r['horowitz_pj'] if r['horowitz_pj'] is not None else float('nan'):>8.3f}")
+
+
+def cmd_cost(args) -> int:
+    from qrtl.reports.cost import compare_quant, cost_all
+    liberty = _liberty(args.liberty)
+    t0 = time.perf_counter()
+    if args.compare is not None:
+        if args.unit or args.all:
+            raise QrtlError("--compare takes no UNIT and no --all")
+        rows = compare_quant([liberty] if liberty else None, jobs=args.jobs, vectors=args.vectors,
+                             clock_ns=args.clock_ns)
+        for r in rows if args.json else ():
+            _print_json(r)
+        if not args.json:
+            _print_compare(rows)
+    elif args.all:
+        if args.unit or args.param:
+            raise QrtlError("--all takes no UNIT and no -p (it costs every unit's defaults)")
+        rows = cost_all(args.jobs, liberty, stimulus=args.stimulus, vectors=args.vectors,
+                        clock_ns=args.clock_ns)
+        for r in rows if args.json else ():
+            _print_json(r)
+        if not args.json:
+            _print_cost_table(rows)
+    else:
+        from qrtl.api import cost, unit
+        if not args.unit:
+            raise QrtlError("give a UNIT, --all or --compare quant")
+        r = cost(unit(args.unit, **_params(args)), liberty=liberty, stimulus=args.stimulus,
+                 vectors=args.vectors, clock_ns=args.clock_ns, seed=args.seed).as_dict()
+        if args.json:
+            _print_json(r)
+        else:
+            _print_cost_table([r])
+            print("cells: " + ", ".join(f"{k}={v}" for k, v in r["cells"].items()))
+            if r.get("horowitz"):
+                print("Horowitz composition: " + "; ".join(f"{c:g} x {op} ({e} pJ)" for op, c, e in
+                                                          r["horowitz"]["composition"]))
+            print(f"netlist: {r['netlist']}")
+    print(f"qrtl cost: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    return 0
+
+
+# --- networks --------------------------------------------------------------------------
+
+def _net_params(name: str, args) -> dict:
+    from qrtl.golden import nets
+    return nets.resolve_params(name, _params(args))
+
+
+def cmd_net(args):
+    from qrtl import nets as api_nets
+    from qrtl.golden import nets
+    params = _net_params(args.name, args)
+    images = _test_images(args.images)
+    label = nets.config_label(args.name, params)
+    if not args.rtl:
+        r = nets.run(args.name, params, images)
+        n = len(r["labels"])
+        if args.json:
+            _print_json({"network": args.name, "params": params, "images": n,
+                         "accuracy": r["accuracy"], "float32_accuracy": r["float32_accuracy"]})
+            return 0
+        print(f"{label}: golden test accuracy {100 * r['accuracy']:.2f}% "
+              f"({int(round(r['accuracy'] * n))}/{n} images); float32 reference "
+              f"{100 * r['float32_accuracy']:.2f}%")
+        return 0
+    s = api_nets.replay(args.name, images=images, progress=not args.no_progress, **params)
+    if args.json:
+        _print_json(s.as_dict())
+        return 0 if s.bit_exact else 1
+    n = s.images
+    print(f"{label}: golden test accuracy {100 * s.accuracy:.2f}% "
+          f"({int(round(s.accuracy * n))}/{n} images); float32 reference "
+          f"{100 * s.float32_accuracy:.2f}%")
+    per_unit = ", ".join(f"{u} {c:,}" for u, c in s.ops.items())
+    print(f"RTL replay on Verilator: {s.total_ops:,} operations ({per_unit}) in "
+          f"{s.calls} simulator calls, {s.total_mismatches} mismatch(es), {s.seconds:.1f} s")
+    print(f"integer tensors {'identical' if s.tensors_identical else 'DIFFER'}; "
+          f"predictions {'identical' if s.predictions_identical else 'DIFFER'} "
+          f"({n} images, RTL accuracy {100 * s.rtl_accuracy:.2f}%)")
+    if s.first_mismatch:
+        m = s.first_mismatch
+        print(f"first mismatch: {m['layer']} on {m['unit']}, operation {m['index']}: "
+              f"inputs {m['inputs']}, expected {m['expected']}, actual {m['actual']}")
+    return 0 if s.bit_exact else 1
+
+
+def cmd_train(args):
+    from qrtl.golden.cache import build_root
+    from qrtl.golden.nets.train import TRAINERS, save
+    if args.name not in TRAINERS:
+        raise QrtlError(f"unknown network {args.name!r} to train (allowed: {', '.join(TRAINERS)})")
+    folder = _output_folder(args.output or str(build_root() / "params"))  # fail before training
+    params = TRAINERS[args.name](seed=args.seed)
+    path = save(args.name, params, folder)
+    print(f"wrote {path} ({path.stat().st_size:,} bytes)", file=sys.stderr)
+    return 0
+
+
+def _list_arg(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def cmd_fp8_accuracy(args) -> int:
+    import pandas as pd
+    from tqdm import tqdm
+
+    from qrtl.reports.fp8_accuracy import METHODS, fp8_accuracy, pivot
+    try:
+        lengths = [int(x) for x in _list_arg(args.lengths)]
+    except ValueError:
+        raise QrtlError(f"--lengths={args.lengths!r} is not a comma-separated list of integers") from None
+    out = _output_file(args.output)
+    fmts, data = _list_arg(args.fmt), _list_arg(args.data)
+    bar = tqdm(total=len(fmts) * len(METHODS), desc="fp8-accuracy", unit="run",
+               disable=args.no_progress, file=sys.stderr)
+    with bar:
+        df = fp8_accuracy(lengths, fmts=fmts, data=data, trials=args.trials, rbits=args.rbits,
+                          seed=args.seed, progress=lambda s: (bar.set_postfix_str(s), bar.update()))
+    _write_text(out, df.to_csv(index=False))
+    with pd.option_context("display.width", 200, "display.max_rows", 500,
+                           "display.float_format", "{:.2e}".format):
+        print(f"relative error (RMS over {args.trials} trials) of FP8 dot products, by length:")
+        print(pivot(df).to_string())
+    print(f"wrote {out}")
+    return 0
+
+
+# --- the report ------------------------------------------------------------------------
+
+def cmd_report(args):
+    import csv
+
+    from qrtl.api import report
+    liberty = _liberty(args.liberty)
+    images = _test_images(args.images)
+    out = _output_folder(args.output)
+    t0 = time.perf_counter()
+    written = report(out, liberty=liberty, jobs=args.jobs, images=images)
+    print(f"wrote {len(written)} files under {out}/ in {time.perf_counter() - t0:.0f} s:")
+    for p in written:
+        if p.parent == out:
+            print(f"  {p.relative_to(out)}")
+    print(f"  verilog/ ({sum(1 for p in written if p.parent.name == 'verilog')} files)")
+    print(f"start with {out / 'report.md'}")
+    with open(out / "verification.csv", newline="") as fh:
+        bad = [r["unit"] for r in csv.DictReader(fh) if r["mismatches"] != "0"]
+    with open(out / "networks.csv", newline="") as fh:
+        bad += [r["network"] for r in csv.DictReader(fh) if r["rtl_bit_exact"] == "no"]
+    if bad:
+        print(f"qrtl: RTL does not match the golden model for: {', '.join(bad)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+# --- the parser ------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    from qrtl.golden import nets
+    from qrtl.reports.cost import DEFAULT_CLOCK_NS, DEFAULT_VECTORS, MAX_CLOCK_NS
+    from qrtl.reports.cost import MAX_VECTORS as MAX_COST_VECTORS
+    from qrtl.reports.fp8_accuracy import DATASETS, DEFAULT_LENGTHS
+    from qrtl.sim.runner import MAX_VECTORS as MAX_SIM_VECTORS
+
+    seed = _int("--seed", 0, 2**63 - 1)
+    jobs = _int("-j/--jobs", 1, 256)
+    ap = _Parser(prog="qrtl", description="Generate, verify and cost low-precision NN arithmetic units.")
+    ap.add_argument("--debug", action="store_true", help="show a traceback on errors")
+    sub = ap.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    sub.add_parser("list", help="every unit, its parameters and defaults").set_defaults(func=cmd_list)
+
+    p = sub.add_parser("describe", help="a unit's Verilog contract")
+    _add_unit(p)
+    p.add_argument("--json", action="store_true", help="one JSON object")
+    p.set_defaults(func=cmd_describe)
+
+    p = sub.add_parser("verilog", help="generate the Verilog of a unit")
+    _add_unit(p)
+    p.add_argument("-o", "--output", help="output file (default: stdout)")
+    p.set_defaults(func=cmd_verilog)
+
+    p = sub.add_parser("sim", help="verify a unit on Verilator against its golden model")
+    _add_unit(p)
+    p.add_argument("--vectors", type=_int("--vectors", 1, MAX_SIM_VECTORS), default=100_000,
+                   help="random vectors when the input space is too big to be exhaustive")
+    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--json", action="store_true", help="one JSON object")
+    p.set_defaults(func=cmd_sim)
+
+    p = sub.add_parser("bench", help="throughput of the verification paths")
+    _add_unit(p)
+    p.add_argument("--vectors", type=_int("--vectors", 1, MAX_SIM_VECTORS), default=1_000_000)
+    p.add_argument("--seed", type=seed, default=0)
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("cost", help="area, delay and energy per operation (Yosys + ABC + activity)")
+    _add_unit(p, optional=True)
+    p.add_argument("--liberty", metavar="FILE",
+                   help="Liberty library, plain or .gz (default: the shipped SKY130 HD subset)")
+    p.add_argument("--stimulus", default="random",
+                   help="random (uniform codes) or a named stream registered for the unit")
+    p.add_argument("--vectors", type=_int("--vectors", 2, MAX_COST_VECTORS),
+                   default=DEFAULT_VECTORS, help="vectors simulated")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the random stimulus")
+    p.add_argument("--clock-ns", type=_float("--clock-ns", 0.0, MAX_CLOCK_NS),
+                   default=DEFAULT_CLOCK_NS, help="clock period for the leakage term (one op per cycle)")
+    p.add_argument("--json", action="store_true", help="one JSON object per unit (per line)")
+    p.add_argument("--all", action="store_true", help="every registered unit, default parameters")
+    p.add_argument("-j", "--jobs", type=jobs, default=min(2, os.cpu_count() or 1),
+                   help="parallel jobs for --all / --compare")
+    p.add_argument("--compare", choices=["quant"],
+                   help="the headline comparison of the quantization operations")
+    p.set_defaults(func=cmd_cost)
+
+    p = sub.add_parser("net", help="test accuracy of a network; --rtl replays it on the RTL")
+    p.add_argument("name", help="network: " + ", ".join(nets.NETWORKS))
+    p.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
+                   help="network parameter, e.g. scheme=fixedpoint (int8), fmt=e5m2 acc=fp32 "
+                        "chunk=1 (fp8)")
+    p.add_argument("--images", type=_int("--images", 1, 10**6), default=None,
+                   help="first N test images (default: the whole test split, 450)")
+    p.add_argument("--rtl", action="store_true",
+                   help="execute every operation on the generated units (Verilator)")
+    p.add_argument("--json", action="store_true", help="one JSON object")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_net)
+
+    p = sub.add_parser("train", help="train a network's parameters (float | bnn), reproducibly")
+    p.add_argument("name", help="float (the MLP int8/fp8 quantize) or bnn")
+    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("-o", "--output", default=None,
+                   help="output folder (default: build/params/; the committed parameters are "
+                        "never overwritten)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("fp8-accuracy", help="accumulation error of FP8 dot products "
+                                            "(fp16 chunked / stochastic vs fp32)")
+    p.add_argument("--lengths", default=",".join(map(str, DEFAULT_LENGTHS)),
+                   help="comma-separated dot-product lengths")
+    p.add_argument("--trials", type=_int("--trials", 1, 10_000), default=32,
+                   help="dot products per length")
+    p.add_argument("--fmt", default="e4m3,e5m2", help="FP8 formats, comma-separated")
+    p.add_argument("--data", default=",".join(DATASETS), help="data sets: " + ", ".join(DATASETS))
+    p.add_argument("--rbits", type=int, default=16, help="random bits of stochastic rounding")
+    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("-o", "--output", default="build/reports/fp8_accuracy.csv", help="CSV file")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_fp8_accuracy)
+
+    p = sub.add_parser("report", help="generate, verify and cost every unit; write the report")
+    p.add_argument("-o", "--output", default="build/reports", help="output folder")
+    p.add_argument("-j", "--jobs", type=jobs, default=1, help="parallel jobs")
+    p.add_argument("--liberty", help="Liberty file (plain or .gz); default: the built-in library")
+    p.add_argument("--images", type=_int("--images", 1, 10**6), default=None,
+                   help="test images for the networks (default: the whole test split)")
+    p.set_defaults(func=cmd_report)
+    return ap
+
+
+def main(argv=None) -> int:
+    """Run the command line; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv
+    try:
+        args = build_parser().parse_args(argv)
+        return args.func(args) or 0
+    except QrtlError as exc:
+        if debug:
+            raise
+        print(f"qrtl: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("qrtl: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # the reader went away (``qrtl list | head -1``): stop quietly, as Unix tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    except OSError as exc:  # a file or folder the command needed could not be used
+        if debug:
+            raise
+        where = f" {exc.filename!r}" if exc.filename else ""
+        print(f"qrtl: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
