@@ -2,6 +2,8 @@
 
 from qrtl.golden.errors import QrtlError
 
-from .registry import UNITS, Unit, UnitSpec, all_units, configure, get_unit
+from .registry import STREAMS, UNITS, Unit, UnitSpec, register, register_stream
+from .units import all_units, configure, get_unit
 
-__all__ = ["QrtlError", "UNITS", "Unit", "UnitSpec", "all_units", "get_unit", "configure"]
+__all__ = ["QrtlError", "UNITS", "STREAMS", "Unit", "UnitSpec", "register", "register_stream",
+           "all_units", "get_unit", "configure"]

@@ -4,7 +4,8 @@ Every unit is described once, by a :class:`UnitSpec`: its parameters, its Amaran
 constructor, its golden model, its stimulus. The CLI, the testbenches, the benchmarks, the
 cost model and the reports all iterate over :data:`UNITS`. Adding a unit means one class in
 ``hw/``, one function in ``golden/`` and one :func:`register` call in a ``hw/reg_*.py``
-module imported by ``hw/units.py``.
+module imported by ``hw/units.py``, which also offers the look-ups (:func:`~qrtl.hw.units.configure`,
+:func:`~qrtl.hw.units.get_unit`, :func:`~qrtl.hw.units.all_units`) that fill the registry first.
 
 A lower layer (``qrtl.golden``) never imports this module: the network operand streams it
 defines are registered here (:func:`register_stream`) by ``hw/units.py``.
@@ -31,7 +32,7 @@ from qrtl.golden.errors import QrtlError
 from qrtl.golden.params import Param, resolve
 
 __all__ = ["Port", "UnitSpec", "Unit", "UNITS", "STREAMS", "register", "register_stream",
-           "get_unit", "all_units", "configure"]
+           "make_unit"]
 
 Arrays = Mapping[str, np.ndarray]
 
@@ -123,20 +124,6 @@ def register_stream(unit: str, name: str, fn: Callable, doc: str) -> None:
     STREAMS.setdefault(unit, {})[name] = (fn, doc)
 
 
-def get_unit(name: str) -> UnitSpec:
-    """The spec of unit ``name``; a one-line error listing the units otherwise."""
-    from . import units  # noqa: F401  (populates the registry)
-    try:
-        return UNITS[name]
-    except KeyError:
-        raise QrtlError(f"unknown unit {name!r} (units: {', '.join(UNITS)})") from None
-
-
-def all_units() -> list[UnitSpec]:
-    from . import units  # noqa: F401
-    return list(UNITS.values())
-
-
 def _module_name(unit: str, params: Mapping[str, object]) -> str:
     parts = [unit] + [f"{k}{v}" for k, v in params.items()]
     name = re.sub(r"[^A-Za-z0-9_]", "_", "_".join(parts))
@@ -151,7 +138,7 @@ class Unit:
     """One resolved configuration of a unit: its parameters, hardware contract, Verilog,
     stimulus and golden model.
 
-    Made by :func:`configure` (``qrtl.unit(name, **params)`` in the public API), which
+    Made by :func:`qrtl.hw.units.configure` (``qrtl.unit(name, **params)`` in the API), which
     validates the parameters. A ``Unit`` only describes and generates: verification
     (``qrtl.verify``) and costing (``qrtl.cost``) take one as their argument.
 
@@ -250,18 +237,9 @@ class Unit:
         return self.spec.exhaustive(self.params) if self.spec.exhaustive else None
 
 
-def configure(unit: str | UnitSpec, given: Mapping[str, object] | None = None) -> Unit:
-    """Resolve parameters and build the hardware of one unit configuration.
-
-    Unknown units or parameters and out-of-range values raise :class:`QrtlError`.
-    """
-    spec = unit if isinstance(unit, UnitSpec) else get_unit(unit)
-    params = spec.resolve(given)
-    return _configure(spec.name, json.dumps(params, sort_keys=True))
-
-
 @lru_cache(maxsize=64)
-def _configure(name: str, params_json: str) -> Unit:
+def _unit(name: str, params_json: str) -> Unit:
+    """The configuration of registered unit ``name`` with resolved ``params_json``."""
     spec = UNITS[name]
     params = {p.name: json.loads(params_json)[p.name] for p in spec.params}
     component = spec.build(params)
@@ -271,11 +249,17 @@ def _configure(name: str, params_json: str) -> Unit:
     return Unit(spec, params, component)
 
 
+def make_unit(spec: UnitSpec, given: Mapping[str, object] | None = None) -> Unit:
+    """Resolve ``given`` against ``spec`` (one-line :class:`QrtlError` if invalid) and build
+    that configuration (cached per configuration)."""
+    params = spec.resolve(given)
+    return _unit(spec.name, json.dumps(params, sort_keys=True))
+
+
 @lru_cache(maxsize=64)
 def _verilog(name: str, params_json: str) -> str:
     from amaranth.back import verilog
-    inst = _configure(name, params_json)
+    inst = _unit(name, params_json)
     # Build a fresh component: Amaranth elaborates a component once per conversion.
     comp = inst.spec.build(inst.params)
-    text = verilog.convert(comp, name=inst.module, emit_src=False)
-    return text
+    return verilog.convert(comp, name=inst.module, emit_src=False)

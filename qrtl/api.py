@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Optional
 
 from qrtl.golden.errors import QrtlError
-from qrtl.hw.registry import Unit, all_units, configure
+from qrtl.hw.registry import Unit
+from qrtl.hw.units import all_units, configure
 from qrtl.reports.cost import DEFAULT_CLOCK_NS, DEFAULT_VECTORS, CostResult, cost_unit
 from qrtl.sim.net import Replay
 from qrtl.sim.runner import RunResult

@@ -41,20 +41,27 @@ def _add_unit(p, optional: bool = False) -> None:
                    help="set a parameter (repeatable)")
 
 
-def _int(what: str, lo: int, hi: int):
-    """argparse type: an integer in ``lo..hi`` (the error names the flag's meaning)."""
+def _int(flag: str, lo: int, hi: int):
+    """argparse type: an integer in ``lo..hi`` (argparse says "invalid int value" for text
+    that is not an integer; the range error names the flag and the bounds)."""
     def parse(text: str) -> int:
+        value = int(text)
         try:
-            value = int(text, 0)
-        except ValueError:
-            raise QrtlError(f"{what}={text!r} is not an integer") from None
-        return check_int(what, value, lo, hi)
+            return check_int(flag, value, lo, hi)
+        except QrtlError:
+            raise argparse.ArgumentTypeError(f"{flag}={value} must be between {lo:,} and {hi:,}") from None
+    parse.__name__ = "int"
     return parse
 
 
-def _float(what: str, lo: float, hi: float):
+def _float(flag: str, lo: float, hi: float):
+    """argparse type: a finite number with ``lo < value <= hi``."""
     def parse(text: str) -> float:
-        return check_float(what, text, lo, hi)
+        try:
+            return check_float(flag, text, lo, hi)
+        except QrtlError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    parse.__name__ = "float"
     return parse
 
 
@@ -133,7 +140,7 @@ def _test_images(images):
 # --- units -----------------------------------------------------------------------------
 
 def cmd_list(args):
-    from qrtl.hw.registry import all_units
+    from qrtl.hw.units import all_units
     for spec in all_units():
         print(f"{spec.name}: {spec.summary}")
         for p in spec.params:
@@ -408,6 +415,7 @@ def cmd_report(args):
 
 def build_parser() -> argparse.ArgumentParser:
     from qrtl.golden import nets
+    from qrtl.golden.fp8 import RBITS_MAX
     from qrtl.reports.cost import DEFAULT_CLOCK_NS, DEFAULT_VECTORS, MAX_CLOCK_NS
     from qrtl.reports.cost import MAX_VECTORS as MAX_COST_VECTORS
     from qrtl.reports.fp8_accuracy import DATASETS, DEFAULT_LENGTHS
@@ -493,7 +501,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dot products per length")
     p.add_argument("--fmt", default="e4m3,e5m2", help="FP8 formats, comma-separated")
     p.add_argument("--data", default=",".join(DATASETS), help="data sets: " + ", ".join(DATASETS))
-    p.add_argument("--rbits", type=int, default=16, help="random bits of stochastic rounding")
+    p.add_argument("--rbits", type=_int("--rbits", 1, RBITS_MAX), default=16,
+                   help="random bits of stochastic rounding")
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("-o", "--output", default="build/reports/fp8_accuracy.csv", help="CSV file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

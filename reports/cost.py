@@ -30,7 +30,8 @@ import numpy as np
 from qrtl.golden.cache import Cache
 from qrtl.golden.errors import QrtlError
 from qrtl.golden.params import check_float, check_int
-from qrtl.hw.registry import STREAMS, Unit, all_units, configure
+from qrtl.hw.registry import STREAMS, Unit
+from qrtl.hw.units import all_units, configure
 
 from .energy import energy_from_activity, simulate_activity
 from .horowitz import horowitz

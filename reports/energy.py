@@ -374,12 +374,12 @@ def cell_models_verilog(nl: Netlist) -> str:
 
 
 def verilator_toggles(nl: Netlist, netlist_v: Path, netlist_json: Path, inputs: dict,
-                      workdir: Path, warmup: int = 0) -> dict:
+                      workdir: Path, warmup: int = 0, *, verilator_root: Path) -> dict:
     """Toggle count per net (same window as :func:`simulate_activity`), by simulating
-    ``netlist_v`` with cell models from :func:`cell_models_verilog` on Verilator and
-    reading its VCD. Slow; a reference for tests, not the product path."""
-    from qrtl.sim.toolchain import setup_verilator
-    root = setup_verilator()
+    ``netlist_v`` with cell models from :func:`cell_models_verilog` on the Verilator
+    installed at ``verilator_root`` (:func:`qrtl.sim.toolchain.setup_verilator` finds it)
+    and reading its VCD. Slow; a reference for tests, not the product path."""
+    root = verilator_root
     waves, T = port_waveforms(nl, inputs)
     workdir.mkdir(parents=True, exist_ok=True)
     in_ports = [p for p in nl.inputs if p != CLOCK_PORT]

@@ -29,7 +29,8 @@ from typing import Callable, Optional
 from tqdm import tqdm
 
 from qrtl.golden.cache import Cache
-from qrtl.hw.registry import STREAMS, all_units, configure
+from qrtl.hw.registry import STREAMS
+from qrtl.hw.units import all_units, configure
 
 from .tables import Table, fmt
 

@@ -39,7 +39,7 @@ class RtlExecutor:
     sim_seconds: float = 0.0
 
     def __call__(self, op) -> dict:
-        from qrtl.hw.registry import configure
+        from qrtl.hw.units import configure
         from qrtl.sim.runner import simulate
         inst = configure(op.unit, op.params)
         inputs = {p.name: op.inputs[p.name] for p in inst.inputs}

@@ -19,7 +19,7 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, RisingEdge, Timer
 
-from qrtl.hw.registry import configure
+from qrtl.hw.units import configure
 from qrtl.sim import hexio
 from qrtl.sim.check import describe_vector, mismatch_mask, normalise
 from qrtl.sim.layout import Layout

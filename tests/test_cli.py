@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from qrtl.hw.registry import all_units, configure
+from qrtl.hw.units import all_units, configure
 from qrtl.sim.runner import RunResult
 
 UNITS = [u.name for u in all_units()]

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from qrtl.hw.registry import all_units, configure
+from qrtl.hw.units import all_units, configure
 from qrtl.reports.cost import JSON_KEYS, cost_unit
 from qrtl.reports.energy import (energy_from_activity, pin_energies, simulate_activity,
                             verilator_toggles)
@@ -18,6 +18,7 @@ from qrtl.reports.liberty import (default_library_path, function_to_python, load
                              sky130_path)
 from qrtl.reports.synth import logic_depth, static_timing, synthesize
 from qrtl.golden.cache import build_root
+from qrtl.sim.toolchain import setup_verilator
 
 SKY130 = sky130_path()
 needs_sky130 = pytest.mark.skipif(SKY130 is None, reason="SkyWater 130 Liberty file not present "
@@ -276,7 +277,8 @@ endmodule
 def _crosscheck(nl, syn, x, warmup, name):
     act = simulate_activity(nl, x, warmup=warmup)
     ref = verilator_toggles(nl, syn.netlist_v, syn.netlist_json, x,
-                            build_root() / "cost" / "test" / name, warmup=warmup)
+                            build_root() / "cost" / "test" / name, warmup=warmup,
+                            verilator_root=setup_verilator())
     mine = {n: act.toggles(n) for n in act.rises if n != act.clock}
     ref = {n: c for n, c in ref.items() if n != act.clock}
     assert set(ref) <= set(mine)
@@ -331,7 +333,6 @@ def test_cost_unit_json_contract_and_cache(cli):
     assert r["delay_ps"] > 0 and r["area_um2"] > 0
     again = cost_unit("xnor_popcount", {"n": 8, "pipeline": 1}, vectors=500, clock_ns=4)
     assert again.cached and again.energy_pj_per_op == r["energy_pj_per_op"]
-    assert again.as_dict() == {**r, "cached": True}
 
 
 def test_cost_errors_are_one_line(cli):

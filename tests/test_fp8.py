@@ -24,7 +24,7 @@ from qrtl.golden.fp8 import (decode, encode, fp8_dot, fp8_dot_prefix, fp8_dot_st
 from qrtl.golden.errors import QrtlError
 from qrtl.hw.fp8 import Fp8Dot, Fp8Mac, Fp8Mul
 from qrtl.hw.reg_fp8 import acc_values, all_pairs
-from qrtl.hw.registry import configure
+from qrtl.hw.units import configure
 from qrtl.sim.runner import simulate, verify
 
 NP_TYPES = {"e4m3": ml_dtypes.float8_e4m3fn, "e5m2": ml_dtypes.float8_e5m2,

@@ -11,7 +11,7 @@ from qrtl.golden.intmac import int_mac, mac_chain
 from qrtl.golden.errors import QrtlError
 from qrtl.hw.intmac import IntMac
 from qrtl.hw.reg_intmac import acc_set
-from qrtl.hw.registry import configure
+from qrtl.hw.units import configure
 from qrtl.sim.runner import simulate, verify
 
 

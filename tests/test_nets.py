@@ -13,7 +13,8 @@ from qrtl.golden.nets.data import PARAMS, load_split
 from qrtl.golden.nets.program import Op
 from qrtl.golden.nets.streams import STREAM_TABLE, fp8_chunk_acc_in, network_stream
 from qrtl.golden.errors import QrtlError
-from qrtl.hw.registry import STREAMS, all_units, configure
+from qrtl.hw.registry import STREAMS
+from qrtl.hw.units import all_units, configure
 from qrtl.sim.net import RtlExecutor, replay
 
 SPLIT = load_split()

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from qrtl.golden import quant as gq
 from qrtl.hw.quant import QuantFixedPoint, QuantFloat, QuantShift
-from qrtl.hw.registry import configure
+from qrtl.hw.units import configure
 from qrtl.sim.runner import simulate, verify
 
 I32 = st.integers(gq.INT32_MIN, gq.INT32_MAX)

@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from qrtl.golden.nets import TABLE_CONFIGS
-from qrtl.hw.registry import all_units
+from qrtl.hw.units import all_units
 import qrtl
 from qrtl.reports.report import MAC_CONFIGS, REPORT_FILES
 

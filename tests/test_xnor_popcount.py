@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from qrtl.golden.bits import from_bytes, to_bytes
 from qrtl.golden.xnor import xnor_popcount
-from qrtl.hw.registry import configure
+from qrtl.hw.units import configure
 from qrtl.hw.xnor_popcount import XnorPopcount, _levels
 from qrtl.sim.runner import simulate, verify
 

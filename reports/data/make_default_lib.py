@@ -7,7 +7,7 @@ are copied verbatim, so area, pin capacitance, timing, internal-power and leakag
 are exactly SkyWater's; only per-state ``leakage_power`` groups (the cell's average
 ``cell_leakage_power`` is kept) and ``pg_pin`` groups are dropped to keep the file small.
 
-Run: ``python reports/data/make_default_lib.py SOURCE.lib[.gz] [OUT]``.
+Run: ``python -m qrtl.reports.data.make_default_lib SOURCE.lib[.gz] [OUT]``.
 """
 
 from __future__ import annotations
