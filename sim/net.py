@@ -129,7 +129,7 @@ def replay(name: str, params=None, images: int | None = None, progress: bool = F
     gold = nets.run(name, params, images)
     total = sum(op.count for op in gold["trace"].ops)
     if total == 0:
-        raise QrtlError(f"network {name} runs on no RTL unit (nothing to replay with --rtl)")
+        raise QrtlError(f"network {name} runs on no RTL unit (nothing to replay)")
     bar = None
     if progress:
         from tqdm import tqdm
