@@ -18,7 +18,7 @@ from pathlib import Path
 
 from qrtl.golden.cache import atomic_output
 from qrtl.golden.errors import QrtlError
-from qrtl.golden.params import check_float, check_int, parse_assignments
+from qrtl.golden.params import check_float, parse_assignments
 
 __all__ = ["main", "build_parser"]
 
@@ -46,10 +46,11 @@ def _int(flag: str, lo: int, hi: int):
     that is not an integer; the range error names the flag and the bounds)."""
     def parse(text: str) -> int:
         value = int(text)
-        try:
-            return check_int(flag, value, lo, hi)
-        except QrtlError:
-            raise argparse.ArgumentTypeError(f"{flag}={value} must be between {lo:,} and {hi:,}") from None
+        if value < lo:
+            raise argparse.ArgumentTypeError(f"{flag}={value} must be at least {lo:,}")
+        if value > hi:
+            raise argparse.ArgumentTypeError(f"{flag}={value} must be at most {hi:,}")
+        return value
     parse.__name__ = "int"
     return parse
 

@@ -113,12 +113,12 @@ def fp8_accuracy(lengths=DEFAULT_LENGTHS, *, fmts=("e4m3", "e5m2"),
     rbits = check_int("rbits", rbits, 1, RBITS_MAX)
     seed = check_int("seed", seed, 0, 2**63 - 1)
     for what, given, allowed in (("length", lengths, None), ("fmt", fmts, ("e4m3", "e5m2")),
-                                 ("data set", data, DATASETS), ("method", methods, METHODS)):
+                                 ("data", data, DATASETS), ("method", methods, METHODS)):
         if not given:
             raise QrtlError(f"no {what} given" + (f" (allowed: {', '.join(allowed)})" if allowed else ""))
         for x in given if allowed else ():
             if x not in allowed:
-                raise QrtlError(f"unknown {what} {x!r} (allowed: {', '.join(allowed)})")
+                raise QrtlError(f"{what}={x!r} is not one of {', '.join(allowed)}")
     operands_held = trials * lengths[-1] * len(data)
     if operands_held > MAX_OPERANDS:
         raise QrtlError(f"trials x longest length x data sets = {operands_held:,} operands is too "
