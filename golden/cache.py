@@ -94,17 +94,28 @@ def atomic_output(path, mode: str = "w", **kwargs):
     (a complete file appears at once), on any error or interrupt it is removed and
     ``path`` is left as it was."""
     path = Path(path)
+    if path.exists() and not path.is_file():  # a device or pipe (/dev/stdout): write to it
+        with open(path, mode, **kwargs) as fh:
+            yield fh
+        return
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, mode, **kwargs) as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a written file gets the usual mode
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write(path, data) -> None:
@@ -249,6 +260,15 @@ class Cache:
         """The valid folder at ``key``, or None (nothing is built)."""
         final = self.root / key
         return final if self._valid_folder(final, check) else None
+
+    def discard(self, key: str) -> None:
+        """Remove the entry at ``key`` (value or folder), so the next use rebuilds it."""
+        with self._lock(key):
+            for path in (self.root / key, self._value_path(key, "json"), self._value_path(key, "pickle")):
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                elif path.exists():
+                    path.unlink()
 
     def folder(self, key: str, make: Callable[[Path], list], *,
                check: Optional[Callable[[Path], bool]] = None) -> Path:

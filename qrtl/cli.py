@@ -9,9 +9,11 @@ and found a problem (an RTL mismatch); 130 an interrupt.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -66,8 +68,9 @@ def _float(flag: str, lo: float, hi: float):
     return parse
 
 
-def _output_file(path: str | None) -> Path | None:
-    """Check that ``path`` can be written, before any work; None for stdout (``-``)."""
+def _output_file(path: str | None, make_parents: bool = False) -> Path | None:
+    """Check that ``path`` can be written, before any work; None for stdout (``-``).
+    ``make_parents``: missing folders are fine (created when the file is written)."""
     if path is None or path == "-":
         return None
     if not path:
@@ -75,7 +78,9 @@ def _output_file(path: str | None) -> Path | None:
     out = Path(path)
     if out.is_dir():
         raise QrtlError(f"output file {path!r} is a directory")
-    parent = out.parent if str(out.parent) else Path(".")
+    parent = out.parent
+    while make_parents and not parent.exists() and parent != parent.parent:
+        parent = parent.parent
     if not parent.is_dir():
         raise QrtlError(f"cannot write output file {path!r}: folder {str(parent)!r} does not exist")
     if not os.access(parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
@@ -101,6 +106,7 @@ def _output_folder(path: str) -> Path:
 def _write_text(out: Path, text: str) -> None:
     """Write ``text`` to ``out`` complete or not at all (an existing file is kept on error)."""
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
         with atomic_output(out) as fh:
             fh.write(text)
     except OSError as exc:
@@ -369,13 +375,23 @@ def cmd_fp8_accuracy(args) -> int:
         lengths = [int(x) for x in _list_arg(args.lengths)]
     except ValueError:
         raise QrtlError(f"--lengths={args.lengths!r} is not a comma-separated list of integers") from None
-    out = _output_file(args.output)
+    out = _output_file(args.output, make_parents=True)
     fmts, data = _list_arg(args.fmt), _list_arg(args.data)
-    bar = tqdm(total=len(fmts) * len(METHODS), desc="fp8-accuracy", unit="run",
-               disable=args.no_progress, file=sys.stderr)
-    with bar:
+    bars = []  # made at the first step, so that bad input is refused before any output
+
+    def progress(step: str) -> None:
+        if not bars:
+            bars.append(tqdm(total=len(fmts) * len(METHODS), desc="fp8-accuracy", unit="run",
+                             disable=args.no_progress, file=sys.stderr))
+        bars[0].set_postfix_str(step)
+        bars[0].update()
+
+    try:
         df = fp8_accuracy(lengths, fmts=fmts, data=data, trials=args.trials, rbits=args.rbits,
-                          seed=args.seed, progress=lambda s: (bar.set_postfix_str(s), bar.update()))
+                          seed=args.seed, progress=progress)
+    finally:
+        for bar in bars:
+            bar.close()
     _write_text(out, df.to_csv(index=False))
     with pd.option_context("display.width", 200, "display.max_rows", 500,
                            "display.float_format", "{:.2e}".format):
@@ -414,19 +430,13 @@ def cmd_report(args):
 
 # --- the parser ------------------------------------------------------------------------
 
-def build_parser() -> argparse.ArgumentParser:
-    from qrtl.golden import nets
-    from qrtl.golden.fp8 import RBITS_MAX
-    from qrtl.reports.cost import DEFAULT_CLOCK_NS, DEFAULT_VECTORS, MAX_CLOCK_NS
-    from qrtl.reports.cost import MAX_VECTORS as MAX_COST_VECTORS
-    from qrtl.reports.fp8_accuracy import DATASETS, DEFAULT_LENGTHS
-    from qrtl.sim.runner import MAX_VECTORS as MAX_SIM_VECTORS
+_SEED = _int("--seed", 0, 2**63 - 1)
+_JOBS = _int("-j/--jobs", 1, 256)
 
-    seed = _int("--seed", 0, 2**63 - 1)
-    jobs = _int("-j/--jobs", 1, 256)
-    ap = _Parser(prog="qrtl", description="Generate, verify and cost low-precision NN arithmetic units.")
-    ap.add_argument("--debug", action="store_true", help="show a traceback on errors")
-    sub = ap.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+def _unit_commands(sub) -> None:
+    """list, describe, verilog, sim, bench."""
+    from qrtl.sim.runner import MAX_VECTORS
 
     sub.add_parser("list", help="every unit, its parameters and defaults").set_defaults(func=cmd_list)
 
@@ -442,17 +452,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sim", help="verify a unit on Verilator against its golden model")
     _add_unit(p)
-    p.add_argument("--vectors", type=_int("--vectors", 1, MAX_SIM_VECTORS), default=100_000,
+    p.add_argument("--vectors", type=_int("--vectors", 1, MAX_VECTORS), default=100_000,
                    help="random vectors when the input space is too big to be exhaustive")
-    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--seed", type=_SEED, default=0)
     p.add_argument("--json", action="store_true", help="one JSON object")
     p.set_defaults(func=cmd_sim)
 
     p = sub.add_parser("bench", help="throughput of the verification paths")
     _add_unit(p)
-    p.add_argument("--vectors", type=_int("--vectors", 1, MAX_SIM_VECTORS), default=1_000_000)
-    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--vectors", type=_int("--vectors", 1, MAX_VECTORS), default=1_000_000)
+    p.add_argument("--seed", type=_SEED, default=0)
     p.set_defaults(func=cmd_bench)
+
+
+def _cost_commands(sub) -> None:
+    """cost, report."""
+    from qrtl.reports.cost import DEFAULT_CLOCK_NS, DEFAULT_VECTORS, MAX_CLOCK_NS, MAX_VECTORS
 
     p = sub.add_parser("cost", help="area, delay and energy per operation (Yosys + ABC + activity)")
     _add_unit(p, optional=True)
@@ -460,18 +475,33 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Liberty library, plain or .gz (default: the shipped SKY130 HD subset)")
     p.add_argument("--stimulus", default="random",
                    help="random (uniform codes) or a named stream registered for the unit")
-    p.add_argument("--vectors", type=_int("--vectors", 2, MAX_COST_VECTORS),
+    p.add_argument("--vectors", type=_int("--vectors", 2, MAX_VECTORS),
                    default=DEFAULT_VECTORS, help="vectors simulated")
-    p.add_argument("--seed", type=seed, default=0, help="seed of the random stimulus")
+    p.add_argument("--seed", type=_SEED, default=0, help="seed of the random stimulus")
     p.add_argument("--clock-ns", type=_float("--clock-ns", 0.0, MAX_CLOCK_NS),
                    default=DEFAULT_CLOCK_NS, help="clock period for the leakage term (one op per cycle)")
     p.add_argument("--json", action="store_true", help="one JSON object per unit (per line)")
     p.add_argument("--all", action="store_true", help="every registered unit, default parameters")
-    p.add_argument("-j", "--jobs", type=jobs, default=min(2, os.cpu_count() or 1),
+    p.add_argument("-j", "--jobs", type=_JOBS, default=min(2, os.cpu_count() or 1),
                    help="parallel jobs for --all / --compare")
     p.add_argument("--compare", choices=["quant"],
                    help="the headline comparison of the quantization operations")
     p.set_defaults(func=cmd_cost)
+
+    p = sub.add_parser("report", help="generate, verify and cost every unit; write the report")
+    p.add_argument("-o", "--output", default="build/reports", help="output folder")
+    p.add_argument("-j", "--jobs", type=_JOBS, default=1, help="parallel jobs")
+    p.add_argument("--liberty", help="Liberty file (plain or .gz); default: the built-in library")
+    p.add_argument("--images", type=_int("--images", 1, 10**6), default=None,
+                   help="test images for the networks (default: the whole test split)")
+    p.set_defaults(func=cmd_report)
+
+
+def _network_commands(sub) -> None:
+    """net, train, fp8-accuracy."""
+    from qrtl.golden import nets
+    from qrtl.golden.fp8 import RBITS_MAX
+    from qrtl.reports.fp8_accuracy import DATASETS, DEFAULT_LENGTHS
 
     p = sub.add_parser("net", help="test accuracy of a network; --rtl replays it on the RTL")
     p.add_argument("name", help="network: " + ", ".join(nets.NETWORKS))
@@ -488,7 +518,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a network's parameters (float | bnn), reproducibly")
     p.add_argument("name", help="float (the MLP int8/fp8 quantize) or bnn")
-    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--seed", type=_SEED, default=0)
     p.add_argument("-o", "--output", default=None,
                    help="output folder (default: build/params/; the committed parameters are "
                         "never overwritten)")
@@ -504,28 +534,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=",".join(DATASETS), help="data sets: " + ", ".join(DATASETS))
     p.add_argument("--rbits", type=_int("--rbits", 1, RBITS_MAX), default=16,
                    help="random bits of stochastic rounding")
-    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--seed", type=_SEED, default=0)
     p.add_argument("-o", "--output", default="build/reports/fp8_accuracy.csv", help="CSV file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_fp8_accuracy)
 
-    p = sub.add_parser("report", help="generate, verify and cost every unit; write the report")
-    p.add_argument("-o", "--output", default="build/reports", help="output folder")
-    p.add_argument("-j", "--jobs", type=jobs, default=1, help="parallel jobs")
-    p.add_argument("--liberty", help="Liberty file (plain or .gz); default: the built-in library")
-    p.add_argument("--images", type=_int("--images", 1, 10**6), default=None,
-                   help="test images for the networks (default: the whole test split)")
-    p.set_defaults(func=cmd_report)
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of every subcommand (each sets ``func``, returning an exit status)."""
+    ap = _Parser(prog="qrtl", description="Generate, verify and cost low-precision NN arithmetic units.")
+    ap.add_argument("--debug", action="store_true", help="show a traceback on errors")
+    sub = ap.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _unit_commands(sub)
+    _cost_commands(sub)
+    _network_commands(sub)
     return ap
 
 
+def _stop(signum, frame):
+    """SIGTERM / SIGHUP end qrtl like Ctrl-C: children are killed, partial files removed."""
+    raise KeyboardInterrupt
+
+
 def main(argv=None) -> int:
-    """Run the command line; returns the exit status."""
+    """Run the command line; returns the exit status (0 fine, 1 a mismatch or an internal
+    error, 2 bad input, 130 interrupted)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in argv
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        with contextlib.suppress(ValueError):  # only the main thread may set handlers
+            signal.signal(sig, _stop)
     try:
         args = build_parser().parse_args(argv)
-        return args.func(args) or 0
+        status = args.func(args) or 0
+        sys.stdout.flush()  # a closed pipe shows here, inside the handlers below
+        return status
     except QrtlError as exc:
         if debug:
             raise
@@ -545,6 +588,13 @@ def main(argv=None) -> int:
         where = f" {exc.filename!r}" if exc.filename else ""
         print(f"qrtl: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 2
+    except Exception as exc:  # a bug: one line, and how to see more
+        if debug:
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"qrtl: internal error: {type(exc).__name__}: {first} (run with --debug for the "
+              f"traceback, and please report it)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, fields
 from typing import Optional
 
@@ -30,6 +29,7 @@ import numpy as np
 from qrtl.golden.cache import Cache
 from qrtl.golden.errors import QrtlError
 from qrtl.golden.params import check_float, check_int
+from qrtl.golden.procs import pool_map
 from qrtl.hw.registry import STREAMS, Unit
 from qrtl.hw.units import all_units, configure
 
@@ -256,12 +256,9 @@ def _cost_job(args) -> dict:
 def _run_jobs(jobs_list: list, jobs: int, desc: str, progress: bool = True) -> list:
     from tqdm import tqdm
     jobs = max(1, int(jobs))
-    bar = dict(total=len(jobs_list), desc=desc, unit="cfg", disable=not progress or len(jobs_list) < 2,
-               file=sys.stderr)
-    if jobs == 1 or len(jobs_list) == 1:
-        return [_cost_job(j) for j in tqdm(jobs_list, **bar)]
-    with ProcessPoolExecutor(min(jobs, len(jobs_list))) as pool:
-        return list(tqdm(pool.map(_cost_job, jobs_list), **bar))
+    with tqdm(total=len(jobs_list), desc=desc, unit="cfg", file=sys.stderr,
+              disable=not progress or len(jobs_list) < 2) as bar:
+        return pool_map(_cost_job, jobs_list, jobs, bar.update)
 
 
 def cost_all(jobs: int = 2, liberty=None, *, stimulus: str = "random",

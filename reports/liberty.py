@@ -26,6 +26,7 @@ import gzip
 import hashlib
 import os
 import re
+import zlib
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
@@ -431,8 +432,9 @@ def _read_text(path) -> str:
                 return fh.read()
         with open(path, "r", errors="replace") as fh:
             return fh.read()
-    except OSError as exc:
-        raise QrtlError(f"cannot read Liberty file {path!r}: {exc.strerror or exc}") from None
+    except (OSError, EOFError, zlib.error) as exc:  # unreadable, or a truncated/garbled .gz
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else f"{type(exc).__name__}: {exc}"
+        raise QrtlError(f"cannot read Liberty file {path!r}: {why}") from None
 
 
 def _unit_scale(s: str, base: dict) -> float:
@@ -616,6 +618,11 @@ def _load(path: Path) -> Library:
                             f"{type(exc).__name__}: {exc}") from None
         if not lib.usable():
             raise QrtlError(f"Liberty file {str(path)!r} has no usable cells")
+        try:
+            lib.reference_inverter()  # ABC cannot map any logic without one
+        except QrtlError:
+            raise QrtlError(f"Liberty file {str(path)!r} has no usable inverter "
+                            f"(a cell with function !A), which logic mapping needs") from None
         return lib
 
     lib = LIBERTY_CACHE.value(sha, parse, check=lambda v: isinstance(v, Library) and v.sha256 == sha)

