@@ -27,7 +27,7 @@ from typing import Callable, Optional
 
 from tqdm import tqdm
 
-from qrtl.golden.cache import Cache
+from qrtl.golden.cache import Cache, atomic_output, atomic_write
 from qrtl.golden.procs import pool_map
 from qrtl.hw.registry import STREAMS
 from qrtl.hw.units import all_units, configure
@@ -235,7 +235,8 @@ def _plots(out: Path, quant: list[dict], networks: list[dict], fp8acc) -> list[P
 
     def save(fig, stem):
         for ext in ("png", "svg"):
-            fig.savefig(out / f"{stem}.{ext}")
+            with atomic_output(out / f"{stem}.{ext}", "wb") as fh:
+                fig.savefig(fh, format=ext)
             written.append(out / f"{stem}.{ext}")
         plt.close(fig)
 
@@ -392,7 +393,7 @@ def _report_md(out: Path, tables: dict, prov: dict, nets_images, stims: list[str
         "",
     ]
     path = out / "report.md"
-    path.write_text("\n".join(lines))
+    atomic_write(path, "\n".join(lines))
     return path
 
 
@@ -423,7 +424,7 @@ def run_report(out: Path, *, verify: Callable, replay: Callable, liberty=None, j
             vdir.mkdir(exist_ok=True)
             for spec in all_units():
                 inst = configure(spec.name)
-                (vdir / f"{inst.module}.v").write_text(inst.verilog())
+                atomic_write(vdir / f"{inst.module}.v", inst.verilog())
                 written.append(vdir / f"{inst.module}.v")
         elif step == "verify":
             rows = _cached("verify", verify_vectors, lambda: _verify_all(verify, jobs, verify_vectors))

@@ -11,6 +11,8 @@ import math
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from qrtl.golden.cache import atomic_output, atomic_write
+
 __all__ = ["fmt", "Table", "latex_escape"]
 
 _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
@@ -64,7 +66,7 @@ class Table:
         return self.brief, [[r[i] for i in idx] for r in self.rows]
 
     def csv(self, path: Path) -> Path:
-        with open(path, "w", newline="") as fh:
+        with atomic_output(path, "w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(self.columns)
             w.writerows(self.rows)
@@ -102,9 +104,9 @@ class Table:
             if f == "csv":
                 self.csv(path)
             elif f == "md":
-                path.write_text(self.markdown())
+                atomic_write(path, self.markdown())
             elif f == "tex":
-                path.write_text(self.latex())
+                atomic_write(path, self.latex())
             out.append(path)
         return out
 
