@@ -227,20 +227,21 @@ def _fmt_row(r: dict) -> str:
     return (f"{r['unit']:<17} {r['area_um2']:>10.1f} {r.get('cell_count', 0):>6} "
             f"{r['transistors'] if r['transistors'] is not None else '-':>7} {r['depth']:>5} "
             f"{r['delay_ps']:>8.0f} {r['energy_pj_per_op']:>9.4f} {b['internal']:>9.4f} "
-            f"{b['switching']:>9.4f} {b['leakage']:>9.2e} "
+            f"{b['switching']:>9.4f} {b['leakage']:>9.2e} {r['power_mw']:>8.4f} "
             f"{hz.get('pj', float('nan')) if hz else float('nan'):>8.3f}  {params}")
 
 
 _COST_HEADER = (f"{'unit':<17} {'area um2':>10} {'cells':>6} {'transis':>7} {'depth':>5} "
                 f"{'delay ps':>8} {'E pJ/op':>9} {'internal':>9} {'switch':>9} {'leakage':>9} "
-                f"{'Horowitz':>8}  params")
+                f"{'P mW':>8} {'Horowitz':>8}  params")
 
 
 def _print_cost_table(rows: list) -> None:
     r0 = rows[0]
     lib = r0["library"]
     print(f"library {lib['name']} ({lib['corner']}, {lib['voltage']} V); stimulus {r0['stimulus']}, "
-          f"{r0['vectors']} vectors; clock {r0['clock_ns']} ns; input slew {r0['input_slew_ns']} ns; "
+          f"{r0['vectors']} vectors; clock {r0['clock_ns']} ns ({r0['ops_per_s']:.3g} ops/s; P = power "
+          f"at that clock); input slew {r0['input_slew_ns']} ns; "
           f"zero-delay toggles (glitches not counted); Horowitz = 45 nm analytical reference")
     print(_COST_HEADER)
     for r in rows:

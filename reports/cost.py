@@ -50,7 +50,7 @@ DEFAULT_CLOCK_NS = 10.0
 #: leakage term meaningless.
 MAX_VECTORS = 1_000_000
 MAX_CLOCK_NS = 1e6
-COST_VERSION = "qrtl-cost-3"
+COST_VERSION = "qrtl-cost-4"
 COST_CACHE = Cache("cost", COST_VERSION)
 
 #: Keys every result has (the public JSON contract of ``qrtl cost --json``).
@@ -61,7 +61,7 @@ JSON_KEYS = ("unit", "params", "library", "area_um2", "cells", "transistors", "d
 MEASURED = ("module", "library", "area_um2", "cells", "cell_count", "transistors", "depth",
             "delay_ps", "critical_endpoint", "energy_pj_per_op", "energy_breakdown_pj",
             "clock_ns", "stimulus", "vectors", "ops", "toggles_per_op", "input_slew_ns",
-            "netlist", "seconds")
+            "netlist", "synthesis", "seconds")
 
 
 @dataclass
@@ -89,12 +89,22 @@ class CostResult:
         Energy per operation, pJ: internal + switching + leakage (``energy_breakdown_pj``),
         from the switching activity measured on ``stimulus``.
     clock_ns : float
-        Clock period of the leakage term (one operation per cycle).
+        Clock period (one operation per cycle): the leakage term, throughput and power.
+    slack_ps : float
+        ``clock_ns`` minus the critical-path delay (negative: the unit cannot run at it).
+    ops_per_s : float
+        Operations per second at ``clock_ns`` (one per cycle).
+    power_mw : float
+        Average power at ``clock_ns``: ``energy_pj_per_op / clock_ns``.
     stimulus, vectors, ops, seed
         The stimulus, the vectors simulated, the operations measured, the seed.
-    toggles_per_op, input_slew_ns, netlist, seconds, cached
-        Activity, the input slew assumed, the gate netlist, the measurement's run time, and
-        whether the figures came from the cache.
+    toggles_per_op, input_slew_ns, netlist
+        Activity, the input slew assumed, the gate netlist.
+    synthesis : dict
+        The liberty mapping kept (``flow``: ``standard`` or ``fast``, its ``script``) and
+        both flows' ``area_um2_*`` and ``seconds_*``.
+    seconds, cached
+        The measurement's run time, and whether the figures came from the cache.
     horowitz : dict or None
         The analytical 45 nm estimate (Horowitz, ISSCC 2014), for reference only.
     """
@@ -114,12 +124,16 @@ class CostResult:
     energy_pj_per_op: float
     energy_breakdown_pj: dict
     clock_ns: float
+    slack_ps: float
+    ops_per_s: float
+    power_mw: float
     stimulus: str
     vectors: int
     ops: int
     toggles_per_op: float
     input_slew_ns: float
     netlist: str
+    synthesis: dict
     seconds: float
     cached: bool
     seed: int
@@ -159,7 +173,8 @@ def _hash_arrays(x: dict) -> str:
 def _complete(d) -> bool:
     """A cached measurement is trusted only with every field, of the right kinds."""
     return (isinstance(d, dict) and all(k in d for k in MEASURED)
-            and all(isinstance(d[k], dict) for k in ("library", "cells", "energy_breakdown_pj"))
+            and all(isinstance(d[k], dict) for k in ("library", "cells", "energy_breakdown_pj",
+                                                     "synthesis"))
             and all(isinstance(d[k], (int, float)) for k in ("area_um2", "energy_pj_per_op",
                                                              "delay_ps")))
 
@@ -206,6 +221,7 @@ def cost_verilog(verilog: str, module: str, inputs: dict, *, latency: int = 0,
             "toggles_per_op": round(toggles / max(act.ops, 1), 3),
             "input_slew_ns": INPUT_SLEW_NS,
             "netlist": str(syn.netlist_v),
+            "synthesis": syn.synthesis,
             "seconds": round(time.perf_counter() - t0, 3),
         }
 
@@ -237,6 +253,9 @@ def cost_unit(unit, params: Optional[dict] = None, *, liberty=None, stimulus: st
                        stimulus=stimulus, use_cache=use_cache)
     return CostResult(unit=inst.name, params=dict(inst.params), latency=inst.latency,
                       **{k: out[k] for k in MEASURED}, cached=out["cached"], seed=seed,
+                      slack_ps=round(1000.0 * clock_ns - out["delay_ps"], 2),
+                      ops_per_s=1e9 / clock_ns,
+                      power_mw=round(out["energy_pj_per_op"] / clock_ns, 6),
                       horowitz=horowitz(inst.name, inst.params))
 
 
@@ -391,7 +410,8 @@ def compare_quant(liberties: Optional[list] = None, *, jobs: int = 2,
         row = {"library": r["library"]["name"], "corner": r["library"]["corner"], "stimulus": stim,
                "out_width": ow, "bias": bias, "config": label, "unit": unit, "params": r["params"],
                "area_um2": round(area, 3), "delay_ps": round(delay, 1),
-               "energy_pj_per_op": round(energy, 6), "bias_adder": adder, "horowitz_pj": hz}
+               "energy_pj_per_op": round(energy, 6), "ops_per_s": 1e9 / clock_ns,
+               "power_mw": round(energy / clock_ns, 6), "bias_adder": adder, "horowitz_pj": hz}
         rows.append(row)
         by[(lib, stim, ow, bias, label)] = row
     for (lib, stim, ow, bias, label), row in by.items():

@@ -32,6 +32,7 @@ from qrtl.golden.procs import pool_map
 from qrtl.hw.registry import STREAMS
 from qrtl.hw.units import all_units, configure
 
+from .synth import FLOWS
 from .tables import Table, fmt
 
 __all__ = ["run_report", "verify_unit", "provenance", "MAC_CONFIGS", "HEADLINE", "REPORT_FILES"]
@@ -70,7 +71,8 @@ REPORT_FILES = [
     "units.csv", "quant_ops.csv", "quant_ops.md", "quant_ops.tex", "mac.csv", "mac.md",
     "mac.tex", "networks.csv", "networks.md", "networks.tex", "fp8_accuracy.csv",
     "quant_cost.png", "quant_cost.svg", "accuracy_energy.png", "accuracy_energy.svg",
-    "fp8_accuracy.png", "fp8_accuracy.svg", "verification.csv", "report.md",
+    "fp8_accuracy.png", "fp8_accuracy.svg", "verification.csv", "qor.csv", "qor.md",
+    "report.md",
 ]
 
 
@@ -141,7 +143,8 @@ def _units_table(liberty, jobs) -> list[dict]:
                 "unit": unit, "module": configure(unit).module, "area_um2": r["area_um2"],
                 "cells": sum(r["cells"].values()), "transistors": r["transistors"],
                 "depth": r["depth"], "delay_ps": r["delay_ps"],
-                "energy_pj_random": r["energy_pj_per_op"],
+                "energy_pj_random": r["energy_pj_per_op"], "ops_per_s": r["ops_per_s"],
+                "power_mw_random": r["power_mw"], "slack_ps": r["slack_ps"],
                 "real_stream": "", "energy_pj_real": None,
                 "horowitz_45nm_pj": (r.get("horowitz") or {}).get("pj"),
                 "library": r["library"]["name"], "corner": r["library"]["corner"],
@@ -169,12 +172,40 @@ def _mac_table(liberty, jobs) -> list[dict]:
                            "macs_per_op": macs, "area_um2": r["area_um2"],
                            "area_um2_per_mac": r["area_um2"] / macs, "delay_ps": r["delay_ps"],
                            "pj_per_mac_random": r["energy_pj_per_op"] / macs,
+                           "macs_per_s": macs * r["ops_per_s"], "power_mw_random": r["power_mw"],
                            "real_stream": "", "pj_per_mac_real": None,
                            "horowitz_pj_per_mac": ((r.get("horowitz") or {}).get("pj") or math.nan) / macs}
         elif "error" not in r:
             rows[label]["real_stream"] = stim
             rows[label]["pj_per_mac_real"] = r["energy_pj_per_op"] / macs
     return list(rows.values())
+
+
+def _qor_table(liberty, jobs) -> list[dict]:
+    """Synthesis quality of results: for every default unit and every configuration the
+    report's tables use, the area of Yosys's standard flow beside ours (the smaller of the
+    standard and the fast mapping) and the run time of each."""
+    from .cost import _quant_configs
+    configs = [(spec.name, {}) for spec in all_units()]
+    configs += [(u, p) for ow in (8, 4) for b in (0, 1) for _, u, p in _quant_configs(ow, b)]
+    configs += [(u, p) for _, u, p, _ in MAC_CONFIGS]
+    seen, unique = set(), []
+    for u, p in configs:
+        key = (u, configure(u, p).module)
+        if key not in seen:
+            seen.add(key)
+            unique.append((u, p, "random"))
+    rows = []
+    for (u, p, _), r in zip(unique, _cost_rows(unique, liberty, jobs, "QoR")):
+        syn = r["synthesis"]
+        std = syn["area_um2_standard"]
+        rows.append({"unit": u, "params": " ".join(f"{k}={v}" for k, v in p.items()) or "(defaults)",
+                     "standard_um2": std, "qrtl_um2": r["area_um2"],
+                     "vs_standard_pct": 100.0 * (r["area_um2"] - std) / std,
+                     "flow": syn["flow"], "fast_um2": syn["area_um2_fast"],
+                     "cells": r["cell_count"], "standard_s": syn["seconds_standard"],
+                     "fast_s": syn["seconds_fast"]})
+    return rows
 
 
 def _networks(replay: Callable, liberty, jobs, images: Optional[int]) -> list[dict]:
@@ -349,7 +380,9 @@ def _headline(quant_table: Table) -> str:
         text += (f" With the shift fixed in the hardware it is **{static['area_x_fixedpoint']}x** "
                  f"smaller and **{static['energy_x_fixedpoint']}x** lower in energy than the "
                  f"fixed-point requantizer.")
-    return text + " (The seed paper reports about 15x area and 9x energy.)"
+    return text + (" (Geng et al., \"Dataflow-based Joint Quantization for Deep Neural "
+                   "Networks\", DCC 2019, report about 15x area and 9x energy per quantization "
+                   "operation against their baseline.)")
 
 
 def _report_md(out: Path, tables: dict, prov: dict, nets_images, stims: list[str]) -> Path:
@@ -378,6 +411,13 @@ def _report_md(out: Path, tables: dict, prov: dict, nets_images, stims: list[str
         "![FP8 accumulation error](fp8_accuracy.png)", "",
         "## Every unit (`units.csv`)", "",
         tables["units"].markdown(), "",
+        "## Synthesis quality (`qor.csv`)", "",
+        "Area of each configuration from Yosys's standard flow (`synth -flatten; dfflibmap; "
+        "abc -liberty` with the default ABC script) and from qrtl, which runs that flow and a "
+        "fast ABC script (`" + FLOWS["fast"][0] + "`) and keeps the smaller netlist (`flow`); "
+        "`vs_standard_pct` below 0 means qrtl's netlist is smaller. Run times in seconds "
+        "(YoWASP Yosys).", "",
+        tables["qor"].markdown(), "",
         "## Verification (`verification.csv`)", "",
         tables["verification"].markdown(), "",
         "## Provenance", "",
@@ -388,8 +428,10 @@ def _report_md(out: Path, tables: dict, prov: dict, nets_images, stims: list[str
         f"- Library: {lib['name']} ({lib['corner']}), file `{lib.get('path', '')}`",
         f"- Clock period for leakage: {fmt(prov['clock_ns'])} ns",
         f"- Stimuli: {', '.join(stims)}; seed {SEED}",
-        "- Synthesis: Yosys `synth -flatten` + ABC onto the library; energy: zero-delay toggle "
-        "counts (glitches not counted) x Liberty internal energy and 0.5 C V^2.",
+        "- Synthesis: Yosys + ABC onto the library, the smaller of two mappings per unit: "
+        f"standard (`{FLOWS['standard'][0]}`) and fast (`{FLOWS['fast'][0]}`), see `qor.csv`; "
+        "energy: zero-delay toggle counts (glitches not counted) x Liberty internal energy and "
+        "0.5 C V^2.",
         "",
     ]
     path = out / "report.md"
@@ -414,7 +456,8 @@ def run_report(out: Path, *, verify: Callable, replay: Callable, liberty=None, j
     lib_obj = load_library(str(liberty) if liberty else None)
     lib_key = [lib_obj.sha256]  # the library's contents, not its path
     written: list[Path] = []
-    steps = ["verilog", "verify", "units", "quant", "mac", "networks", "fp8", "plots", "report"]
+    steps = ["verilog", "verify", "units", "quant", "mac", "qor", "networks", "fp8", "plots",
+             "report"]
     bar = tqdm(steps, desc="qrtl report", unit="step", file=sys.stderr, disable=not progress)
     tables: dict = {}
     for step in bar:
@@ -450,6 +493,10 @@ def run_report(out: Path, *, verify: Callable, replay: Callable, liberty=None, j
             tables["mac"] = Table(rows, caption=f"Cost per multiply-accumulate ({lib_obj.name}, "
                                   f"{lib_obj.corner}; xnor_popcount: per binary MAC)",
                                   label="tab:mac", brief=MAC_BRIEF)
+        elif step == "qor":
+            rows = _cached("qor", lib_key, lambda: _qor_table(liberty, jobs))
+            tables["qor"] = Table(rows, caption=f"Synthesis QoR against Yosys's standard flow "
+                                  f"({lib_obj.name}, {lib_obj.corner})", label="tab:qor")
         elif step == "networks":
             nrows = _cached("networks", lib_key + [images], lambda: _networks(replay, liberty, jobs, images))
             tables["networks"] = Table(nrows, caption="Networks on the digits test split: "
@@ -466,6 +513,7 @@ def run_report(out: Path, *, verify: Callable, replay: Callable, liberty=None, j
             for name in ("quant_ops", "mac", "networks"):
                 written += tables[name].write(out / name)
             written.append(tables["units"].csv(out / "units.csv"))
+            written += tables["qor"].write(out / "qor", formats=("csv", "md"))
             written.append(tables["verification"].csv(out / "verification.csv"))
             stims = ["random"] + sorted({s for u in STREAMS.values() for s in u})
             n_img = f"{nrows[0]['images']} images" if nrows else ""
