@@ -356,3 +356,28 @@ def test_horowitz_composition():
         h = horowitz(spec.name, spec.defaults())
         if h is not None:
             assert h["pj"] == pytest.approx(sum(c * e for _, c, e in h["composition"]), rel=1e-4)
+
+
+def test_area_never_worse_than_yosys_standard_flow(tmp_path):
+    """The kept netlist is never larger than Yosys's standard flow, rerun here on its own
+    (the script a reviewer would type) on the same library and Verilog."""
+    import os
+    import re
+
+    from qrtl.reports.synth import _filtered_lib, run_yosys
+    lib = load_library()
+    for name, params in (("quant_shift", {}), ("xnor_popcount", {"n": 16})):
+        inst = configure(name, params)
+        syn = synthesize(inst.verilog(), inst.module, lib)
+        work = build_root() / "test-qor" / inst.module
+        work.mkdir(parents=True, exist_ok=True)
+        (work / "unit.v").write_text(inst.verilog())
+        rel = os.path.relpath(_filtered_lib(lib), work)
+        run_yosys(work, f"read_verilog -sv unit.v\nread_liberty -lib {rel}\n"
+                        f"synth -top {inst.module} -flatten\ndfflibmap -liberty {rel}\n"
+                        f"abc -liberty {rel}\nopt_clean\ntee -q -o std.txt stat -liberty {rel}\n")
+        std = float(re.search(r"Chip area for (?:top )?module '[^']*':\s*([0-9.]+)",
+                              (work / "std.txt").read_text()).group(1))
+        assert syn.synthesis["area_um2_standard"] == pytest.approx(std, abs=1e-3)
+        assert syn.area_um2 <= std + 1e-6
+        assert syn.area_um2 == min(syn.synthesis["area_um2_standard"], syn.synthesis["area_um2_fast"])

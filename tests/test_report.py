@@ -57,6 +57,21 @@ def test_units_table(report):
     assert any(r["real_stream"] for r in rows)  # network streams are costed too
 
 
+def test_qor_table(report):
+    """Every default unit and every configuration of the tables, none larger than Yosys's
+    standard flow; the power column is energy per operation over the clock period."""
+    out, _ = report
+    rows = read_csv(out / "qor.csv")
+    assert {r["unit"] for r in rows} == {u.name for u in all_units()}
+    assert len(rows) >= len(all_units()) + 4
+    for r in rows:
+        assert float(r["qrtl_um2"]) <= float(r["standard_um2"]) + 1e-3, r
+        assert r["flow"] in ("standard", "fast")
+    for r in read_csv(out / "units.csv"):
+        assert float(r["power_mw_random"]) == pytest.approx(
+            float(r["energy_pj_random"]) / float(r["clock_ns"]), rel=1e-3)
+
+
 def test_quant_table(report):
     out, _ = report
     rows = read_csv(out / "quant_ops.csv")
