@@ -201,11 +201,6 @@ class Cache:
             _notice(f"cache entry {path} is damaged ({type(exc).__name__}); rebuilding it")
             return _MISSING
 
-    def get(self, key: str, *, fmt: str = "pickle", check: Optional[Callable] = None):
-        """The stored value at ``key`` if it exists and validates, else None."""
-        value = self._load(self._value_path(key, fmt), fmt, check)
-        return None if value is _MISSING else value
-
     def value(self, key: str, compute: Callable[[], object], *, fmt: str = "pickle",
               check: Optional[Callable] = None):
         """The value at ``key``, computing and storing ``compute()`` if there is none.
@@ -236,10 +231,10 @@ class Cache:
 
     # --- folders: a directory per entry, with a manifest -------------------------------
 
-    def _valid_folder(self, folder: Path, check: Optional[Callable]) -> bool:
+    def _valid_folder(self, folder: Path, check: Optional[Callable], quiet: bool = False) -> bool:
         manifest = folder / MANIFEST
         if not manifest.exists():
-            if folder.exists():
+            if folder.exists() and not quiet:
                 _notice(f"cache entry {folder} is incomplete; rebuilding it")
             return False
         try:
@@ -252,7 +247,9 @@ class Cache:
                 raise ValueError("check failed")
             return True
         except Exception as exc:
-            _notice(f"cache entry {folder} is damaged ({type(exc).__name__}: {exc}); rebuilding it")
+            if not quiet:
+                _notice(f"cache entry {folder} is damaged ({type(exc).__name__}: {exc}); "
+                        f"rebuilding it")
             return False
 
     def find_folder(self, key: str, *, check: Optional[Callable[[Path], bool]] = None
@@ -283,7 +280,7 @@ class Cache:
         if self._valid_folder(final, check):
             return final
         with self._lock(key):
-            if final.exists() and self._valid_folder(final, check):
+            if final.exists() and self._valid_folder(final, check, quiet=True):
                 return final
             try:
                 self.root.mkdir(parents=True, exist_ok=True)
