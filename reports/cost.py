@@ -50,7 +50,7 @@ DEFAULT_CLOCK_NS = 10.0
 #: leakage term meaningless.
 MAX_VECTORS = 1_000_000
 MAX_CLOCK_NS = 1e6
-COST_VERSION = "qrtl-cost-4"
+COST_VERSION = "qrtl-cost-5"
 COST_CACHE = Cache("cost", COST_VERSION)
 
 #: Keys every result has (the public JSON contract of ``qrtl cost --json``).
@@ -59,7 +59,7 @@ JSON_KEYS = ("unit", "params", "library", "area_um2", "cells", "transistors", "d
 
 #: Fields of a measurement (:func:`cost_verilog`); a cached entry without them is rebuilt.
 MEASURED = ("module", "library", "area_um2", "cells", "cell_count", "transistors", "depth",
-            "delay_ps", "critical_endpoint", "energy_pj_per_op", "energy_breakdown_pj",
+            "delay_ps", "critical_endpoint", "paths_ps", "energy_pj_per_op", "energy_breakdown_pj",
             "clock_ns", "stimulus", "vectors", "ops", "toggles_per_op", "input_slew_ns",
             "netlist", "synthesis", "seconds")
 
@@ -83,8 +83,11 @@ class CostResult:
     depth : int
         Logic levels on the longest path.
     delay_ps : float
-        Critical-path delay (static timing on the library's NLDM tables), ps;
-        ``critical_endpoint`` names where it ends.
+        Critical-path delay (static timing on the library's NLDM tables, rise and fall
+        through each arc by its timing sense), ps; ``critical_endpoint`` names where it ends.
+    paths_ps : dict
+        The worst path of each class, ps (None: no such path): ``in2out``, ``in2reg``,
+        ``reg2reg``, ``reg2out``.
     energy_pj_per_op : float
         Energy per operation, pJ: internal + switching + leakage (``energy_breakdown_pj``),
         from the switching activity measured on ``stimulus``.
@@ -121,6 +124,7 @@ class CostResult:
     depth: int
     delay_ps: float
     critical_endpoint: str
+    paths_ps: dict
     energy_pj_per_op: float
     energy_breakdown_pj: dict
     clock_ns: float
@@ -212,6 +216,8 @@ def cost_verilog(verilog: str, module: str, inputs: dict, *, latency: int = 0,
             "depth": logic_depth(nl),
             "delay_ps": round(1000.0 * sta["delay_ns"], 2),
             "critical_endpoint": sta["endpoint"],
+            "paths_ps": {k[:-3]: None if sta[k] is None else round(1000.0 * sta[k], 2)
+                         for k in ("in2out_ns", "in2reg_ns", "reg2reg_ns", "reg2out_ns")},
             "energy_pj_per_op": round(e["total"], 6),
             "energy_breakdown_pj": {k: round(e[k], 6) for k in ("internal", "switching", "leakage")},
             "clock_ns": clock_ns,

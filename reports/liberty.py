@@ -197,6 +197,7 @@ class TimingArc:
     fall_transition: Optional[Table] = None
     rise_constraint: Optional[Table] = None
     fall_constraint: Optional[Table] = None
+    timing_sense: Optional[str] = None  # positive_unate | negative_unate | non_unate
 
 
 @dataclass
@@ -558,7 +559,8 @@ def _build_library(text: str, path: str, sha: str) -> Library:
                                               ip.attrs.get("when")))
                 for tg in pg.sub("timing"):
                     arc = TimingArc(tg.attrs.get("related_pin", ""),
-                                    tg.attrs.get("timing_type", "combinational"))
+                                    tg.attrs.get("timing_type", "combinational"),
+                                    timing_sense=tg.attrs.get("timing_sense"))
                     for key in ("cell_rise", "cell_fall", "rise_transition", "fall_transition",
                                 "rise_constraint", "fall_constraint"):
                         sub = tg.sub(key)
@@ -585,7 +587,7 @@ def _build_library(text: str, path: str, sha: str) -> Library:
     return Library(lib.args[0] if lib.args else "library", corner, voltage, cells, str(path), sha)
 
 
-_PARSER_VERSION = "4"
+_PARSER_VERSION = "5"
 _MEMO: dict = {}
 
 
@@ -625,7 +627,8 @@ def _load(path: Path) -> Library:
                             f"(a cell with function !A), which logic mapping needs") from None
         return lib
 
-    lib = LIBERTY_CACHE.value(sha, parse, check=lambda v: isinstance(v, Library) and v.sha256 == sha)
+    lib = LIBERTY_CACHE.value(LIBERTY_CACHE.key(sha), parse,
+                              check=lambda v: isinstance(v, Library) and v.sha256 == sha)
     lib.path = str(path.resolve())
     return lib
 

@@ -20,13 +20,18 @@ Read off the mapped netlist (:class:`Netlist`):
   start point (primary input, flip-flop output) to an end point (primary output,
   flip-flop data input).
 * ``delay_ps``: the critical path by static timing on the library's NLDM tables (the same
-  tables ABC's ``stime`` reads; ABC's own report cannot be captured from YoWASP, whose
-  linked ABC prints to a stream Yosys does not log). Each arc's delay is the larger of its
-  rise and fall delay at the actual input slew and load, slews propagate as the larger
-  transition, so the figure is slightly pessimistic. Inputs arrive at 0 with slew
-  :data:`INPUT_SLEW_NS`; flip-flop outputs arrive at clock-to-Q; flip-flop data inputs
-  add the setup time. Wires are not modelled (no placement): loads are pin capacitances,
-  plus :meth:`Netlist.output_load` on primary outputs.
+  tables ABC's ``stime`` reads; ABC's own report cannot be captured from YoWASP). Rising
+  and falling transitions propagate separately through every arc according to its
+  ``timing_sense`` (non-unate arcs: every pair), each table looked up at the slew of that
+  input transition and the net's load; a net carries the latest arrival and the largest
+  slew of each transition (as OpenSTA does). Inputs arrive at 0 with slew
+  :data:`INPUT_SLEW_NS`; flip-flop outputs at clock-to-Q; flip-flop data inputs add the
+  setup time of the arriving transition. Paths are reported by class: input to output,
+  input to register, register to register, register to output. Wires are not modelled (no
+  placement, no wire-load model): loads are pin capacitances, plus
+  :meth:`Netlist.output_load` on primary outputs. On the same netlists, library, input slew
+  and output load with wire load left out, the critical path agrees with OpenSTA within
+  1.5 % on every default unit (``tests/test_sta.py``).
 """
 
 from __future__ import annotations
@@ -55,7 +60,7 @@ __all__ = ["synthesize", "SynthResult", "Netlist", "Inst", "static_timing", "log
 #: internal energy (a typical fanout-of-4 transition of a small SKY130 HD gate).
 INPUT_SLEW_NS = 0.05
 
-FLOW_VERSION = "qrtl-synth-5"
+FLOW_VERSION = "qrtl-synth-6"
 
 CLOCK_PORT, RESET_PORT = "clk", "rst"
 
@@ -236,70 +241,128 @@ def logic_depth(nl: Netlist) -> int:
     return max((level[n] for n in ends if not isinstance(n, str)), default=0)
 
 
-def _arc_eval(arc, slew, load, kind):
-    """max(rise, fall) of a timing arc's delay ('cell') or transition ('transition')."""
-    tabs = (arc.cell_rise, arc.cell_fall) if kind == "cell" else (arc.rise_transition, arc.fall_transition)
-    vals = [t.at(slew, load) for t in tabs if t is not None]
-    return max(vals) if vals else 0.0
+TRANSITIONS = ("rise", "fall")
 
 
-def static_timing(nl: Netlist, slew_in: float = INPUT_SLEW_NS) -> dict:
-    """Critical path (ns) and its end point, by NLDM static timing (see module doc)."""
-    loads = nl.loads()
-    arr, slew = {}, {}
-    for pname, nets in nl.inputs.items():
-        for n in nets:
-            arr[n], slew[n] = 0.0, slew_in
-    for inst in nl.flops:
-        for pin in inst.cell.outputs:
-            n = inst.conns.get(pin.name)
-            if n is None:
-                continue
-            load = loads[n]
-            d = [(_arc_eval(a, slew_in, load, "cell"), _arc_eval(a, slew_in, load, "transition"))
-                 for a in pin.timing if a.timing_type in ("rising_edge", "falling_edge")]
-            arr[n] = max((x[0] for x in d), default=0.0)
-            slew[n] = max((x[1] for x in d), default=slew_in)
+def _sense_pairs(arc) -> list[tuple[str, str]]:
+    """(input transition, output transition) pairs a combinational arc propagates: by its
+    ``timing_sense`` (non-unate or unknown: every pair), restricted by
+    ``combinational_rise``/``combinational_fall``."""
+    if arc.timing_sense == "positive_unate":
+        pairs = [("rise", "rise"), ("fall", "fall")]
+    elif arc.timing_sense == "negative_unate":
+        pairs = [("rise", "fall"), ("fall", "rise")]
+    else:
+        pairs = [(i, o) for i in TRANSITIONS for o in TRANSITIONS]
+    only = {"combinational_rise": "rise", "combinational_fall": "fall"}.get(arc.timing_type)
+    return [(i, o) for i, o in pairs if only in (None, o)]
+
+
+def _delay(arc, out_tr: str, slew: float, load: float) -> tuple[float, float] | None:
+    """(delay, output slew) of ``arc`` for an output ``out_tr`` transition, or None if the
+    arc has no table for it."""
+    cell, trans = ((arc.cell_rise, arc.rise_transition) if out_tr == "rise"
+                   else (arc.cell_fall, arc.fall_transition))
+    if cell is None:
+        return None
+    return cell.at(slew, load), (trans.at(slew, load) if trans is not None else slew)
+
+
+def _propagate(nl: Netlist, loads: dict, sources: dict) -> tuple[dict, dict]:
+    """Latest arrival and worst slew of each transition of each net reachable from
+    ``sources`` (net -> {transition: (arrival, slew)}), through the combinational cells."""
+    arr = {n: {t: v[0] for t, v in tr.items()} for n, tr in sources.items()}
+    slew = {n: {t: v[1] for t, v in tr.items()} for n, tr in sources.items()}
     for inst in nl.comb_order():
         for pin in inst.cell.outputs:
             n = inst.conns.get(pin.name)
             if n is None:
                 continue
-            load = loads[n]
-            best_a, best_s = None, slew_in
-            for a in pin.timing:
-                if a.timing_type not in ("combinational", "combinational_rise", "combinational_fall"):
+            a_out, s_out = {}, {}
+            for arc in pin.timing:
+                if arc.timing_type not in ("combinational", "combinational_rise", "combinational_fall"):
                     continue
-                for rp in a.related_pin.split():
+                for rp in arc.related_pin.split():
                     src = inst.conns.get(rp)
-                    if src is None or src not in arr:
+                    if src not in arr:
                         continue
-                    t = arr[src] + _arc_eval(a, slew[src], load, "cell")
-                    if best_a is None or t > best_a:
-                        best_a = t
-                    best_s = max(best_s, _arc_eval(a, slew[src], load, "transition"))
-            if best_a is None:  # constant-driven cell
-                continue
-            arr[n], slew[n] = best_a, best_s
-    worst, where = 0.0, None
-    for pname, nets in nl.outputs.items():
-        for i, n in enumerate(nets):
-            if n in arr and arr[n] > worst:
-                worst, where = arr[n], f"output {pname}[{i}]"
+                    for in_tr, out_tr in _sense_pairs(arc):
+                        if in_tr not in arr[src]:
+                            continue
+                        d = _delay(arc, out_tr, slew[src][in_tr], loads[n])
+                        if d is None:
+                            continue
+                        t = arr[src][in_tr] + d[0]
+                        if t > a_out.get(out_tr, -1.0):
+                            a_out[out_tr] = t
+                        s_out[out_tr] = max(s_out.get(out_tr, 0.0), d[1])
+            if a_out:
+                arr[n], slew[n] = a_out, s_out
+    return arr, slew
+
+
+def _setup(pin, tr: str, data_slew: float, clock_slew: float) -> float:
+    """Setup time of a flip-flop data pin for a ``tr`` data transition."""
+    out = 0.0
+    for a in pin.timing:
+        if a.timing_type.startswith("setup"):
+            t = a.rise_constraint if tr == "rise" else a.fall_constraint
+            if t is not None:
+                out = max(out, t.at(data_slew, 0.0, clock_slew))
+    return out
+
+
+def static_timing(nl: Netlist, slew_in: float = INPUT_SLEW_NS) -> dict:
+    """Critical path (ns) by NLDM static timing (see the module docstring).
+
+    Rising and falling transitions are propagated separately through every arc according
+    to its ``timing_sense``, each table looked up at the slew of that input transition and
+    the net's load. Returns ``delay_ns`` (the worst path), ``endpoint`` and ``transition``
+    (where it ends, rise or fall), and the worst path of each class, in ns or None when
+    the netlist has none: ``in2out_ns`` (input to output), ``in2reg_ns`` (input to a
+    flip-flop, setup included), ``reg2reg_ns``, ``reg2out_ns`` (from clock-to-Q).
+    """
+    loads = nl.loads()
+    inputs = {n: {t: (0.0, slew_in) for t in TRANSITIONS}
+              for nets in nl.inputs.values() for n in nets if not isinstance(n, str)}
+    for n in nl.clock_nets():
+        inputs.pop(n, None)
+    regs = {}
     for inst in nl.flops:
-        for pin in inst.cell.inputs:
+        for pin in inst.cell.outputs:
             n = inst.conns.get(pin.name)
-            if pin.clock or n not in arr:
+            if n is None:
                 continue
-            setup = 0.0
-            for a in pin.timing:
-                if a.timing_type.startswith("setup"):
-                    vals = [t.at(slew[n], 0.0, slew_in) for t in (a.rise_constraint, a.fall_constraint)
-                            if t is not None]
-                    setup = max([setup] + vals)
-            if arr[n] + setup > worst:
-                worst, where = arr[n] + setup, f"{inst.name}.{pin.name}"
-    return {"delay_ns": worst, "endpoint": where}
+            tr = {}
+            for arc in pin.timing:
+                if arc.timing_type in ("rising_edge", "falling_edge"):
+                    for out_tr in TRANSITIONS:
+                        d = _delay(arc, out_tr, slew_in, loads[n])
+                        if d is not None and d[0] > tr.get(out_tr, (-1.0, 0.0))[0]:
+                            tr[out_tr] = d
+            regs[n] = tr
+    result = {"delay_ns": 0.0, "endpoint": None, "transition": None}
+    for start, sources in (("in", inputs), ("reg", regs)):
+        arr, slew = _propagate(nl, loads, sources)
+        ends = []
+        for pname, nets in nl.outputs.items():
+            for i, n in enumerate(nets):
+                for tr, t in arr.get(n, {}).items():
+                    ends.append(("out", t, f"output {pname}[{i}]", tr))
+        for inst in nl.flops:
+            for pin in inst.cell.inputs:
+                n = inst.conns.get(pin.name)
+                if pin.clock or n not in arr:
+                    continue
+                for tr, t in arr[n].items():
+                    ends.append(("reg", t + _setup(pin, tr, slew[n][tr], slew_in),
+                                 f"{inst.name}.{pin.name}", tr))
+        for end in ("out", "reg"):
+            worst = max((e for e in ends if e[0] == end), key=lambda e: e[1], default=None)
+            result[f"{start}2{end}_ns"] = worst[1] if worst else None
+            if worst and worst[1] > result["delay_ns"]:
+                result.update(delay_ns=worst[1], endpoint=worst[2], transition=worst[3])
+    return result
 
 
 # --- synthesis -----------------------------------------------------------------------
@@ -331,7 +394,7 @@ def _filtered_lib(lib: Library) -> Path:
     def write(tmp: Path) -> list[str]:
         lib.write_filtered(tmp / "usable.lib")
         return ["usable.lib"]
-    return USABLE_LIB_CACHE.folder(lib.sha256, write) / "usable.lib"
+    return USABLE_LIB_CACHE.folder(USABLE_LIB_CACHE.key(lib.sha256), write) / "usable.lib"
 
 
 #: ABC script of the fast mapping: Yosys's default one without ``&fraig -x``/``scorr``/
