@@ -4,7 +4,8 @@ Three requantization operations, bit-exact, vectorised NumPy on ``int64`` arrays
 never used to compute a result; binary32 values travel as ``uint32``-valued bit patterns):
 
 * :func:`quant_shift`: the shift-and-round operation (optionally fused with a bias add and a
-  ReLU) of the seed paper: ``q = clamp(round((acc + bias) / 2**shift))``.
+  ReLU) of Geng et al., "Dataflow-based Joint Quantization for Deep Neural
+  Networks" (DCC 2019): ``q = clamp(round((acc + bias) / 2**shift))``.
 * :func:`quant_fixedpoint`: the integer-only requantization of Jacob et al. (2018) as gemmlowp
   and TensorFlow Lite compute it: ``q = clamp(zp + MultiplyByQuantizedMultiplier(acc, m0,
   shift))``, in gemmlowp's double-rounding form or TFLite's single-rounding form.

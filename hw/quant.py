@@ -1,7 +1,8 @@
 """The quantizer family: int32 accumulator -> low-bit activation, as combinational units.
 
 * :class:`QuantShift`: ``q = clamp(round((acc + bias) / 2**shift))``, the shift-and-round
-  operation of the seed paper (optionally fused with the bias add and a ReLU).
+  operation of Geng et al., "Dataflow-based Joint Quantization for Deep Neural
+  Networks" (DCC 2019) (optionally fused with the bias add and a ReLU).
 * :class:`QuantFixedPoint`: gemmlowp/TFLite integer requantization
   ``q = clamp(zp + MultiplyByQuantizedMultiplier(acc, m0, shift))``.
 * :class:`QuantFloat`: the float-scale pipeline ``q = clamp(rint(f32(f32(acc) * scale)) + zp)``.

@@ -15,8 +15,8 @@ One set of float weights (``params/float.npz``, trained by ``qrtl train float`` 
       as TFLite does).
     * Requantization of hidden layers (real multiplier ``M = s_acc / s_out``):
 
-      - ``shift``: ``quant_shift`` with fused bias and ReLU (the seed paper's unified
-        module): ``acc0`` excludes ``bq``, which enters the ``bias`` port; target
+      - ``shift``: ``quant_shift`` with fused bias and ReLU (the unified module of Geng
+        et al., DCC 2019): ``acc0`` excludes ``bq``, which enters the ``bias`` port; target
         ``s_out = a_max / 127`` (output 0..127, zero point 0), ``shift, _ = pow2_shift(M)``;
         the realized scale ``s_out = s_acc 2**shift`` is what the next layer uses.
       - ``fixedpoint``: ``quant_fixedpoint`` (gemmlowp double rounding) with
