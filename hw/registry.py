@@ -21,7 +21,7 @@ import hashlib
 import json
 import operator
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Callable, Mapping, Optional, Sequence
 
@@ -29,7 +29,9 @@ import numpy as np
 from amaranth.hdl import Shape
 
 from qrtl.golden.errors import QrtlError
-from qrtl.golden.params import Param, resolve
+from qrtl.golden.params import IntParam, Param, resolve
+
+from .pipeline import MAX_STAGES, OutputRegisters
 
 __all__ = ["Port", "UnitSpec", "Unit", "UNITS", "STREAMS", "register", "register_stream",
            "make_unit"]
@@ -79,6 +81,10 @@ class UnitSpec:
     stream : bool
         True for stateful units whose outputs are compared cycle by cycle, in order
         (e.g. accumulators); False for units that map each input vector to one output.
+    retime : bool
+        Set by :func:`register`: the unit's ``pipeline`` parameter is the generic one
+        (:mod:`qrtl.hw.pipeline`: output register ranks that synthesis for a clock target
+        may move into combinational logic). False when the unit places its own stages.
     """
 
     name: str
@@ -91,6 +97,7 @@ class UnitSpec:
     exhaustive: Optional[Callable] = None
     check: Optional[Callable] = None
     stream: bool = False
+    retime: bool = False
 
     def resolve(self, given: Mapping[str, object] | None = None) -> dict:
         """Resolved parameter dict (defaults filled in, everything validated)."""
@@ -112,9 +119,21 @@ STREAMS: dict[str, dict[str, tuple[Callable, str]]] = {}
 
 
 def register(spec: UnitSpec) -> UnitSpec:
-    """Add a unit to the registry (names are unique)."""
+    """Add a unit to the registry (names are unique).
+
+    A unit without a ``pipeline`` parameter of its own gets the generic one: ``pipeline=K``
+    puts ``K`` register ranks on its outputs (:class:`qrtl.hw.pipeline.OutputRegisters`),
+    and its spec is marked ``retime`` (synthesis may move them into the logic).
+    """
     if spec.name in UNITS:
         raise ValueError(f"unit {spec.name} registered twice")
+    if not any(p.name == "pipeline" for p in spec.params):
+        build = spec.build
+        spec = replace(spec, retime=True, build=lambda p: OutputRegisters(build(p), p["pipeline"]),
+                       params=tuple(spec.params) + (IntParam(
+                           "pipeline", 0, 0, MAX_STAGES,
+                           "output register ranks (retimed into the logic by synthesis for a "
+                           "clock target; 0 = as designed)"),))
     UNITS[spec.name] = spec
     return spec
 
@@ -245,7 +264,9 @@ def _unit(name: str, params_json: str) -> Unit:
     component = spec.build(params)
     # This object only answers contract questions (ports, latency); the Verilog is made
     # from a fresh one, so Amaranth's "created but never used" warning does not apply.
-    component._MustUse__silence = True
+    for c in (component, getattr(component, "inner", None)):
+        if c is not None:
+            c._MustUse__silence = True
     return Unit(spec, params, component)
 
 
