@@ -92,7 +92,7 @@ def verify(unit: Unit, vectors: int = 100_000, seed: int = 0) -> RunResult:
 
 
 def cost(unit: Unit, liberty: Optional[str] = None, stimulus: str = "random",
-         clock_ns: float = DEFAULT_CLOCK_NS, *, vectors: int = DEFAULT_VECTORS,
+         clock_ns: Optional[float] = None, *, vectors: int = DEFAULT_VECTORS,
          seed: int = 0) -> CostResult:
     """Area, delay and energy per operation of a unit, from synthesis and measured activity.
 
@@ -105,8 +105,11 @@ def cost(unit: Unit, liberty: Optional[str] = None, stimulus: str = "random",
     stimulus : str
         ``random`` (uniform codes from ``seed``) or a named stream of the unit (e.g. a
         network's real operands, ``int8``).
-    clock_ns : float
-        Clock period for the leakage term (one operation per cycle).
+    clock_ns : float, optional
+        A clock target: the unit gets the fewest ``pipeline`` stages (at least its own)
+        whose clock period meets it on our static timing (a generic ``pipeline`` is
+        retimed into the logic), then is costed at that clock. Default: no target, the
+        configuration as given, leakage and power at ``DEFAULT_CLOCK_NS`` (10 ns).
     vectors : int
         Vectors simulated on the gate-level netlist.
     seed : int
@@ -118,7 +121,8 @@ def cost(unit: Unit, liberty: Optional[str] = None, stimulus: str = "random",
         ``area_um2``, ``delay_ps``, ``energy_pj_per_op``, ``cells``, ... and ``as_dict()``.
     """
     return cost_unit(_as_unit(unit), liberty=liberty, stimulus=stimulus, vectors=vectors,
-                     clock_ns=clock_ns, seed=seed)
+                     clock_ns=DEFAULT_CLOCK_NS if clock_ns is None else clock_ns, seed=seed,
+                     clock_target=clock_ns is not None)
 
 
 def report(output="build/reports", *, liberty: Optional[str] = None, jobs: int = 1,

@@ -293,6 +293,10 @@ def cmd_cost(args) -> int:
             raise QrtlError("give a UNIT, --all or --compare quant")
         r = cost(unit(args.unit, **_params(args)), liberty=liberty, stimulus=args.stimulus,
                  vectors=args.vectors, clock_ns=args.clock_ns, seed=args.seed).as_dict()
+        if args.clock_ns is not None and not args.json:
+            print(f"clock target {args.clock_ns} ns: pipeline={r['params']['pipeline']} "
+                  f"(latency {r['latency']}{', retimed' if r['retimed'] else ''}), "
+                  f"slack {r['slack_ps']:.0f} ps")
         if args.json:
             _print_json(r)
         else:
@@ -479,8 +483,9 @@ def _cost_commands(sub) -> None:
     p.add_argument("--vectors", type=_int("--vectors", 2, MAX_VECTORS),
                    default=DEFAULT_VECTORS, help="vectors simulated")
     p.add_argument("--seed", type=_SEED, default=0, help="seed of the random stimulus")
-    p.add_argument("--clock-ns", type=_float("--clock-ns", 0.0, MAX_CLOCK_NS),
-                   default=DEFAULT_CLOCK_NS, help="clock period for the leakage term (one op per cycle)")
+    p.add_argument("--clock-ns", type=_float("--clock-ns", 0.0, MAX_CLOCK_NS), default=None,
+                   help="clock target: the fewest pipeline stages that meet it are chosen "
+                        f"(default: no target; leakage and power at {DEFAULT_CLOCK_NS} ns)")
     p.add_argument("--json", action="store_true", help="one JSON object per unit (per line)")
     p.add_argument("--all", action="store_true", help="every registered unit, default parameters")
     p.add_argument("-j", "--jobs", type=_JOBS, default=min(2, os.cpu_count() or 1),

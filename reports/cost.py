@@ -19,6 +19,7 @@ and the tool versions. :func:`cost_unit` returns a :class:`CostResult`.
 from __future__ import annotations
 
 import hashlib
+import math
 import sys
 import time
 from dataclasses import dataclass, fields
@@ -36,10 +37,12 @@ from qrtl.hw.units import all_units, configure
 from .energy import energy_from_activity, simulate_activity
 from .horowitz import horowitz
 from .liberty import Library, load_library, sky130_path
+from .retime import balance, check_outputs, netlist_area, register_overhead_ns, write_verilog
 from .synth import FLOW_VERSION, INPUT_SLEW_NS, logic_depth, static_timing, synthesize
 
 __all__ = ["CostResult", "cost_unit", "cost_verilog", "cost_all", "compare_quant", "stimuli",
-           "DEFAULT_VECTORS", "DEFAULT_CLOCK_NS", "MAX_VECTORS", "MAX_CLOCK_NS", "JSON_KEYS"]
+           "stages_for_clock", "fastest_clock_ns", "baseline_clock_ns", "DEFAULT_VECTORS", "DEFAULT_CLOCK_NS", "MAX_VECTORS",
+           "MAX_CLOCK_NS", "JSON_KEYS"]
 
 #: Vectors simulated per measurement (the first ``latency + 1`` warm the pipeline up).
 DEFAULT_VECTORS = 4096
@@ -50,8 +53,10 @@ DEFAULT_CLOCK_NS = 10.0
 #: leakage term meaningless.
 MAX_VECTORS = 1_000_000
 MAX_CLOCK_NS = 1e6
-COST_VERSION = "qrtl-cost-5"
+COST_VERSION = "qrtl-cost-6"
 COST_CACHE = Cache("cost", COST_VERSION)
+#: Retimed netlists (Verilog for the user and for other tools), per synthesis x stages.
+RETIME_CACHE = Cache("retime", COST_VERSION)
 
 #: Keys every result has (the public JSON contract of ``qrtl cost --json``).
 JSON_KEYS = ("unit", "params", "library", "area_um2", "cells", "transistors", "depth",
@@ -61,7 +66,7 @@ JSON_KEYS = ("unit", "params", "library", "area_um2", "cells", "transistors", "d
 MEASURED = ("module", "library", "area_um2", "cells", "cell_count", "transistors", "depth",
             "delay_ps", "critical_endpoint", "paths_ps", "energy_pj_per_op", "energy_breakdown_pj",
             "clock_ns", "stimulus", "vectors", "ops", "toggles_per_op", "input_slew_ns",
-            "netlist", "synthesis", "seconds")
+            "netlist", "synthesis", "retimed", "gate_check", "seconds")
 
 
 @dataclass
@@ -106,6 +111,18 @@ class CostResult:
     synthesis : dict
         The liberty mapping kept (``flow``: ``standard`` or ``fast``, its ``script``) and
         both flows' ``area_um2_*`` and ``seconds_*``.
+    retimed : bool
+        True when the ``pipeline`` register ranks were moved into the logic by
+        :mod:`qrtl.reports.retime` (generic ``pipeline`` > 0 on a combinational unit); the
+        area, cells, delay and energy are then those of the retimed netlist (registers
+        and their clock pins included), and ``transistors`` is None.
+    gate_check : dict or None
+        The gate-level netlist's outputs against the golden model on the costed stimulus
+        (``vectors``, ``mismatches``; always 0, or the measurement fails); None for
+        stateful stream units.
+    clock_target : bool
+        True when ``pipeline`` was chosen as the fewest stages (at least the configured
+        ones) whose clock period meets ``clock_ns`` on our static timing.
     seconds, cached
         The measurement's run time, and whether the figures came from the cache.
     horowitz : dict or None
@@ -138,6 +155,9 @@ class CostResult:
     input_slew_ns: float
     netlist: str
     synthesis: dict
+    retimed: bool
+    gate_check: Optional[dict]
+    clock_target: bool
     seconds: float
     cached: bool
     seed: int
@@ -183,36 +203,93 @@ def _complete(d) -> bool:
                                                              "delay_ps")))
 
 
+def _netlist(verilog: str, module: str, lib: Library, retime: int, out_module: str, timing: bool):
+    """(synthesis, netlist, retimed Verilog path or None): ``module`` synthesised (by the
+    timing flow with ``timing``), its netlist cut into ``retime`` register stages (named
+    ``out_module``) when ``retime > 0``."""
+    if not retime:
+        syn = synthesize(verilog, module, lib, timing)
+        return syn, syn.netlist(), None
+    syn, nl, _ = _balanced(verilog, module, lib, retime, out_module)
+
+    def write(tmp):
+        write_verilog(nl, tmp / "netlist.v")
+        return ["netlist.v"]
+    key = RETIME_CACHE.key(verilog, module, lib.sha256, retime, out_module, FLOW_VERSION)
+    return syn, nl, RETIME_CACHE.folder(key, write) / "netlist.v"
+
+
+#: Retimed netlists and periods already found in this process (the stage search and the
+#: measurement that follows it ask for the same ones).
+_BALANCED: dict = {}
+
+
+def _balanced(verilog: str, module: str, lib: Library, retime: int, out_module: Optional[str]):
+    """(synthesis by the timing flow, its netlist cut into ``retime`` stages, the period in
+    ns)."""
+    key = (hashlib.sha256(verilog.encode()).hexdigest(), module, lib.sha256, retime, out_module)
+    if key not in _BALANCED:
+        if len(_BALANCED) > 32:
+            _BALANCED.clear()
+        syn = synthesize(verilog, module, lib, timing=True)
+        _BALANCED[key] = (syn, *balance(syn.netlist(), retime, out_module))
+    return _BALANCED[key]
+
+
+def _period(verilog: str, module: str, lib: Library, retime: int) -> float:
+    """Shortest clock period (ns) of ``module`` cut into ``retime`` stages (0: as is)."""
+    return _balanced(verilog, module, lib, retime, None)[2]
+
+
 def cost_verilog(verilog: str, module: str, inputs: dict, *, latency: int = 0,
                  stream: bool = False, liberty=None, clock_ns: float = DEFAULT_CLOCK_NS,
-                 stimulus: str = "random", use_cache: bool = True) -> dict:
+                 stimulus: str = "random", use_cache: bool = True, retime: int = 0,
+                 out_module: Optional[str] = None, expected: Optional[dict] = None,
+                 timing: bool = False) -> dict:
     """Cost of any Verilog module (ports as the registry defines them) on a stimulus.
 
     Returns the measured figures (:data:`MEASURED`, plus ``cached``) as a dict.
     ``inputs``: port name -> array of vectors; ``latency``: pipeline warm-up vectors
-    (ignored for ``stream`` units, whose state is part of the measurement).
+    (ignored for ``stream`` units, whose state is part of the measurement); ``retime``:
+    cut the (combinational) netlist into that many register stages, named ``out_module``
+    (:mod:`qrtl.reports.retime`); ``expected``: golden outputs the gate-level outputs must
+    match (vector ``i`` read ``latency`` cycles later), else :class:`QrtlError`; ``timing``:
+    synthesise by the timing flow (always so when retimed).
     """
     lib = liberty if isinstance(liberty, Library) else load_library(liberty)
+    out_module = out_module or module
     key = COST_CACHE.key(verilog, module, lib.sha256, _hash_arrays(inputs), latency, stream,
-                         clock_ns, stimulus, FLOW_VERSION, INPUT_SLEW_NS)
+                         clock_ns, stimulus, FLOW_VERSION, INPUT_SLEW_NS, retime, out_module,
+                         expected is not None, timing or bool(retime))
     computed = []
 
     def measure() -> dict:
         computed.append(True)
         t0 = time.perf_counter()
-        syn = synthesize(verilog, module, lib)
-        nl = syn.netlist()
+        syn, nl, retimed_v = _netlist(verilog, module, lib, retime, out_module, timing)
         sta = static_timing(nl)
-        act = simulate_activity(nl, inputs, warmup=0 if stream else latency)
+        act = simulate_activity(nl, inputs, warmup=0 if stream else latency,
+                                keep_waves=expected is not None)
+        gate = None
+        if expected is not None:
+            bad, n = check_outputs(nl, act, expected, latency)
+            if bad:
+                raise QrtlError(f"gate-level netlist of {out_module} differs from the golden "
+                                f"model on {bad} of {n} vectors")
+            gate = {"vectors": n, "mismatches": bad}
+            act.waves = None
         e = energy_from_activity(nl, act, clock_ns)
         toggles = sum(act.rises.values()) + sum(act.falls.values())
+        cells: dict = {}
+        for inst in nl.insts:
+            cells[inst.cell.name] = cells.get(inst.cell.name, 0) + 1
         return {
-            "module": module,
+            "module": out_module,
             "library": lib.label,
-            "area_um2": round(syn.area_um2, 4),
-            "cells": syn.cells,
-            "cell_count": sum(syn.cells.values()),
-            "transistors": syn.transistors,
+            "area_um2": round(netlist_area(nl) if retime else syn.area_um2, 4),
+            "cells": dict(sorted(cells.items())) if retime else syn.cells,
+            "cell_count": sum(cells.values()),
+            "transistors": None if retime else syn.transistors,
             "depth": logic_depth(nl),
             "delay_ps": round(1000.0 * sta["delay_ns"], 2),
             "critical_endpoint": sta["endpoint"],
@@ -226,8 +303,10 @@ def cost_verilog(verilog: str, module: str, inputs: dict, *, latency: int = 0,
             "ops": act.ops,
             "toggles_per_op": round(toggles / max(act.ops, 1), 3),
             "input_slew_ns": INPUT_SLEW_NS,
-            "netlist": str(syn.netlist_v),
+            "netlist": str(retimed_v or syn.netlist_v),
             "synthesis": syn.synthesis,
+            "retimed": bool(retime),
+            "gate_check": gate,
             "seconds": round(time.perf_counter() - t0, 3),
         }
 
@@ -235,32 +314,117 @@ def cost_verilog(verilog: str, module: str, inputs: dict, *, latency: int = 0,
     return {**out, "cached": not computed}
 
 
+def _retimed(inst: Unit) -> Optional[Unit]:
+    """The combinational configuration whose netlist is retimed into ``inst``'s generic
+    ``pipeline`` stages, or None when ``inst`` is synthesised as written."""
+    if not inst.spec.retime or not inst.params["pipeline"]:
+        return None
+    base = configure(inst.spec, {**inst.params, "pipeline": 0})
+    return None if base.clocked else base
+
+
+def _period_of(inst: Unit, lib: Library) -> float:
+    """Shortest clock period (ns) of ``inst`` on our static timing (retimed if generic)."""
+    base = _retimed(inst)
+    if base is not None:
+        return _period(base.verilog(), base.module, lib, inst.params["pipeline"])
+    return _period(inst.verilog(), inst.module, lib, 0)
+
+
+def _max_pipeline(inst: Unit) -> int:
+    p = next(p for p in inst.spec.params if p.name == "pipeline")
+    return p.hi(inst.params) if callable(p.hi) else p.hi
+
+
+def fastest_clock_ns(configs, liberty=None) -> float:
+    """The fastest clock (ns, rounded up to 10 ps) that every ``(unit, params)`` in
+    ``configs`` meets with some ``pipeline`` value in its range (at least its own): the
+    largest, over the configurations, of the shortest period any of their stage counts
+    reaches on our static timing (for a generic, retimed ``pipeline``: the largest count)."""
+    lib = liberty if isinstance(liberty, Library) else load_library(liberty)
+    worst = 0.0
+    for unit, params in configs:
+        inst = configure(unit, params)
+        top = _max_pipeline(inst)
+        ks = [top] if inst.spec.retime else range(inst.params["pipeline"], top + 1)
+        best = min(_period_of(configure(inst.spec, {**inst.params, "pipeline": k}), lib) for k in ks)
+        worst = max(worst, best)
+    return math.ceil(round(worst * 100.0, 6)) / 100.0
+
+
+def stages_for_clock(inst: Unit, clock_ns: float, liberty=None) -> Unit:
+    """The configuration of ``inst`` with the fewest ``pipeline`` stages (at least its own)
+    whose clock period on our static timing is at most ``clock_ns``; a one-line
+    :class:`QrtlError` says why when none is.
+
+    A combinational configuration (``pipeline = 0``) meets the clock when its input-to-
+    output delay does (its inputs and outputs are registered by its neighbours)."""
+    lib = liberty if isinstance(liberty, Library) else load_library(liberty)
+    overhead = register_overhead_ns(lib)
+    top = _max_pipeline(inst)
+    lo = inst.params["pipeline"]
+    if clock_ns < overhead:
+        raise QrtlError(f"clock {clock_ns} ns is below a flip-flop's clock-to-Q plus setup "
+                        f"({overhead:.3f} ns on {lib.name}): no pipeline can meet it")
+    if lo == 0 and not inst.clocked:
+        d = _period_of(inst, lib)
+        if d <= clock_ns:
+            return inst
+        if inst.spec.retime:  # each of K stages holds at most clock_ns of the logic
+            lo = max(1, min(top, math.ceil(d / clock_ns)))
+    best = None
+    for k in range(lo, top + 1):
+        cand = configure(inst.spec, {**inst.params, "pipeline": k})
+        p = _period_of(cand, lib)
+        if p <= clock_ns:
+            return cand
+        best = (k, p)
+    raise QrtlError(f"{inst.name} cannot meet a {clock_ns} ns clock with at most {top} stages "
+                    f"(pipeline={best[0]}: {best[1]:.3f} ns on {lib.name})")
+
+
 def cost_unit(unit, params: Optional[dict] = None, *, liberty=None, stimulus: str = "random",
               vectors: int = DEFAULT_VECTORS, clock_ns: float = DEFAULT_CLOCK_NS, seed: int = 0,
-              use_cache: bool = True) -> CostResult:
+              use_cache: bool = True, clock_target: bool = False) -> CostResult:
     """Area, delay and energy per operation of one unit configuration.
 
     ``unit``: name, :class:`UnitSpec` or :class:`Unit`; ``params``: overrides of the
     defaults; ``liberty``: Liberty path (plain or gzip) or :class:`Library` (default: the
     shipped library); ``stimulus``: ``random`` (the unit's uniform stimulus, seeded by
     ``seed``) or a stream registered with :func:`qrtl.hw.registry.register_stream`;
-    ``vectors``: vectors simulated; ``clock_ns``: the clock period of the leakage term.
+    ``vectors``: vectors simulated; ``clock_ns``: the clock period (leakage, throughput,
+    power, slack). With ``clock_target``, the configuration is first given the fewest
+    ``pipeline`` stages that meet ``clock_ns`` (:func:`stages_for_clock`).
+
+    A generic ``pipeline`` > 0 on a combinational unit is costed on the unit's netlist
+    retimed into that many stages (:mod:`qrtl.reports.retime`); that netlist, and every
+    netlist costed for a clock target, comes from the timing flow (fanout buffering,
+    :data:`qrtl.reports.synth.TIMING_FLOW`). Every non-stream measurement checks the
+    gate-level outputs against the golden model.
     """
     vectors = check_int("vectors", vectors, 2, MAX_VECTORS)
     seed = check_int("seed", seed, 0, 2**63 - 1)
     clock_ns = check_float("clock_ns", clock_ns, 0.0, MAX_CLOCK_NS)
     inst = unit if isinstance(unit, Unit) else configure(unit, params or {})
+    lib = liberty if isinstance(liberty, Library) else load_library(liberty)
+    if clock_target:
+        inst = stages_for_clock(inst, clock_ns, lib)
     warm = 0 if inst.spec.stream else inst.latency
     if vectors < warm + 2:
         raise QrtlError(f"vectors={vectors} is too few for latency {inst.latency} (need {warm + 2})")
     x = _stimulus(inst, stimulus, vectors, seed)
-    out = cost_verilog(inst.verilog(), inst.module, x, latency=inst.latency,
-                       stream=inst.spec.stream, liberty=liberty, clock_ns=clock_ns,
-                       stimulus=stimulus, use_cache=use_cache)
+    expected = None if inst.spec.stream else inst.golden(x)
+    base = _retimed(inst)
+    src = base or inst
+    out = cost_verilog(src.verilog(), src.module, x, latency=inst.latency,
+                       stream=inst.spec.stream, liberty=lib, clock_ns=clock_ns,
+                       stimulus=stimulus, use_cache=use_cache,
+                       retime=inst.params["pipeline"] if base else 0, out_module=inst.module,
+                       expected=expected, timing=clock_target)
     return CostResult(unit=inst.name, params=dict(inst.params), latency=inst.latency,
                       **{k: out[k] for k in MEASURED}, cached=out["cached"], seed=seed,
                       slack_ps=round(1000.0 * clock_ns - out["delay_ps"], 2),
-                      ops_per_s=1e9 / clock_ns,
+                      ops_per_s=1e9 / clock_ns, clock_target=bool(clock_target),
                       power_mw=round(out["energy_pj_per_op"] / clock_ns, 6),
                       horowitz=horowitz(inst.name, inst.params))
 
@@ -268,12 +432,13 @@ def cost_unit(unit, params: Optional[dict] = None, *, liberty=None, stimulus: st
 def _cost_job(args) -> dict:
     """One configuration of a batch, as a dict (``{"error": ...}`` for an optional job
     whose named stream does not fit the configuration)."""
-    name, params, liberty, stimulus, vectors, clock_ns = args[:6]
+    name, params, liberty, stimulus, vectors, clock_ns, optional = args
     try:
         return cost_unit(name, params, liberty=liberty, stimulus=stimulus, vectors=vectors,
-                         clock_ns=clock_ns).as_dict()
+                         clock_ns=DEFAULT_CLOCK_NS if clock_ns is None else clock_ns,
+                         clock_target=clock_ns is not None).as_dict()
     except QrtlError as exc:
-        if len(args) > 6 and args[6]:
+        if optional:
             return {"error": str(exc)}
         raise
 
@@ -287,22 +452,23 @@ def _run_jobs(jobs_list: list, jobs: int, desc: str, progress: bool = True) -> l
 
 
 def cost_all(jobs: int = 2, liberty=None, *, stimulus: str = "random",
-             vectors: int = DEFAULT_VECTORS, clock_ns: float = DEFAULT_CLOCK_NS,
+             vectors: int = DEFAULT_VECTORS, clock_ns: Optional[float] = None,
              progress: bool = True) -> list[dict]:
     """:func:`cost_unit` of the default configuration of every registered unit, as dicts
-    (units a named stimulus does not fit are skipped, with a notice)."""
+    (units a named stimulus does not fit, or that cannot meet the clock target
+    ``clock_ns``, are skipped, with a notice; None: no target, as configured)."""
     lib = str(liberty) if liberty is not None else None
     if lib is not None:
         load_library(lib)  # parse once (cached) before the workers start
     names = [u.name for u in all_units()]
-    optional = stimulus != "random"  # a named stream exists only for some units
+    optional = stimulus != "random" or clock_ns is not None  # may not fit every unit
     rows = _run_jobs([(n, {}, lib, stimulus, vectors, clock_ns, optional) for n in names], jobs,
                      "cost units", progress)
-    skipped = [n for n, r in zip(names, rows) if "error" in r]
+    skipped = [(n, r["error"]) for n, r in zip(names, rows) if "error" in r]
     if len(skipped) == len(names):
-        raise QrtlError(f"stimulus {stimulus!r} fits no unit's default configuration (e.g. {rows[0]['error']})")
-    if skipped:
-        print(f"qrtl: no stimulus {stimulus!r} for {', '.join(skipped)} (skipped)", file=sys.stderr)
+        raise QrtlError(f"no unit's default configuration can be costed so: {rows[0]['error']}")
+    for n, err in skipped:
+        print(f"qrtl: {n} skipped: {err}", file=sys.stderr)
     return [r for r in rows if "error" not in r]
 
 
@@ -311,9 +477,10 @@ def cost_all(jobs: int = 2, liberty=None, *, stimulus: str = "random",
 QUANT_UNITS = ("quant_shift", "quant_fixedpoint", "quant_float")
 
 
-def _bias_adder_verilog(width: int) -> tuple[str, str]:
+def _bias_adder_verilog(width: int, registered: bool = False) -> tuple[str, str]:
     """Verilog of a stand-alone ``width``-bit bias adder ``s = acc + bias`` (width+1 bits):
-    what a baseline without the fused bias needs in front of its requantizer."""
+    what a baseline without the fused bias needs in front of its requantizer; with
+    ``registered``, its output registered (a pipeline stage of its own)."""
     from amaranth import signed
     from amaranth.back import verilog
     from amaranth.hdl import Module
@@ -330,15 +497,18 @@ def _bias_adder_verilog(width: int) -> tuple[str, str]:
             m.d.comb += self.s.eq(self.acc + self.bias)
             return m
 
-    name = f"qrtl_bias_add{width}"
-    return verilog.convert(BiasAdd(), name=name, emit_src=False), name
+    from qrtl.hw.pipeline import OutputRegisters
+    name = f"qrtl_bias_add{width}" + ("_reg" if registered else "")
+    comp = OutputRegisters(BiasAdd(), 1) if registered else BiasAdd()
+    return verilog.convert(comp, name=name, emit_src=False), name
 
 
-def _bias_cost(liberty, vectors, clock_ns, stimulus="random", seed=0):
+def _bias_cost(liberty, vectors, clock_ns, stimulus="random", seed=0, registered=False):
     """Cost of the stand-alone 32-bit bias adder on the accumulators and biases the
     requantizer sees: uniform random, or a stream's (``acc``, ``bias``) from the
-    ``quant_shift`` stream of the same name (which carries the network's biases)."""
-    text, name = _bias_adder_verilog(32)
+    ``quant_shift`` stream of the same name (which carries the network's biases);
+    ``registered``: a pipeline stage of its own (output register included)."""
+    text, name = _bias_adder_verilog(32, registered)
     if stimulus in ("random", "random_acc"):
         rng = np.random.default_rng(seed + 1)
         x = {"acc": rng.integers(-2**31, 2**31, vectors, dtype=np.int64),
@@ -347,12 +517,16 @@ def _bias_cost(liberty, vectors, clock_ns, stimulus="random", seed=0):
         p = configure("quant_shift", {"bias": 1, "in_width": 32}).params
         s = STREAMS["quant_shift"][stimulus][0](p, vectors)
         x = {"acc": s["acc"], "bias": s["bias"]}
-    return cost_verilog(text, name, x, liberty=liberty, clock_ns=clock_ns, stimulus=stimulus)
+    return cost_verilog(text, name, x, liberty=liberty, clock_ns=clock_ns, stimulus=stimulus,
+                        latency=int(registered))
 
 
 #: The configurations compared: (label, unit, parameters). ``quant_shift`` twice: with the
 #: shift fixed in the hardware (the proposed operation at its cheapest) and with the shift
 #: as an input, like the baselines, whose scale (``m0``/``shift``, ``scale``) is an input.
+BASELINES = ("quant_fixedpoint", "quant_float")
+
+
 def _quant_configs(out_width: int, bias: int) -> list[tuple[str, str, dict]]:
     return [("quant_shift", "quant_shift", {"in_width": 32, "out_width": out_width, "bias": bias}),
             ("quant_shift runtime", "quant_shift",
@@ -361,9 +535,16 @@ def _quant_configs(out_width: int, bias: int) -> list[tuple[str, str, dict]]:
             ("quant_float", "quant_float", {"out_width": out_width})]
 
 
+def baseline_clock_ns(liberty=None) -> float:
+    """The fastest clock the slowest requantization baseline (every configuration of
+    :data:`BASELINES` the comparison uses) meets with at most its largest ``pipeline``."""
+    configs = [(u, p) for ow in (8, 4) for _, u, p in _quant_configs(ow, 0) if u in BASELINES]
+    return fastest_clock_ns(configs, liberty)
+
+
 def compare_quant(liberties: Optional[list] = None, *, jobs: int = 2,
-                  vectors: int = DEFAULT_VECTORS, clock_ns: float = DEFAULT_CLOCK_NS,
-                  progress: bool = True) -> list[dict]:
+                  vectors: int = DEFAULT_VECTORS, clock_ns: Optional[float] = None,
+                  stimuli: Optional[list] = None, progress: bool = True) -> list[dict]:
     """The headline comparison: ``quant_shift`` (static and runtime shift) vs
     ``quant_fixedpoint`` vs ``quant_float`` at matched widths (32-bit accumulator to 8 and
     4 bits, with and without the bias).
@@ -376,6 +557,13 @@ def compare_quant(liberties: Optional[list] = None, *, jobs: int = 2,
     uniform, configuration inputs included) plus every stream registered for all three
     units (``random_acc``: configuration held constant as in a layer; ``int8``: the
     network's accumulators).
+
+    ``clock_ns``: a common clock every configuration must meet, each with its fewest
+    ``pipeline`` stages (:func:`stages_for_clock`; rows say ``pipeline`` and ``latency``);
+    the bias adder in front of a baseline is then a stage of its own (its output
+    registered, one more cycle of latency; its delay must meet the clock on its own).
+    None: unpipelined, leakage and power at :data:`DEFAULT_CLOCK_NS`. ``stimuli``: a
+    subset of the stimuli (default: all).
     """
     from .horowitz import add as horowitz_add
     missing = [u for u in QUANT_UNITS if u not in {s.name for s in all_units()}]
@@ -385,6 +573,11 @@ def compare_quant(liberties: Optional[list] = None, *, jobs: int = 2,
         liberties = [None] + ([str(sky130_path())] if sky130_path() else [])
     streams = set.intersection(*(set(STREAMS.get(u, {})) for u in QUANT_UNITS))
     stims = ["random"] + sorted(streams)
+    if stimuli is not None:
+        unknown = sorted(set(stimuli) - set(stims))
+        if unknown:
+            raise QrtlError(f"unknown stimuli {', '.join(unknown)} (stimuli: {', '.join(stims)})")
+        stims = [s for s in stims if s in stimuli]
     for lib in liberties:
         if lib is not None:
             load_library(lib)
@@ -398,7 +591,8 @@ def compare_quant(liberties: Optional[list] = None, *, jobs: int = 2,
                         keys.append((lib, stim, ow, bias, label))
     results = _run_jobs(jobs_list, jobs, "compare quant", progress)
     skip = {(lib, stim, ow, bias) for (lib, stim, ow, bias, _), r in zip(keys, results) if "error" in r}
-    bias_cost = {(lib, stim): _bias_cost(lib, vectors, clock_ns, stim)
+    clock = DEFAULT_CLOCK_NS if clock_ns is None else clock_ns
+    bias_cost = {(lib, stim): _bias_cost(lib, vectors, clock, stim, registered=clock_ns is not None)
                  for (lib, stim, ow, bias, _) in keys if bias and (lib, stim, ow, bias) not in skip}
     rows = []
     by = {}
@@ -413,15 +607,23 @@ def compare_quant(liberties: Optional[list] = None, *, jobs: int = 2,
             b = bias_cost[(lib, stim)]
             area, energy, delay = area + b["area_um2"], energy + b["energy_pj_per_op"], delay + b["delay_ps"]
             hz = hz + horowitz_add(32) if hz is not None else None
+        latency = r["latency"]
+        if adder and clock_ns is not None:  # the adder is a stage of its own
+            delay, latency = max(r["delay_ps"], b["delay_ps"]), latency + 1
+            if b["delay_ps"] > 1000.0 * clock_ns:
+                raise QrtlError(f"the 32-bit bias adder alone ({b['delay_ps']:.0f} ps) misses "
+                                f"the {clock_ns} ns clock")
         row = {"library": r["library"]["name"], "corner": r["library"]["corner"], "stimulus": stim,
                "out_width": ow, "bias": bias, "config": label, "unit": unit, "params": r["params"],
+               "pipeline": r["params"]["pipeline"], "latency": latency,
+               "clock_ns": clock, "clock_target": clock_ns is not None,
                "area_um2": round(area, 3), "delay_ps": round(delay, 1),
-               "energy_pj_per_op": round(energy, 6), "ops_per_s": 1e9 / clock_ns,
-               "power_mw": round(energy / clock_ns, 6), "bias_adder": adder, "horowitz_pj": hz}
+               "energy_pj_per_op": round(energy, 6), "ops_per_s": 1e9 / clock,
+               "power_mw": round(energy / clock, 6), "bias_adder": adder, "horowitz_pj": hz}
         rows.append(row)
         by[(lib, stim, ow, bias, label)] = row
     for (lib, stim, ow, bias, label), row in by.items():
-        for base in ("quant_fixedpoint", "quant_float"):
+        for base in BASELINES:
             b = by[(lib, stim, ow, bias, base)]
             row[f"area_ratio_vs_{base}"] = round(b["area_um2"] / row["area_um2"], 3)
             row[f"energy_ratio_vs_{base}"] = round(b["energy_pj_per_op"] / row["energy_pj_per_op"], 3) \

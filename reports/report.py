@@ -67,9 +67,19 @@ NETWORK_BRIEF = ["network", "accuracy_pct", "float32_accuracy_pct", "images", "r
 UNITS_BRIEF = ["unit", "area_um2", "cells", "transistors", "depth", "delay_ps", "energy_pj_random",
                "real_stream", "energy_pj_real", "horowitz_45nm_pj"]
 
+#: Columns of the tables at a common clock.
+CLOCKED_BRIEF = ["clock_ns", "stimulus", "out_width", "bias", "config", "pipeline", "latency",
+                 "area_um2", "delay_ps", "energy_pj_per_op", "power_mw", "area_x_fixedpoint",
+                 "energy_x_fixedpoint", "area_x_float", "energy_x_float"]
+MAC_CLOCKED_BRIEF = ["clock_ns", "operation", "pipeline", "latency", "area_um2_per_mac",
+                     "delay_ps", "pj_per_mac", "power_mw", "note"]
+#: The stimuli of the comparison at a common clock (uniform, and the headline's).
+CLOCKED_STIMULI = ["random", "int8"]
+
 REPORT_FILES = [
     "units.csv", "quant_ops.csv", "quant_ops.md", "quant_ops.tex", "mac.csv", "mac.md",
-    "mac.tex", "networks.csv", "networks.md", "networks.tex", "fp8_accuracy.csv",
+    "mac.tex", "quant_clocked.csv", "quant_clocked.md", "quant_clocked.tex", "mac_clocked.csv",
+    "mac_clocked.md", "networks.csv", "networks.md", "networks.tex", "fp8_accuracy.csv",
     "quant_cost.png", "quant_cost.svg", "accuracy_energy.png", "accuracy_energy.svg",
     "fp8_accuracy.png", "fp8_accuracy.svg", "verification.csv", "qor.csv", "qor.md",
     "report.md",
@@ -179,6 +189,59 @@ def _mac_table(liberty, jobs) -> list[dict]:
             rows[label]["real_stream"] = stim
             rows[label]["pj_per_mac_real"] = r["energy_pj_per_op"] / macs
     return list(rows.values())
+
+
+def _ratio_columns(rows: list[dict]) -> list[dict]:
+    """``area_ratio_vs_quant_fixedpoint`` -> ``area_x_fixedpoint`` (and so on), params as
+    text: the report's names for the comparison's columns."""
+    for r in rows:
+        r["params"] = " ".join(f"{k}={v}" for k, v in r["params"].items())
+        for base in ("fixedpoint", "float"):
+            for what in ("area", "energy"):
+                r[f"{what}_x_{base}"] = r.pop(f"{what}_ratio_vs_quant_{base}")
+    return rows
+
+
+def report_clocks(liberty) -> list[float]:
+    """The common clocks of the report: the fastest clock the slowest requantization
+    baseline meets with at most 8 stages, and :data:`DEFAULT_CLOCK_NS`."""
+    from .cost import DEFAULT_CLOCK_NS, baseline_clock_ns
+    return sorted({baseline_clock_ns(liberty), DEFAULT_CLOCK_NS})
+
+
+def _quant_clocked(liberty, jobs) -> list[dict]:
+    """The requantizer comparison at each common clock, every unit with the fewest stages
+    that meet it."""
+    from .cost import compare_quant
+    rows = []
+    for clock in report_clocks(liberty):
+        rows += compare_quant([str(liberty) if liberty else None], jobs=jobs, clock_ns=clock,
+                              stimuli=CLOCKED_STIMULI, progress=False)
+    return _ratio_columns(rows)
+
+
+def _mac_clocked(liberty, jobs) -> list[dict]:
+    """The MAC table at each common clock (uniform random operands); a configuration that
+    cannot meet a clock within its ``pipeline`` range gets a row saying why."""
+    from .cost import _run_jobs, DEFAULT_VECTORS
+    lib = str(liberty) if liberty else None
+    clocks = report_clocks(liberty)
+    keys = [(c, cfg) for c in clocks for cfg in MAC_CONFIGS]
+    jobs_list = [(unit, params, lib, "random", DEFAULT_VECTORS, c, True)
+                 for c, (_, unit, params, _) in keys]
+    rows = []
+    for (clock, (label, unit, params, macs)), r in zip(keys, _run_jobs(jobs_list, jobs, "MACs at a clock")):
+        if "error" in r:
+            rows.append({"clock_ns": clock, "operation": label, "unit": unit, "pipeline": None,
+                         "latency": None, "area_um2_per_mac": None, "delay_ps": None,
+                         "pj_per_mac": None, "power_mw": None, "note": r["error"]})
+            continue
+        rows.append({"clock_ns": clock, "operation": label, "unit": unit,
+                     "pipeline": r["params"]["pipeline"], "latency": r["latency"],
+                     "area_um2_per_mac": r["area_um2"] / macs, "delay_ps": r["delay_ps"],
+                     "pj_per_mac": r["energy_pj_per_op"] / macs, "power_mw": r["power_mw"],
+                     "note": "retimed" if r["retimed"] else ""})
+    return rows
 
 
 def _qor_table(liberty, jobs) -> list[dict]:
@@ -358,8 +421,37 @@ def provenance(library: dict, clock_ns: float) -> dict:
             "commit": commit, "versions": v, "library": library, "clock_ns": clock_ns}
 
 
-def _headline(quant_table: Table) -> str:
-    """The headline sentence, every figure a cell of ``quant_ops.csv``."""
+def _clocked_headline(clocked: Table) -> str:
+    """The headline at each common clock, every figure a cell of ``quant_clocked.csv``."""
+    cols = clocked.columns
+    rows = [dict(zip(cols, r)) for r in clocked.rows]
+    parts = []
+    for clock in sorted({r["clock_ns"] for r in rows}, key=float):
+        at = {r["config"]: r for r in rows if r["clock_ns"] == clock and all(
+            r.get(k) == v for k, v in HEADLINE.items() if k != "config")}
+        rt = at.get(HEADLINE["config"])
+        if rt is None:
+            continue
+
+        def stages(cfg):
+            r = at[cfg]
+            return f"{r['pipeline']} stage{'s' if r['pipeline'] != '1' else ''}, latency {r['latency']}"
+        parts.append(f"at **{clock} ns** (`quant_shift` runtime: {stages(HEADLINE['config'])}; "
+                     f"fixed-point: {stages('quant_fixedpoint')}; float: {stages('quant_float')}), "
+                     f"`quant_shift` is **{rt['area_x_fixedpoint']}x** smaller and "
+                     f"**{rt['energy_x_fixedpoint']}x** lower in energy than the fixed-point "
+                     f"requantizer and **{rt['area_x_float']}x** / **{rt['energy_x_float']}x** "
+                     f"against the float-scale one")
+    if not parts:
+        return ""
+    return (" At a common clock, every unit with the fewest pipeline stages that meet it "
+            "(registers, and the baselines' registered bias adder, included): "
+            + "; ".join(parts) + ".")
+
+
+def _headline(quant_table: Table, clocked: Optional[Table] = None) -> str:
+    """The headline sentence, every figure a cell of ``quant_ops.csv`` (unpipelined) or
+    of ``quant_clocked.csv``."""
     cols = quant_table.columns
     rows = [dict(zip(cols, r)) for r in quant_table.rows]
     sel = [r for r in rows if all(r.get(k) == v for k, v in HEADLINE.items())]
@@ -380,6 +472,8 @@ def _headline(quant_table: Table) -> str:
         text += (f" With the shift fixed in the hardware it is **{static['area_x_fixedpoint']}x** "
                  f"smaller and **{static['energy_x_fixedpoint']}x** lower in energy than the "
                  f"fixed-point requantizer.")
+    if clocked is not None:
+        text += _clocked_headline(clocked)
     return text + (" (Geng et al., \"Dataflow-based Joint Quantization for Deep Neural "
                    "Networks\", DCC 2019, report about 15x area and 9x energy per quantization "
                    "operation against their baseline.)")
@@ -392,12 +486,24 @@ def _report_md(out: Path, tables: dict, prov: dict, nets_images, stims: list[str
         "# qrtl report", "",
         f"Generated {prov['date']} by `qrtl report` (qrtl {v['qrtl']}, commit {prov['commit']}).",
         f"Library: **{lib['name']}**, corner {lib['corner']}; clock {fmt(prov['clock_ns'])} ns.", "",
-        "## Headline", "", _headline(tables["quant_ops"]), "",
+        "## Headline", "", _headline(tables["quant_ops"], tables["quant_clocked"]), "",
         "## Quantization operations (`quant_ops.csv`)", "",
         "Ratios are baseline / `quant_shift` (above 1: `quant_shift` is cheaper). Energy is per "
         "operation, measured by zero-delay gate-level simulation of the synthesised netlist; "
         "`horowitz_pj` is the 45 nm textbook estimate, for reference only.", "",
         tables["quant_ops"].markdown(), "![requantization cost](quant_cost.png)", "",
+        "## At a common clock (`quant_clocked.csv`, `mac_clocked.csv`)", "",
+        "The clocks: the fastest clock the slowest requantization baseline meets with at most "
+        "8 pipeline stages, and 10 ns. Each configuration gets the fewest `pipeline` stages "
+        "whose clock period meets the clock on our static timing (a combinational "
+        "configuration meets it when its input-to-output delay does); the generic stages are "
+        "retimed into the logic of the timing-flow netlist (fanout-buffered), and the "
+        "registers and their clock pins are in the area and energy. With the bias, a "
+        "baseline's separate 32-bit bias adder is a registered stage of its own (one more "
+        "cycle of latency). "
+        "The unpipelined tables above are kept for reference.", "",
+        tables["quant_clocked"].markdown(), "",
+        tables["mac_clocked"].markdown(), "",
         "## Cost per multiply-accumulate (`mac.csv`)", "",
         tables["mac"].markdown(), "",
         "## Networks (`networks.csv`)", "",
@@ -456,8 +562,8 @@ def run_report(out: Path, *, verify: Callable, replay: Callable, liberty=None, j
     lib_obj = load_library(str(liberty) if liberty else None)
     lib_key = [lib_obj.sha256]  # the library's contents, not its path
     written: list[Path] = []
-    steps = ["verilog", "verify", "units", "quant", "mac", "qor", "networks", "fp8", "plots",
-             "report"]
+    steps = ["verilog", "verify", "units", "quant", "clocked", "mac", "qor", "networks", "fp8",
+             "plots", "report"]
     bar = tqdm(steps, desc="qrtl report", unit="step", file=sys.stderr, disable=not progress)
     tables: dict = {}
     for step in bar:
@@ -477,17 +583,23 @@ def run_report(out: Path, *, verify: Callable, replay: Callable, liberty=None, j
             tables["units"] = Table(rows, caption="Every unit at its default parameters",
                                     label="tab:units", brief=UNITS_BRIEF)
         elif step == "quant":
-            qrows = _cached("quant", lib_key, lambda: compare_quant(
-                [str(liberty) if liberty else None], jobs=jobs))
-            for r in qrows:
-                r["params"] = " ".join(f"{k}={v}" for k, v in r["params"].items())
-                for base in ("fixedpoint", "float"):
-                    for what in ("area", "energy"):
-                        r[f"{what}_x_{base}"] = r.pop(f"{what}_ratio_vs_quant_{base}")
+            qrows = _ratio_columns(_cached("quant", lib_key, lambda: compare_quant(
+                [str(liberty) if liberty else None], jobs=jobs)))
             tables["quant_ops"] = Table(
                 qrows, caption=f"Requantization, 32-bit accumulator to 8/4 bits, with and without "
                 f"bias ({lib_obj.name}, {lib_obj.corner}). x: baseline / this unit.",
                 label="tab:quant", brief=QUANT_BRIEF)
+        elif step == "clocked":
+            rows = _cached("quant_clocked", lib_key, lambda: _quant_clocked(liberty, jobs))
+            tables["quant_clocked"] = Table(
+                rows, caption=f"Requantization at common clocks, each unit with the fewest "
+                f"pipeline stages that meet the clock ({lib_obj.name}, {lib_obj.corner}). "
+                f"x: baseline / this unit.", label="tab:quant_clocked", brief=CLOCKED_BRIEF)
+            rows = _cached("mac_clocked", lib_key, lambda: _mac_clocked(liberty, jobs))
+            tables["mac_clocked"] = Table(
+                rows, caption=f"Cost per multiply-accumulate at common clocks ({lib_obj.name}, "
+                f"{lib_obj.corner}; uniform random operands)", label="tab:mac_clocked",
+                brief=MAC_CLOCKED_BRIEF)
         elif step == "mac":
             rows = _cached("mac", lib_key, lambda: _mac_table(liberty, jobs))
             tables["mac"] = Table(rows, caption=f"Cost per multiply-accumulate ({lib_obj.name}, "
@@ -510,8 +622,9 @@ def run_report(out: Path, *, verify: Callable, replay: Callable, liberty=None, j
         elif step == "plots":
             written += _plots(out, qrows, nrows, fp8acc)
         elif step == "report":
-            for name in ("quant_ops", "mac", "networks"):
+            for name in ("quant_ops", "mac", "networks", "quant_clocked"):
                 written += tables[name].write(out / name)
+            written += tables["mac_clocked"].write(out / "mac_clocked", formats=("csv", "md"))
             written.append(tables["units"].csv(out / "units.csv"))
             written += tables["qor"].write(out / "qor", formats=("csv", "md"))
             written.append(tables["verification"].csv(out / "verification.csv"))

@@ -12,6 +12,12 @@ so the area is never worse than Yosys's standard flow, and sometimes better (the
 script without SAT sweeping maps some arithmetic smaller). Both areas, run times and the
 chosen flow are recorded (``synthesis`` in the cost result, the QoR table of the report).
 
+For a clock target or a pipeline (:mod:`qrtl.reports.retime`), the **timing flow**
+(``synthesize(..., timing=True)``, :data:`TIMING_FLOW`) maps with the fast script and then
+buffers every net to at most :data:`MAX_FANOUT` loads (ABC ``buffer``, ``upsize``,
+``dnsize`` with a ``-constr`` file: the reference inverter drives the inputs, its input
+capacitance loads the outputs): unbuffered high-fanout nets otherwise set the clock period.
+
 ``LIB`` is the library with its ``dont_use`` cells removed (:mod:`reports.liberty`).
 
 Read off the mapped netlist (:class:`Netlist`):
@@ -54,7 +60,7 @@ from qrtl.golden.errors import QrtlError
 from .liberty import Cell, Library, load_library
 
 __all__ = ["synthesize", "SynthResult", "Netlist", "Inst", "static_timing", "logic_depth",
-           "INPUT_SLEW_NS", "run_yosys", "FLOW_VERSION"]
+           "INPUT_SLEW_NS", "run_yosys", "FLOW_VERSION", "TIMING_FLOW"]
 
 #: Input transition (ns) assumed at primary inputs and on the clock, and used to look up
 #: internal energy (a typical fanout-of-4 transition of a small SKY130 HD gate).
@@ -444,16 +450,40 @@ write_verilog -noattr netlist-standard.v
 FLOWS = {"standard": ("synth; dfflibmap; abc -liberty (default ABC script)", _STANDARD_SCRIPT),
          "fast": (f"synth -noabc; dfflibmap; abc -liberty -script {ABC_SCRIPT}", _FAST_SCRIPT)}
 
+#: ABC script of the timing flow: the fast mapping, then fanout buffering (at most
+#: :data:`MAX_FANOUT` loads per driver), as a timing-closure flow repairs high-fanout nets
+#: before it places registers.
+MAX_FANOUT = 8
+TIMING_ABC_SCRIPT = ABC_SCRIPT + f";buffer,-N,{MAX_FANOUT};upsize;dnsize"
 
-def synthesize(verilog: str, top: str, liberty=None) -> SynthResult:
-    """Synthesise ``verilog`` (top module ``top``) onto ``liberty`` (cached)."""
+#: The timing flow (a clock target, pipelining): with ``-constr`` (the reference inverter
+#: driving every input, its input capacitance loading every output).
+_TIMING_SCRIPT = """read_verilog -sv unit.v
+read_liberty -lib {lib}
+synth -flatten -noabc -top {top}
+dfflibmap -liberty {lib}
+abc -liberty {lib} -constr constr.txt -script {abc}
+setundef -zero
+opt_clean -purge
+rename -enumerate
+tee -q -o stat-timing.txt stat -liberty {lib}
+write_json netlist-timing.json
+write_verilog -noattr netlist-timing.v
+"""
+TIMING_FLOW = f"synth -noabc; dfflibmap; abc -liberty -constr -script {TIMING_ABC_SCRIPT}"
+
+
+def synthesize(verilog: str, top: str, liberty=None, timing: bool = False) -> SynthResult:
+    """Synthesise ``verilog`` (top module ``top``) onto ``liberty`` (cached): the smaller
+    of the standard and fast area mappings, or with ``timing`` the timing flow (fast
+    mapping and fanout buffering, :data:`TIMING_FLOW`)."""
     lib = liberty if isinstance(liberty, Library) else load_library(liberty)
-    key = SYNTH_CACHE.key(verilog, top, lib.sha256)
+    key = SYNTH_CACHE.key(verilog, top, lib.sha256, "timing" if timing else "area")
     libpath = _filtered_lib(lib)
 
     def make(work: Path) -> list[str]:
         try:
-            _run_flow(work, verilog, top, lib, libpath)
+            (_run_timing_flow if timing else _run_flow)(work, verilog, top, lib, libpath)
         except QrtlError as exc:
             kept = keep_log(work / "yosys.log", f"synth-{key}.log")
             raise QrtlError(f"{exc} (log: {kept})") from None
@@ -478,6 +508,32 @@ def _chip_area(path: Path, top: str) -> float:
     return float(m.group(1))
 
 
+def _run_timing_flow(work: Path, verilog: str, top: str, lib: Library, libpath: Path) -> None:
+    """The timing flow in ``work``; its figures in ``done.json``."""
+    (work / "unit.v").write_text(verilog)
+    inv = lib.reference_inverter()
+    (work / "constr.txt").write_text(f"set_driving_cell {inv.name}\n"
+                                     f"set_load {inv.inputs[0].capacitance:.6f}\n")
+    rel = os.path.relpath(libpath, work)
+    t0 = time.perf_counter()
+    run_yosys(work, _TIMING_SCRIPT.format(top=top, lib=rel, abc=TIMING_ABC_SCRIPT), log="yosys-timing.log")
+    area = _chip_area(work / "stat-timing.txt", top)
+    (work / "netlist-timing.json").replace(work / "netlist.json")
+    (work / "netlist-timing.v").replace(work / "netlist.v")
+    _write_done(work, top, area, None, {"flow": "timing", "script": TIMING_FLOW, "area_um2_timing": area,
+                                        "seconds_timing": round(time.perf_counter() - t0, 2)})
+
+
+def _write_done(work: Path, top: str, area: float, transistors, synthesis: dict) -> None:
+    data = json.loads((work / "netlist.json").read_text())
+    counts: dict = defaultdict(int)
+    for c in data["modules"][top]["cells"].values():
+        counts[c["type"]] += 1
+    (work / "done.json").write_text(json.dumps({
+        "area_um2": area, "transistors": transistors, "cells": dict(sorted(counts.items())),
+        "synthesis": synthesis}))
+
+
 def _run_flow(work: Path, verilog: str, top: str, lib: Library, libpath: Path) -> None:
     """Run both liberty mappings (:data:`FLOWS`) in ``work``, keep the one with the smaller
     area as ``netlist.json``/``netlist.v``, and record the figures of both in ``done.json``."""
@@ -495,12 +551,6 @@ def _run_flow(work: Path, verilog: str, top: str, lib: Library, libpath: Path) -
     tr = (work / "transistors.txt").read_text()
     m = re.search(r"Estimated number of transistors:\s*(\d+)(\+?)", tr)
     transistors = int(m.group(1)) if m and not m.group(2) else None
-    data = json.loads((work / "netlist.json").read_text())
-    counts: dict = defaultdict(int)
-    for c in data["modules"][top]["cells"].values():
-        counts[c["type"]] += 1
-    (work / "done.json").write_text(json.dumps({
-        "area_um2": flows[best]["area_um2"], "transistors": transistors,
-        "cells": dict(sorted(counts.items())),
-        "synthesis": {"flow": best, "script": FLOWS[best][0],
-                      **{f"{k}_{name}": v for name, f in flows.items() for k, v in f.items()}}}))
+    _write_done(work, top, flows[best]["area_um2"], transistors,
+                {"flow": best, "script": FLOWS[best][0],
+                 **{f"{k}_{name}": v for name, f in flows.items() for k, v in f.items()}})
