@@ -14,9 +14,10 @@ chosen flow are recorded (``synthesis`` in the cost result, the QoR table of the
 
 For a clock target or a pipeline (:mod:`qrtl.reports.retime`), the **timing flow**
 (``synthesize(..., timing=True)``, :data:`TIMING_FLOW`) maps with the fast script and then
-buffers every net to at most :data:`MAX_FANOUT` loads (ABC ``buffer``, ``upsize``,
-``dnsize`` with a ``-constr`` file: the reference inverter drives the inputs, its input
-capacitance loads the outputs): unbuffered high-fanout nets otherwise set the clock period.
+buffers every net to at most :data:`MAX_FANOUT` loads (ABC ``buffer`` with a ``-constr``
+file: the reference inverter drives the inputs, its input capacitance loads the outputs):
+unbuffered high-fanout nets otherwise set the clock period. The cost model keeps whichever
+of this netlist and the area flow's is faster (:mod:`qrtl.reports.cost`).
 
 ``LIB`` is the library with its ``dont_use`` cells removed (:mod:`reports.liberty`).
 
@@ -454,7 +455,7 @@ FLOWS = {"standard": ("synth; dfflibmap; abc -liberty (default ABC script)", _ST
 #: :data:`MAX_FANOUT` loads per driver), as a timing-closure flow repairs high-fanout nets
 #: before it places registers.
 MAX_FANOUT = 8
-TIMING_ABC_SCRIPT = ABC_SCRIPT + f";buffer,-N,{MAX_FANOUT};upsize;dnsize"
+TIMING_ABC_SCRIPT = ABC_SCRIPT + f";buffer,-N,{MAX_FANOUT}"
 
 #: The timing flow (a clock target, pipelining): with ``-constr`` (the reference inverter
 #: driving every input, its input capacitance loading every output).
@@ -478,7 +479,7 @@ def synthesize(verilog: str, top: str, liberty=None, timing: bool = False) -> Sy
     of the standard and fast area mappings, or with ``timing`` the timing flow (fast
     mapping and fanout buffering, :data:`TIMING_FLOW`)."""
     lib = liberty if isinstance(liberty, Library) else load_library(liberty)
-    key = SYNTH_CACHE.key(verilog, top, lib.sha256, "timing" if timing else "area")
+    key = SYNTH_CACHE.key(verilog, top, lib.sha256, *(["timing", TIMING_ABC_SCRIPT] if timing else ["area"]))
     libpath = _filtered_lib(lib)
 
     def make(work: Path) -> list[str]:

@@ -320,18 +320,19 @@ def test_default_library_area_within_15pct_of_sky130(unit):
 
 def test_cost_unit_json_contract_and_cache(cli):
     code, out, err = cli("cost", "xnor_popcount", "-p", "n=8", "-p", "pipeline=1", "--vectors", "500",
-                         "--clock-ns", "4", "--json")
+                         "--json")
     assert code == 0, err
     r = json.loads(out)
     for k in JSON_KEYS:
         assert k in r
-    assert r["params"]["n"] == 8 and r["clock_ns"] == 4 and r["stimulus"] == "random"
+    assert r["params"]["n"] == 8 and r["clock_ns"] == 10 and r["stimulus"] == "random"
+    assert not r["clock_target"] and r["gate_check"] == {"vectors": 499, "mismatches": 0}
     assert r["library"]["corner"] == "tt_025C_1v80"
     assert set(r["energy_breakdown_pj"]) == {"internal", "switching", "leakage"}
     assert r["energy_pj_per_op"] == pytest.approx(sum(r["energy_breakdown_pj"].values()), abs=1e-5)
     assert sum(r["cells"].values()) > 0 and r["transistors"] > 0 and r["depth"] > 0
     assert r["delay_ps"] > 0 and r["area_um2"] > 0
-    again = cost_unit("xnor_popcount", {"n": 8, "pipeline": 1}, vectors=500, clock_ns=4)
+    again = cost_unit("xnor_popcount", {"n": 8, "pipeline": 1}, vectors=500)
     assert again.cached and again.energy_pj_per_op == r["energy_pj_per_op"]
 
 

@@ -16,12 +16,12 @@ import qrtl
 from qrtl.golden.cache import build_root
 from qrtl.golden.errors import QrtlError
 from qrtl.hw.units import all_units, configure
-from qrtl.reports.cost import cost_unit, stages_for_clock
+from qrtl.reports.cost import _balanced, cost_unit, stages_for_clock
 from qrtl.reports.energy import cell_models_verilog, simulate_activity
 from qrtl.reports.liberty import load_library
-from qrtl.reports.retime import (balance, check_outputs, flip_flop_cell, netlist_area,
+from qrtl.reports.retime import (check_outputs, flip_flop_cell, netlist_area,
                                  register_overhead_ns, write_verilog)
-from qrtl.reports.synth import _filtered_lib, run_yosys, static_timing, synthesize
+from qrtl.reports.synth import _filtered_lib, run_yosys, static_timing
 
 LIB = load_library(None)
 
@@ -29,9 +29,8 @@ LIB = load_library(None)
 def _retimed(unit, params, stages):
     base = configure(unit, {**params, "pipeline": 0})
     inst = configure(unit, {**params, "pipeline": stages})
-    nl0 = synthesize(base.verilog(), base.module, LIB, timing=True).netlist()
-    nl, period = balance(nl0, stages, inst.module)
-    return inst, nl0, nl, period
+    syn, nl, period = _balanced(base.verilog(), base.module, LIB, stages, inst.module)
+    return inst, syn.netlist(), nl, period
 
 
 def test_every_unit_has_a_pipeline_parameter():
@@ -200,3 +199,12 @@ def test_retimed_period_against_opensta(unit, stages):
                          text=True, timeout=600).stdout
     slack = float(re.search(r"^\s*(-?[0-9.]+)\s+slack", out, re.M).group(1))
     assert period == pytest.approx(clock - slack, rel=0.05), out
+
+
+def test_cli_clock_target(cli):
+    code, out, err = cli("cost", "quant_shift", "--clock-ns", "0.9", "--vectors", "300")
+    assert code == 0, err
+    m = re.search(r"clock target 0.9 ns: pipeline=(\d+) \(latency (\d+), retimed\), slack (\d+) ps", out)
+    assert m and int(m.group(1)) >= 1 and m.group(1) == m.group(2), out
+    code, _, err = cli("cost", "quant_shift", "--clock-ns", "0.1")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "clock-to-Q" in err
