@@ -254,12 +254,14 @@ def _print_compare(rows: list) -> None:
         k = (r["library"], r["stimulus"])
         if k != key:
             key = k
+            clock = (f"clock target {r['clock_ns']} ns (K: pipeline stages, L: latency)"
+                     if r["clock_target"] else f"unpipelined, leakage at {r['clock_ns']} ns")
             print(f"\n{r['library']} ({r['corner']}), stimulus {r['stimulus']}: 32-bit accumulator -> "
-                  f"out_width bits; ratios = baseline / unit")
-            print(f"{'out':>3} {'bias':>4} {'config':<24} {'area um2':>9} {'delay ps':>8} {'E pJ/op':>9} "
+                  f"out_width bits; {clock}; ratios = baseline / unit")
+            print(f"{'out':>3} {'bias':>4} {'config':<24} {'K':>2} {'L':>2} {'area um2':>9} {'delay ps':>8} {'E pJ/op':>9} "
                   f"{'A/fixedp':>8} {'E/fixedp':>8} {'A/float':>8} {'E/float':>8} {'Horowitz':>8}")
         print(f"{r['out_width']:>3} {r['bias']:>4} {r['config'] + (' +adder' if r['bias_adder'] else ''):<24} "
-              f"{r['area_um2']:>9.1f} {r['delay_ps']:>8.0f} {r['energy_pj_per_op']:>9.4f} "
+              f"{r['pipeline']:>2} {r['latency']:>2} {r['area_um2']:>9.1f} {r['delay_ps']:>8.0f} {r['energy_pj_per_op']:>9.4f} "
               f"{r['area_ratio_vs_quant_fixedpoint']:>8.2f} {r['energy_ratio_vs_quant_fixedpoint'] or 0:>8.2f} "
               f"{r['area_ratio_vs_quant_float']:>8.2f} {r['energy_ratio_vs_quant_float'] or 0:>8.2f} "
               f"{r['horowitz_pj'] if r['horowitz_pj'] is not None else float('nan'):>8.3f}")
