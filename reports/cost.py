@@ -41,8 +41,8 @@ from .retime import balance, check_outputs, netlist_area, register_overhead_ns, 
 from .synth import FLOW_VERSION, INPUT_SLEW_NS, logic_depth, static_timing, synthesize
 
 __all__ = ["CostResult", "cost_unit", "cost_verilog", "cost_all", "compare_quant", "stimuli",
-           "stages_for_clock", "fastest_clock_ns", "baseline_clock_ns", "DEFAULT_VECTORS", "DEFAULT_CLOCK_NS", "MAX_VECTORS",
-           "MAX_CLOCK_NS", "JSON_KEYS"]
+           "stages_for_clock", "fastest_clock_ns", "baseline_clock_ns", "DEFAULT_VECTORS",
+           "DEFAULT_CLOCK_NS", "MAX_VECTORS", "MAX_CLOCK_NS", "JSON_KEYS"]
 
 #: Vectors simulated per measurement (the first ``latency + 1`` warm the pipeline up).
 DEFAULT_VECTORS = 4096

@@ -132,9 +132,9 @@ def _verify_all(verify: Callable, jobs: int, vectors: int) -> list[dict]:
 def _cost_rows(configs: list[tuple[str, dict, str]], liberty, jobs: int, desc: str) -> list[dict]:
     """Cost ``(unit, params, stimulus)`` configurations; a row with ``error`` where a real
     stream does not fit the configuration."""
-    from .cost import _run_jobs, DEFAULT_CLOCK_NS, DEFAULT_VECTORS
+    from .cost import _run_jobs, DEFAULT_VECTORS
     lib = str(liberty) if liberty else None
-    jobs_list = [(u, p, lib, s, DEFAULT_VECTORS, DEFAULT_CLOCK_NS, s != "random")
+    jobs_list = [(u, p, lib, s, DEFAULT_VECTORS, None, s != "random")  # None: as configured
                  for u, p, s in configs]
     return _run_jobs(jobs_list, jobs, desc)
 
