@@ -232,13 +232,13 @@ def test_compare_lean_rows():
     """Two configurations on 20 images and 256 vectors: every column present, ratios are
     the quotient of the areas/energies, the exact family member is the reference."""
     rows = lean.compare_lean(jobs=1, vectors=256, images=20, progress=False,
-                             configs=["quant_fixedpoint m0_width=32", "quant_fixedpoint m0_width=16"])
-    assert [r["config"] for r in rows] == ["quant_fixedpoint m0_width=32",
-                                           "quant_fixedpoint m0_width=16", "quant_shift runtime"]
+                             configs=["quant_float scale_fmt=fp32", "quant_float scale_fmt=bf16"])
+    assert [r["config"] for r in rows] == ["quant_float scale_fmt=fp32",
+                                           "quant_float scale_fmt=bf16", "quant_shift runtime"]
     full, narrow, shift = rows
     assert full["mismatch_pct"] == 0 and full["lossless"]
-    assert narrow["params"]["m0_width"] == 16
-    assert narrow["area_um2"] < full["area_um2"]          # a 32x16 multiplier is smaller
+    assert narrow["params"]["scale_fmt"] == "bf16"
+    assert narrow["area_um2"] < full["area_um2"]          # an 8x8-bit significand product
     assert full["area_x_shift"] == pytest.approx(full["area_um2"] / shift["area_um2"], rel=1e-3)
     assert narrow["energy_x_shift"] == pytest.approx(
         narrow["energy_pj_per_op"] / shift["energy_pj_per_op"], rel=1e-3)
