@@ -169,7 +169,7 @@ def fixedpoint_corners(p) -> dict:
     With ``m0_width = w < 32`` the multipliers are the same values at ``w`` bits (``m0 >>
     (32 - w)``, so 2**30 becomes 2**(w-2) and still halves), and the SRDHM ties are those
     of the narrow product, ``acc * m0 = +-2**(w-2) (mod 2**(w-1))``."""
-    w = p["m0_width"]
+    w = p.get("m0_width", 32)
     d = 32 - w
     shifts = np.arange(-32, 32)
     m0s = np.array([gq.INT32_MIN, -(1 << 30), 0, 1 << d, 1 << 30, 1202590843, gq.INT32_MAX],
@@ -276,7 +276,7 @@ def float_corners(p) -> dict:
                         scale=((127 - np.arange(14, 32)) << 23).astype(np.int64), zp=[0]))
     x = _cat(*parts)
     x["zp"] = _wrap(x["zp"], n + 1)
-    if p["scale_fmt"] != "fp32":
+    if p.get("scale_fmt", "fp32") != "fp32":
         # the same binary32 edges rounded to the narrow format, plus its own edges: every
         # code with the exponent field all ones or zero, and accumulators around its range
         fmt = get_format(p["scale_fmt"])
