@@ -289,11 +289,14 @@ def cmd_cost(args) -> int:
     from qrtl.reports.cost import compare_quant, cost_all
     liberty = _liberty(args.liberty)
     t0 = time.perf_counter()
+    if args.configs is not None and args.compare != "lean":
+        raise QrtlError("--configs goes with --compare lean")
     if args.compare == "lean":
         from qrtl.reports.lean import compare_lean
         if args.unit or args.all:
             raise QrtlError("--compare takes no UNIT and no --all")
-        rows = compare_lean(liberty, jobs=args.jobs, vectors=args.vectors, clock_ns=args.clock_ns)
+        rows = compare_lean(liberty, jobs=args.jobs, vectors=args.vectors, clock_ns=args.clock_ns,
+                            configs=args.configs)
         for r in rows if args.json else ():
             _print_json(r)
         if not args.json:
@@ -517,6 +520,9 @@ def _cost_commands(sub) -> None:
     p.add_argument("--compare", choices=["quant", "lean"],
                    help="quant: the headline comparison of the quantization operations; lean: "
                    "narrower baselines (m0_width, scale_fmt) with their accuracy cost")
+    p.add_argument("--configs", type=_list_arg, default=None, metavar="LABEL,...",
+                   help="--compare lean: only these configurations (e.g. 'quant_fixedpoint "
+                   "m0_width=16,quant_float scale_fmt=bf16'; default: all)")
     p.set_defaults(func=cmd_cost)
 
     p = sub.add_parser("report", help="generate, verify and cost every unit; write the report")

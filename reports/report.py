@@ -462,10 +462,9 @@ def _report_md(out: Path, tables: dict, prov: dict, nets_images, stims: list[str
         "baseline (`m0_width=32` / `fp32`) on the int8 network's real accumulators "
         f"({nets_images}); `accuracy_pct`: the int8 network with that requantizer; area and "
         "energy on the network's `int8` stream, bias adder included; `x_shift`: this / "
-        "`quant_shift` with a runtime shift and fused bias. The narrow fixed-point multipliers "
-        "(`m0_width` < 32) are verified and their mismatch and accuracy measured by "
-        "`qrtl cost --compare lean`, but not costed here yet: Yosys's standard ABC script does "
-        "not finish on them in reasonable time.", "",
+        "`quant_shift` with a runtime shift and fused bias. `m0_width` 24 and 23 are verified "
+        "and measured by `qrtl cost --compare lean`, but not costed here: Yosys's standard ABC "
+        "script does not finish on their multipliers in reasonable time.", "",
         (tables["lean"].markdown() if "lean" in tables else ""), "",
         (_lean_sentence(lean_rows) if lean_rows else ""), "",
         "![lean baselines: cost vs mismatch](lean_cost.png)", "",
