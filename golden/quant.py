@@ -37,6 +37,8 @@ __all__ = [
     "quant_shift", "srdhm", "rounding_divide_by_pot", "saturating_left_shift",
     "multiply_by_quantized_multiplier", "quant_fixedpoint", "f32_from_int", "f32_mul",
     "f32_to_int32", "quant_float", "quantize_multiplier", "pow2_shift",
+    "M0_WIDTH_MIN", "M0_WIDTH_MAX", "reduce_multiplier", "SCALE_FMTS", "fp_from_int", "fp_mul",
+    "fp_to_int32", "scale_to_format",
 ]
 
 #: Rounding modes of :func:`round_shift` / ``quant_shift`` (see :func:`round_shift`).
@@ -187,16 +189,33 @@ def multiply_by_quantized_multiplier(x, m0, shift, variant: str = "double") -> n
     return round_shift(x * m0, 31 - shift, "half_up")
 
 
-def quant_fixedpoint(acc, m0, shift, zp, *, out_width: int = 8, signed_out: bool = True,
-                     variant: str = "double") -> np.ndarray:
-    """Integer-only requantization (Jacob et al. 2018; gemmlowp / TFLite):
-    ``q = clamp(zp + MultiplyByQuantizedMultiplier(acc, m0, shift), qmin, qmax)``.
+#: Range of ``m0_width``, the bits of quant_fixedpoint's multiplier (32 = TFLite's int32).
+M0_WIDTH_MIN, M0_WIDTH_MAX = 16, 32
 
-    ``acc``, ``m0``: int32; ``shift``: -32..31 (TFLite's exponent, > 0 left, < 0 right);
-    ``zp``: the zero point (``out_width + 1`` bits signed). The sum ``zp + r`` is exact (no
-    int32 wrap-around), so a saturated ``r`` stays saturated. See
+
+def quant_fixedpoint(acc, m0, shift, zp, *, out_width: int = 8, signed_out: bool = True,
+                     variant: str = "double", m0_width: int = 32) -> np.ndarray:
+    """Integer-only requantization (Jacob et al. 2018; gemmlowp / TFLite):
+    ``q = clamp(zp + MultiplyByQuantizedMultiplier(acc, m0 * 2**(32 - m0_width), shift),
+    qmin, qmax)``.
+
+    ``acc``: int32; ``m0``: an ``m0_width``-bit signed multiplier (``m0_width = 32``: TFLite's
+    int32 Q0.31 ``m0``, bit-exact gemmlowp/TFLite); ``shift``: -32..31 (TFLite's exponent,
+    > 0 left, < 0 right); ``zp``: the zero point (``out_width + 1`` bits signed). The sum
+    ``zp + r`` is exact (no int32 wrap-around), so a saturated ``r`` stays saturated. See
     :func:`multiply_by_quantized_multiplier` for ``variant``.
+
+    A narrow multiplier (``m0_width < 32``, see :func:`reduce_multiplier` for how a TFLite
+    ``m0`` becomes one) is the Q0.(m0_width-1) value ``m0 / 2**(m0_width-1)``: it is the int32
+    ``m0 * 2**(32 - m0_width)`` whose low bits are zero, and the whole gemmlowp computation is
+    unchanged on it. In hardware that product is ``acc * m0`` (32 x m0_width bits) and the
+    SRDHM rounding shift is by ``m0_width - 1`` instead of 31 (the same rounding: ties toward
+    +inf; the INT32_MIN x INT32_MIN saturation becomes INT32_MIN x -2**(m0_width-1)).
     """
+    m0_width = int(m0_width)
+    if not M0_WIDTH_MIN <= m0_width <= M0_WIDTH_MAX:
+        raise ValueError(f"m0_width={m0_width} is out of range (allowed {M0_WIDTH_MIN}..{M0_WIDTH_MAX})")
+    m0 = _i64(m0) << (32 - m0_width)
     r = multiply_by_quantized_multiplier(acc, m0, shift, variant)
     lo, hi = out_range(out_width, signed_out)
     return np.clip(r + _i64(zp), lo, hi)
@@ -284,8 +303,16 @@ def f32_to_int32(bits) -> np.ndarray:
     return np.where(nan, 0, r).astype(np.int64)
 
 
-def quant_float(acc, scale_bits, zp, *, out_width: int = 8, signed_out: bool = True) -> np.ndarray:
+def quant_float(acc, scale_bits, zp, *, out_width: int = 8, signed_out: bool = True,
+                scale_fmt: str = "fp32") -> np.ndarray:
     """The float-scale quantizer: ``q = clamp(rint(f32(f32(acc) * scale)) + zp, qmin, qmax)``.
+
+    ``scale_fmt`` (``fp32``, ``fp16``, ``bf16``; :data:`SCALE_FMTS`) is the format of the
+    scale, of the converted accumulator and of the product: ``f32`` above becomes ``F``,
+    rounding to that format (RNE, IEEE: subnormals kept, overflow to +-Inf). Then
+    ``q = clamp(rint(F(F(acc) * scale)) + zp)``: an accumulator beyond the format's range
+    (fp16: ``|acc| >= 65520``) becomes +-Inf and saturates ``q`` (NaN when the scale is 0,
+    so ``q = clamp(zp)``). ``scale_fmt="fp32"`` is the function below, unchanged.
 
     ``f32(acc)`` and the product are rounded to nearest even (:func:`f32_from_int`,
     :func:`f32_mul`: subnormal scales and products kept, no flush to zero); ``rint`` rounds
@@ -294,10 +321,79 @@ def quant_float(acc, scale_bits, zp, *, out_width: int = 8, signed_out: bool = T
     out-of-range product saturates, so ``q`` is ``qmax`` or ``qmin`` by its sign.
     ``scale_bits`` are binary32 bit patterns (uint32 values). Returns int64.
     """
+    if scale_fmt != "fp32":
+        if scale_fmt not in SCALE_FMTS:
+            raise ValueError(f"scale_fmt={scale_fmt!r} is not one of {', '.join(SCALE_FMTS)}")
+        r = fp_to_int32(fp_mul(fp_from_int(acc, scale_fmt), scale_bits, scale_fmt), scale_fmt)
+        lo, hi = out_range(out_width, signed_out)
+        return np.clip(r + _i64(zp), lo, hi)
     p = f32_mul(f32_from_int(acc), scale_bits)
     r = f32_to_int32(p)
     lo, hi = out_range(out_width, signed_out)
     return np.clip(r + _i64(zp), lo, hi)
+
+
+# --- narrower scales: other IEEE formats of the formats table --------------------------
+
+#: Formats of quant_float's scale (and of its accumulator conversion and product).
+SCALE_FMTS = ("fp32", "fp16", "bf16")
+
+
+def _ieee(fmt):
+    from .formats import get_format
+    f = get_format(fmt)
+    if f.nan != "ieee" or f.overflow != "infnan":
+        raise ValueError(f"format {f.name} is not an IEEE-style format (NaN/Inf, overflow to Inf)")
+    return f
+
+
+def fp_from_int(x, fmt) -> np.ndarray:
+    """Codes of ``x`` (int32) in ``fmt``, rounded to nearest even; beyond the largest finite
+    value (after rounding) +-Inf. For ``fp32`` this is :func:`f32_from_int`."""
+    from .fp8 import round_pack
+    _ieee(fmt)
+    x = _i64(x)
+    return round_pack((x < 0).astype(np.int64), np.abs(x), np.zeros_like(x), fmt).astype(np.int64)
+
+
+def fp_mul(a, b, fmt) -> np.ndarray:
+    """Codes of ``a * b`` in ``fmt`` (IEEE multiplication, RNE, subnormals kept, overflow to
+    +-Inf). A NaN result is the format's canonical quiet NaN; Inf and zero carry the XOR of
+    the signs. For ``fp32`` this is :func:`f32_mul`."""
+    from .fp8 import product, round_pack, unpack
+    f = _ieee(fmt)
+    p = product(unpack(a, f), unpack(b, f))
+    code = round_pack(p.sign, p.sig, p.exp, f).astype(np.int64)
+    code = np.where(p.inf, (p.sign << (f.width - 1)) | f.inf_code, code)
+    return np.where(p.nan, f.nan_code, code).astype(np.int64)
+
+
+def fp_to_int32(bits, fmt) -> np.ndarray:
+    """``fmt`` -> int32, rounding to nearest even and saturating, NaN -> 0 (the policy of
+    :func:`f32_to_int32`)."""
+    from .fp8 import unpack
+    f = _ieee(fmt)
+    u = unpack(bits, f)
+    big = u.inf | (_bit_length(u.sig) + u.exp > 32)      # |x| >= 2**32: saturate
+    mag = np.where(u.exp >= 0, u.sig << np.clip(u.exp, 0, 31),
+                   round_shift(u.sig, np.clip(-u.exp, 0, 62), "half_even"))
+    r = np.where(u.sign == 1, -mag, mag)
+    r = np.where(big, np.where(u.sign == 1, INT32_MIN, INT32_MAX), r)
+    r = np.clip(r, INT32_MIN, INT32_MAX)
+    return np.where(u.nan, 0, r).astype(np.int64)
+
+
+def scale_to_format(f32_bits, fmt) -> np.ndarray:
+    """A binary32 scale (bit patterns) rounded to ``fmt`` (RNE, overflow to +-Inf, NaN to the
+    canonical NaN): how the lean quant_float gets its scale from a model's binary32 scale."""
+    from .fp8 import round_pack, unpack
+    f = _ieee(fmt)
+    if f.name == "fp32":
+        return _i64(f32_bits)
+    u = unpack(f32_bits, "fp32")
+    code = round_pack(u.sign, u.sig, u.exp, f).astype(np.int64)
+    code = np.where(u.inf, (u.sign << (f.width - 1)) | f.inf_code, code)
+    return np.where(u.nan, f.nan_code, code).astype(np.int64)
 
 
 # --- from a real scale to unit parameters ----------------------------------------------
@@ -331,6 +427,31 @@ def quantize_multiplier(scale: float) -> tuple[int, int]:
     if shift > 30:
         raise ValueError(f"scale={scale!r} is too large: its shift {shift} exceeds 30")
     return m0, shift
+
+
+def reduce_multiplier(m0, shift, m0_width: int) -> tuple[np.ndarray, np.ndarray]:
+    """A TFLite ``(m0, shift)`` (int32 Q0.31 multiplier, exponent) as an ``m0_width``-bit
+    multiplier for quant_fixedpoint: ``(m0r, shift')`` with ``m0r * 2**(32 - m0_width) *
+    2**(shift' - 31)`` nearest to ``m0 * 2**(shift - 31)``.
+
+    ``m0r = round(m0 / 2**(32 - m0_width))``, to nearest with ties away from zero (as TFLite's
+    ``QuantizeMultiplier`` rounds, ``std::round``). Rounding up can carry into
+    ``2**(m0_width-1)``, which a signed ``m0_width``-bit port cannot hold: then (as TFLite does
+    for ``2**31``) the multiplier is renormalised, ``m0r = 2**(m0_width-2)``, ``shift' =
+    shift + 1``, which is exact; at ``shift = 31`` (no larger exponent code) it saturates to
+    ``2**(m0_width-1) - 1``. A negative ``m0`` rounds to at least ``-2**(m0_width-1)``,
+    always representable. ``m0_width = 32`` returns ``(m0, shift)`` unchanged. Vectorised.
+    """
+    m0_width = int(m0_width)
+    if not M0_WIDTH_MIN <= m0_width <= M0_WIDTH_MAX:
+        raise ValueError(f"m0_width={m0_width} is out of range (allowed {M0_WIDTH_MIN}..{M0_WIDTH_MAX})")
+    m0, shift = _i64(m0), _i64(shift)
+    r = round_shift(m0, 32 - m0_width, "half_away")
+    top = 1 << (m0_width - 1)
+    carry = r >= top
+    renorm = carry & (shift < 31)
+    r = np.where(renorm, top >> 1, np.where(carry, top - 1, r))
+    return r, shift + renorm
 
 
 def pow2_shift(scale: float) -> tuple[int, float]:

@@ -21,7 +21,9 @@ from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from qrtl.golden.quant import INT32_MAX, INT32_MIN, ROUNDINGS, VARIANTS, out_range
+from qrtl.golden.formats import get_format
+from qrtl.golden.quant import (INT32_MAX, INT32_MIN, M0_WIDTH_MAX, M0_WIDTH_MIN, ROUNDINGS,
+                               SCALE_FMTS, VARIANTS, out_range)
 
 from .errors import reject
 
@@ -200,12 +202,19 @@ class QuantFixedPoint(wiring.Component):
         Two's complement output (else unsigned).
     variant : str
         ``double`` (gemmlowp, TFLite's default build) or ``single`` (TFLITE_SINGLE_ROUNDING).
+    m0_width : int
+        Bits of the multiplier, 16..32 (32: TFLite's int32 ``m0``, bit-exact). A narrower
+        ``m0`` port is the Q0.(m0_width-1) multiplier, i.e. the int32 ``m0 * 2**(32 -
+        m0_width)``: the product is ``acc * m0`` (32 x m0_width bits), its constant-zero low
+        bits are wiring, and the rest of the datapath is unchanged (see
+        :func:`golden.quant.quant_fixedpoint`; :func:`golden.quant.reduce_multiplier` makes
+        such an ``m0`` from TFLite's).
 
     Members
     -------
     acc : In(signed(32))
-    m0 : In(signed(32))
-        The quantized multiplier (Q0.31).
+    m0 : In(signed(m0_width))
+        The quantized multiplier (Q0.(m0_width-1); Q0.31 by default).
     shift : In(signed(6))
         TFLite's exponent, > 0 left, < 0 right; -31..30 in TFLite, -32 and 31 exact too.
     zp : In(signed(out_width + 1))
@@ -213,13 +222,18 @@ class QuantFixedPoint(wiring.Component):
     q : Out(out_width), signed iff ``signed_out``; combinational (latency 0).
     """
 
-    def __init__(self, out_width: int = 8, signed_out: bool = True, variant: str = "double"):
+    def __init__(self, out_width: int = 8, signed_out: bool = True, variant: str = "double",
+                 m0_width: int = 32):
         out_width, signed_out = _check_out(self, out_width, signed_out)
         if variant not in VARIANTS:
             reject(self, f"variant={variant!r} is not valid (allowed: {', '.join(VARIANTS)})")
+        m0_width = operator.index(m0_width)
+        if not M0_WIDTH_MIN <= m0_width <= M0_WIDTH_MAX:
+            reject(self, f"m0_width={m0_width} is out of range (allowed {M0_WIDTH_MIN}..{M0_WIDTH_MAX})")
         self.out_width, self.signed_out, self.variant = out_width, signed_out, variant
+        self.m0_width = m0_width
         super().__init__({
-            "acc": In(signed(32)), "m0": In(signed(32)), "shift": In(signed(6)),
+            "acc": In(signed(32)), "m0": In(signed(m0_width)), "shift": In(signed(6)),
             "zp": In(signed(out_width + 1)), "q": Out(_out_shape(out_width, signed_out)),
         })
 
@@ -239,23 +253,33 @@ class QuantFixedPoint(wiring.Component):
             shifted = Signal(signed(63))
             m.d.comb += shifted.eq(self.acc << left)
             xs = clamp(m, shifted, INT32_MIN, INT32_MAX, "xs")
-            prod = Signal(signed(64))
-            m.d.comb += prod.eq(xs * self.m0)
+            prod = self._product(m, xs)
             # SRDHM = floor((ab + 2**30) / 2**31): a rounding shift by 31, ties to +inf.
             high = round_shift(m, prod, 31, "half_up", "hm")
             hsat = Signal(signed(32))
-            overflow = (xs == INT32_MIN) & (self.m0 == INT32_MIN)
+            overflow = (xs == INT32_MIN) & (self.m0 == -(1 << (self.m0_width - 1)))
             m.d.comb += hsat.eq(Mux(overflow, INT32_MAX, high[:32].as_signed()))
             m.d.comb += r.eq(round_shift(m, hsat, right, "half_away", "dp"))
         else:
             total = Signal(6)
             m.d.comb += total.eq(31 - self.shift)  # 0..63 for shift codes -32..31
-            prod = Signal(signed(64))
-            m.d.comb += prod.eq(self.acc * self.m0)
+            prod = self._product(m, self.acc)
             m.d.comb += r.eq(round_shift(m, prod, total, "half_up", "sr"))
         lo, hi = out_range(self.out_width, self.signed_out)
         m.d.comb += self.q.eq(clamp(m, r + self.zp, lo, hi, "qc"))
         return m
+
+    def _product(self, m: Module, x):
+        """``x * m0 * 2**(32 - m0_width)`` as a signed 64-bit value: a 32 x m0_width-bit
+        multiplier, the scaling by the power of two only wiring."""
+        prod = Signal(signed(64))
+        if self.m0_width == 32:
+            m.d.comb += prod.eq(x * self.m0)
+        else:
+            narrow = Signal(signed(32 + self.m0_width))
+            m.d.comb += narrow.eq(x * self.m0)
+            m.d.comb += prod.eq(Cat(Const(0, 32 - self.m0_width), narrow).as_signed())
+        return prod
 
 
 def _leading_zeros(m: Module, v, name: str):
@@ -270,19 +294,22 @@ def _leading_zeros(m: Module, v, name: str):
 
 
 class QuantFloat(wiring.Component):
-    """Float-scale quantizer: ``q = clamp(rint(f32(f32(acc) * scale)) + zp, qmin, qmax)``.
+    """Float-scale quantizer: ``q = clamp(rint(F(F(acc) * scale)) + zp, qmin, qmax)``, ``F``
+    rounding to ``scale_fmt`` (binary32 by default).
 
-    Stages: int32 -> binary32 (round to nearest even), binary32 multiply by ``scale``
-    (round to nearest even), round to the nearest integer (ties to even), add ``zp``,
-    clamp. Bit-exact with :func:`golden.quant.quant_float`, whose IEEE semantics keep
-    subnormals; NaN products (NaN scale, Inf x 0) give ``r = 0``, infinite products saturate.
+    Stages: int32 -> ``scale_fmt`` (round to nearest even; beyond its range +-Inf),
+    multiply by ``scale`` (round to nearest even), round to the nearest integer (ties to
+    even), add ``zp``, clamp. Bit-exact with :func:`golden.quant.quant_float`, whose IEEE
+    semantics keep subnormals; NaN products (NaN scale, Inf x 0) give ``r = 0``, infinite
+    products saturate.
 
-    The hardware exploits the integer output without changing any result: ``|f32(acc)| <=
-    2**31``, so a subnormal scale makes ``|p| < 2**-95`` and ``r = 0``; a product below
-    ``2**-126`` (IEEE subnormal) also rounds to ``r = 0``; and once ``|p| >= 2**(out_width+1)``
-    the clamp saturates whatever ``zp`` is (``|zp| <= 2**out_width``), so the product is
-    normalised and rounded like a normal number and the integer conversion only spans
-    ``out_width + 2`` bits. Combinational.
+    The hardware exploits the integer output without changing any result: ``|F(acc)| <=
+    2**31``, so with binary32 or bfloat16 a subnormal scale makes ``|p| < 2**-95`` and
+    ``r = 0`` (fp16's subnormal scales, up to ``2**-14``, do matter and are normalised); a
+    product below the format's normal range also rounds to ``r = 0``; and once ``|p| >=
+    2**(out_width+1)`` the clamp saturates whatever ``zp`` is (``|zp| <= 2**out_width``), so
+    the product is normalised and rounded like a normal number and the integer conversion
+    only spans ``out_width + 2`` bits. Combinational.
 
     Parameters
     ----------
@@ -290,22 +317,29 @@ class QuantFloat(wiring.Component):
         Output width, 2..16.
     signed_out : bool
         Two's complement output (else unsigned).
+    scale_fmt : str
+        ``fp32`` (IEEE binary32, the default), ``fp16`` (binary16) or ``bf16`` (bfloat16),
+        from the formats table (:data:`golden.formats.FORMATS`): the format of the scale
+        port, of the converted accumulator and of the product.
 
     Members
     -------
     acc : In(signed(32))
-    scale : In(32)
-        IEEE 754 binary32 bit pattern.
+    scale : In(width of scale_fmt)
+        IEEE bit pattern in ``scale_fmt`` (32 or 16 bits).
     zp : In(signed(out_width + 1))
         Zero point.
     q : Out(out_width), signed iff ``signed_out``; combinational (latency 0).
     """
 
-    def __init__(self, out_width: int = 8, signed_out: bool = True):
+    def __init__(self, out_width: int = 8, signed_out: bool = True, scale_fmt: str = "fp32"):
         out_width, signed_out = _check_out(self, out_width, signed_out)
-        self.out_width, self.signed_out = out_width, signed_out
+        if scale_fmt not in SCALE_FMTS:
+            reject(self, f"scale_fmt={scale_fmt!r} is not valid (allowed: {', '.join(SCALE_FMTS)})")
+        self.out_width, self.signed_out, self.scale_fmt = out_width, signed_out, scale_fmt
         super().__init__({
-            "acc": In(signed(32)), "scale": In(32), "zp": In(signed(out_width + 1)),
+            "acc": In(signed(32)), "scale": In(get_format(scale_fmt).width),
+            "zp": In(signed(out_width + 1)),
             "q": Out(_out_shape(out_width, signed_out)),
         })
 
@@ -317,51 +351,81 @@ class QuantFloat(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         n = self.out_width
-        # 1. f = float32(acc), RNE: sign/magnitude, normalise, round to 24 bits.
+        f = get_format(self.scale_fmt)
+        P, E, mb = f.precision, f.ebits, f.mbits
+        # 1. f = F(acc), RNE: sign/magnitude, normalise, round to P bits.
         neg = self.acc[31]
         mag = Signal(32)
         m.d.comb += mag.eq(Mux(neg, -self.acc, self.acc))
         lz = _leading_zeros(m, mag, "lz")
         norm = Signal(32)
         m.d.comb += norm.eq(mag << lz)
-        fr = round_shift(m, Cat(norm, Const(0, 1)), 8, "half_even", "fr")  # 25 bits + sign
-        fcarry = fr[24]
-        mf = Signal(24)                                  # significand, leading one at bit 23
-        m.d.comb += mf.eq(Mux(fcarry, 1 << 23, fr[:24]))
+        fr = round_shift(m, Cat(norm, Const(0, 1)), 32 - P, "half_even", "fr")  # P+1 bits + sign
+        fcarry = fr[P]
+        mf = Signal(P)                                   # significand, leading one at bit P-1
+        m.d.comb += mf.eq(Mux(fcarry, 1 << (P - 1), fr[:P]))
         fzero = mag == 0
+        f_inf = None
+        if f.emax < 32:                                  # fp16: |acc| >= 65520 is +-Inf
+            f_inf = Signal(name="f_inf")
+            m.d.comb += f_inf.eq(31 - lz + fcarry > f.emax)
         # 2. scale fields.
-        ss, es, fs = self.scale[31], self.scale[23:31], self.scale[:23]
-        s_nan = (es == 255) & fs.any()
-        s_inf = (es == 255) & ~fs.any()
-        s_small = es == 0                                # zero or subnormal: r = 0 (see doc)
-        # 3. p = f32(f * scale): 24x24 product, normalise by one bit, round to 24 bits.
-        prod = Signal(48)
-        m.d.comb += prod.eq(mf * Cat(fs, Const(1, 1)))
-        top = prod[47]
-        pn = Signal(48)
-        m.d.comb += pn.eq(Mux(top, prod, prod << 1))     # leading one at bit 47
-        pr = round_shift(m, Cat(pn, Const(0, 1)), 24, "half_even", "pr")
-        pcarry = pr[24]
-        mp = Signal(24)
-        m.d.comb += mp.eq(Mux(pcarry, 1 << 23, pr[:24]))
-        # p = mp * 2**(ep - 23), ep = (31 - lz + fcarry) + (es - 127) + top + pcarry
+        ss, es, fs = self.scale[E + mb], self.scale[mb:mb + E], self.scale[:mb]
+        all1 = (1 << E) - 1
+        s_nan = (es == all1) & fs.any()
+        s_inf = (es == all1) & ~fs.any()
+        if f.emin <= -32:
+            s_small = es == 0                            # zero or subnormal: r = 0 (see doc)
+            s_zero = s_small
+            ms = Cat(fs, Const(1, 1))
+            es_eff = es
+        else:                                            # subnormal scales matter: normalise
+            raw = Signal(P)
+            m.d.comb += raw.eq(Cat(fs, es.any()))
+            lzs = _leading_zeros(m, raw, "lzs")
+            ms = Signal(P)
+            m.d.comb += ms.eq(raw << lzs)
+            s_zero = ~raw.any()
+            s_small = s_zero
+            es_eff = Signal(signed(E + 2))
+            m.d.comb += es_eff.eq(Mux(es.any(), es, 1) - lzs)
+        # 3. p = F(f * scale): PxP product, normalise by one bit, round to P bits.
+        prod = Signal(2 * P)
+        m.d.comb += prod.eq(mf * ms)
+        top = prod[2 * P - 1]
+        pn = Signal(2 * P)
+        m.d.comb += pn.eq(Mux(top, prod, prod << 1))     # leading one at bit 2P-1
+        pr = round_shift(m, Cat(pn, Const(0, 1)), P, "half_even", "pr")
+        pcarry = pr[P]
+        mp = Signal(P)
+        m.d.comb += mp.eq(Mux(pcarry, 1 << (P - 1), pr[:P]))
+        # p = mp * 2**(ep - (P-1)), ep = (31 - lz + fcarry) + (es - bias) + top + pcarry
         # (Amaranth subtraction is signed, so no intermediate wraps).
         ep = Signal(signed(11))
-        m.d.comb += ep.eq(31 - lz + fcarry + es - 127 + top + pcarry)
-        # 4. r = rint(p), saturated at 2**(n+1): for -1 <= ep <= n the integer is
-        #    mp >> (23 - ep), rounded half to even; the shift is 23-n .. 24.
-        sh = Signal(5)
-        m.d.comb += sh.eq(23 - ep)
-        ri = round_shift(m, Cat(mp, Const(0, 1)), sh, "half_even", "ri")
+        m.d.comb += ep.eq(31 - lz + fcarry + es_eff - f.bias + top + pcarry)
+        # 4. r = rint(p), saturated at 2**(n+1) (and at the format's Inf): for -1 <= ep <=
+        #    hi_ep the integer is (mp << k) >> (P - 1 + k - ep), rounded half to even, with
+        #    k zero bits appended when the format has fewer fraction bits than n (bf16).
+        hi_ep = min(n, f.emax)
+        k = max(0, hi_ep - (P - 1))
+        sh = Signal(range(P + k + 1))
+        m.d.comb += sh.eq(P - 1 + k - ep)
+        mpk = Cat(Const(0, k), mp) if k else mp
+        ri = round_shift(m, Cat(mpk, Const(0, 1)), sh, "half_even", "ri")
         sat = 1 << (n + 1)
         rmag = Signal(n + 3)
-        with m.If(s_nan | (s_inf & fzero)):
+        nan = s_nan | (s_inf & fzero)
+        inf = s_inf
+        if f_inf is not None:
+            nan = nan | (f_inf & s_zero)
+            inf = inf | f_inf
+        with m.If(nan):
             m.d.comb += rmag.eq(0)
-        with m.Elif(s_inf):
+        with m.Elif(inf):
             m.d.comb += rmag.eq(sat)
         with m.Elif(fzero | s_small | (ep < -1)):
             m.d.comb += rmag.eq(0)
-        with m.Elif(ep > n):
+        with m.Elif(ep > hi_ep):
             m.d.comb += rmag.eq(sat)
         with m.Else():
             m.d.comb += rmag.eq(ri)

@@ -9,6 +9,7 @@ from qrtl.golden import quant as gq
 from qrtl.golden.bits import random_codes, wrap
 
 from qrtl.golden.errors import QrtlError
+from qrtl.golden.formats import get_format
 from qrtl.golden.params import ChoiceParam, IntParam
 from .quant import QuantFixedPoint, QuantFloat, QuantShift, shift_port_width
 from .registry import UnitSpec, register, register_stream
@@ -150,11 +151,11 @@ def _zp_edges(p):
 def _fixedpoint_golden(p, x):
     return {"q": gq.quant_fixedpoint(x["acc"], x["m0"], x["shift"], x["zp"],
                                      out_width=p["out_width"], signed_out=bool(p["signed_out"]),
-                                     variant=p["variant"])}
+                                     variant=p["variant"], m0_width=p["m0_width"])}
 
 
 def _fixedpoint_stimulus(p, n, rng):
-    return {"acc": random_codes(rng, n, 32, True), "m0": random_codes(rng, n, 32, True),
+    return {"acc": random_codes(rng, n, 32, True), "m0": random_codes(rng, n, p["m0_width"], True),
             "shift": random_codes(rng, n, 6, True),
             "zp": random_codes(rng, n, p["out_width"] + 1, True)}
 
@@ -163,14 +164,22 @@ def fixedpoint_corners(p) -> dict:
     """INT32 extremes x extreme multipliers x every shift code x extreme zero points; the
     SRDHM ties (``acc * m0 = +-2**30 (mod 2**31)``) and the INT32_MIN x INT32_MIN
     saturation; RoundingDivideByPOT ties at every right shift; the left-shift saturation
-    boundary ``+-2**(31 - s)`` at every left shift; outputs at the clamp boundaries."""
+    boundary ``+-2**(31 - s)`` at every left shift; outputs at the clamp boundaries.
+
+    With ``m0_width = w < 32`` the multipliers are the same values at ``w`` bits (``m0 >>
+    (32 - w)``, so 2**30 becomes 2**(w-2) and still halves), and the SRDHM ties are those
+    of the narrow product, ``acc * m0 = +-2**(w-2) (mod 2**(w-1))``."""
+    w = p.get("m0_width", 32)
+    d = 32 - w
     shifts = np.arange(-32, 32)
-    m0s = np.array([gq.INT32_MIN, -(1 << 30), 0, 1, 1 << 30, 1202590843, gq.INT32_MAX], np.int64)
+    m0s = np.array([gq.INT32_MIN, -(1 << 30), 0, 1 << d, 1 << 30, 1202590843, gq.INT32_MAX],
+                   np.int64) >> d
     parts = [_cross(acc=I32_EDGES, m0=m0s, shift=shifts, zp=_zp_edges(p)[[0, 3, 6]])]
-    # SRDHM ties: a * b = +-2**30 exactly, and neighbours.
-    k = np.arange(0, 31)
-    a = np.concatenate([1 << k, -(1 << k), (1 << k) + 1, 3 << np.minimum(k, 29)])
-    b = np.concatenate([1 << (30 - k), 1 << (30 - k), 1 << (30 - k), 1 << (30 - np.minimum(k, 29))])
+    # SRDHM ties: a * b = +-2**(w-2) exactly, and neighbours (b is the w-bit multiplier).
+    k = np.arange(0, w - 1)
+    a = np.concatenate([1 << k, -(1 << k), (1 << k) + 1, 3 << np.minimum(k, w - 3)])
+    b = np.concatenate([1 << (w - 2 - k), 1 << (w - 2 - k), 1 << (w - 2 - k),
+                        1 << (w - 2 - np.minimum(k, w - 3))])
     parts.append({"acc": np.concatenate([a, b]), "m0": np.concatenate([b, a]),
                   "shift": np.zeros(2 * len(a), np.int64), "zp": np.zeros(2 * len(a), np.int64)})
     # RoundingDivideByPOT ties: m0 = 2**30 makes SRDHM(x, m0) = x/2 exactly for even x, so
@@ -180,20 +189,20 @@ def fixedpoint_corners(p) -> dict:
         j = np.array([0, 1, 2, -1, -2, -3, 126, 127, -128, -129, 255], np.int64)
         x = np.clip(((2 * j + 1) << e), gq.INT32_MIN, gq.INT32_MAX)
         x = np.concatenate([x, -x, x + 2, x - 2])
-        rows.append(_cross(acc=np.clip(x, gq.INT32_MIN, gq.INT32_MAX), m0=[1 << 30],
+        rows.append(_cross(acc=np.clip(x, gq.INT32_MIN, gq.INT32_MAX), m0=[1 << (w - 2)],
                            shift=[-e], zp=[0, 5]))
     parts += rows
     # Left-shift saturation boundaries.
     for s in range(0, 32):
         b = 1 << (31 - s)
         x = np.clip(np.array([b - 1, b, -b, -b - 1, b + 1, -b + 1]), gq.INT32_MIN, gq.INT32_MAX)
-        parts.append(_cross(acc=x, m0=[1 << 30, gq.INT32_MAX, gq.INT32_MIN, -(1 << 30)],
-                            shift=[s], zp=[0]))
+        parts.append(_cross(acc=x, m0=np.array([1 << 30, gq.INT32_MAX, gq.INT32_MIN,
+                                                -(1 << 30)]) >> d, shift=[s], zp=[0]))
     # Clamp boundaries: acc * 2**30 / 2**31 = acc / 2 -> outputs around qmin/qmax +- zp.
     lo, hi = gq.out_range(p["out_width"], bool(p["signed_out"]))
     v = np.array([lo - 1, lo, lo + 1, hi - 1, hi, hi + 1], np.int64)
     for zp in _zp_edges(p):
-        parts.append(_cross(acc=2 * (v - zp), m0=[1 << 30], shift=[0], zp=[zp]))
+        parts.append(_cross(acc=2 * (v - zp), m0=[1 << (w - 2)], shift=[0], zp=[zp]))
     x = _cat(*parts)
     x["zp"] = _wrap(x["zp"], p["out_width"] + 1)
     return x
@@ -207,8 +216,11 @@ register(UnitSpec(
         IntParam("signed_out", 1, 0, 1, "signed output (else unsigned)"),
         ChoiceParam("variant", "double", gq.VARIANTS,
                     "double = gemmlowp SRDHM + RoundingDivideByPOT; single = TFLITE_SINGLE_ROUNDING"),
+        IntParam("m0_width", 32, gq.M0_WIDTH_MIN, gq.M0_WIDTH_MAX,
+                 "multiplier bits (32 = TFLite's int32 m0; fewer: a narrow Q0.(w-1) m0 port)"),
     ),
-    build=lambda p: QuantFixedPoint(p["out_width"], bool(p["signed_out"]), p["variant"]),
+    build=lambda p: QuantFixedPoint(p["out_width"], bool(p["signed_out"]), p["variant"],
+                                    p["m0_width"]),
     golden=_fixedpoint_golden,
     stimulus=_fixedpoint_stimulus,
     corners=fixedpoint_corners,
@@ -219,11 +231,12 @@ register(UnitSpec(
 
 def _float_golden(p, x):
     return {"q": gq.quant_float(x["acc"], x["scale"], x["zp"], out_width=p["out_width"],
-                                signed_out=bool(p["signed_out"]))}
+                                signed_out=bool(p["signed_out"]), scale_fmt=p["scale_fmt"])}
 
 
 def _float_stimulus(p, n, rng):
-    return {"acc": random_codes(rng, n, 32, True), "scale": random_codes(rng, n, 32, False),
+    w = get_format(p["scale_fmt"]).width
+    return {"acc": random_codes(rng, n, 32, True), "scale": random_codes(rng, n, w, False),
             "zp": random_codes(rng, n, p["out_width"] + 1, True)}
 
 
@@ -263,6 +276,31 @@ def float_corners(p) -> dict:
                         scale=((127 - np.arange(14, 32)) << 23).astype(np.int64), zp=[0]))
     x = _cat(*parts)
     x["zp"] = _wrap(x["zp"], n + 1)
+    if p.get("scale_fmt", "fp32") != "fp32":
+        # the same binary32 edges rounded to the narrow format, plus its own edges: every
+        # code with the exponent field all ones or zero, and accumulators around its range
+        fmt = get_format(p["scale_fmt"])
+        x["scale"] = gq.scale_to_format(x["scale"], fmt)
+        top = 1 << (fmt.width - 1)
+        own = np.concatenate([np.arange(0, 64), np.arange(fmt.inf_code - 8, fmt.inf_code + 8)])
+        own = np.concatenate([own, own | top, [fmt.max_code, fmt.max_code | top]])
+        big = np.array([65504, 65519, 65520, 65535, 1 << 16, 1 << 20, 3 << 24], np.int64)
+        edge = np.concatenate([I32_EDGES, big, -big, np.arange(-40, 41)])
+        x = _cat(x, _cross(acc=edge, scale=own, zp=[0, 1]))
+        x["zp"] = _wrap(x["zp"], n + 1)
+    x["scale"] = x["scale"].astype(np.uint64)
+    return x
+
+
+def _float_exhaustive(p):
+    """A 16-bit scale: every scale code against accumulators 0, +-1, +-3 and around the
+    fp16 range and the int32 extremes (2**16 x 16 = 2**20 inputs); none for binary32."""
+    if p["scale_fmt"] == "fp32":
+        return None
+    acc = np.array([0, 1, -1, 3, -3, 200, -1001, 65519, -65520, 1 << 20, -(3 << 20) - 1,
+                    (1 << 24) + 1, gq.INT32_MAX, gq.INT32_MIN, 123456789, -7], np.int64)
+    x = _cross(acc=acc, scale=np.arange(1 << 16), zp=[0])
+    x["zp"] = _wrap(np.arange(len(x["acc"])) % 7 - 3, p["out_width"] + 1)
     x["scale"] = x["scale"].astype(np.uint64)
     return x
 
@@ -273,11 +311,14 @@ register(UnitSpec(
     params=(
         IntParam("out_width", 8, 2, 16, "output width"),
         IntParam("signed_out", 1, 0, 1, "signed output (else unsigned)"),
+        ChoiceParam("scale_fmt", "fp32", gq.SCALE_FMTS,
+                    "format of the scale, the converted accumulator and the product (RNE)"),
     ),
-    build=lambda p: QuantFloat(p["out_width"], bool(p["signed_out"])),
+    build=lambda p: QuantFloat(p["out_width"], bool(p["signed_out"]), p["scale_fmt"]),
     golden=_float_golden,
     stimulus=_float_stimulus,
     corners=float_corners,
+    exhaustive=_float_exhaustive,
 ))
 
 
@@ -303,10 +344,11 @@ def _random_acc(unit):
         if unit == "quant_shift" and "shift" in x:
             x["shift"] = (const * gq.pow2_shift(LAYER_SCALE)[0]).astype(x["shift"].dtype)
         if unit == "quant_fixedpoint":
-            m0, sh = gq.quantize_multiplier(LAYER_SCALE)
-            x["m0"], x["shift"] = const * m0, const * sh
+            m0, sh = gq.reduce_multiplier(*gq.quantize_multiplier(LAYER_SCALE), p["m0_width"])
+            x["m0"], x["shift"] = const * int(m0), const * int(sh)
         if unit == "quant_float":
-            x["scale"] = (const * int(np.float32(LAYER_SCALE).view(np.uint32))).astype(np.uint64)
+            f32 = int(np.float32(LAYER_SCALE).view(np.uint32))
+            x["scale"] = (const * int(gq.scale_to_format(f32, p["scale_fmt"]))).astype(np.uint64)
         if "zp" in x:
             x["zp"] = const * 0
         return x

@@ -267,11 +267,44 @@ def _print_compare(rows: list) -> None:
               f"{r['horowitz_pj'] if r['horowitz_pj'] is not None else float('nan'):>8.3f}")
 
 
+def _print_lean(rows: list) -> None:
+    from qrtl.reports.lean import leanest_lossless
+    r0 = rows[0]
+    print(f"{r0['library']} ({r0['corner']}), stimulus {r0['stimulus']} (the int8 network's real "
+          f"accumulators); 32-bit accumulator -> 8 bits; baselines include their 32-bit bias adder; "
+          f"x shift = this / quant_shift runtime (fused bias)")
+    print(f"{'config':<30} {'mismatch %':>10} {'acc %':>6} {'exact %':>7} {'area um2':>9} "
+          f"{'E pJ/op':>8} {'A x shift':>9} {'E x shift':>9}")
+    for r in rows:
+        dash = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
+        print(f"{r['config']:<30} {dash(r['mismatch_pct'], '>10.4f'):>10} "
+              f"{dash(r['accuracy_pct'], '>6.2f'):>6} {dash(r['exact_accuracy_pct'], '>7.2f'):>7} "
+              f"{r['area_um2']:>9.0f} {r['energy_pj_per_op']:>8.3f} {r['area_x_shift']:>9.2f} "
+              f"{r['energy_x_shift']:>9.2f}")
+    best = leanest_lossless(rows)
+    print("leanest baseline without accuracy loss: " +
+          (f"{best['config']} ({best['area_um2']:.0f} um2, {best['energy_pj_per_op']:.3f} pJ/op)"
+           if best else "none"))
+
+
 def cmd_cost(args) -> int:
     from qrtl.reports.cost import compare_quant, cost_all
     liberty = _liberty(args.liberty)
     t0 = time.perf_counter()
-    if args.compare is not None:
+    if args.configs is not None and args.compare != "lean":
+        raise QrtlError("--configs goes with --compare lean")
+    if args.compare == "lean":
+        from qrtl.reports.lean import compare_lean
+        if args.unit or args.all:
+            raise QrtlError("--compare takes no UNIT and no --all")
+        if args.clock_ns is not None:
+            raise QrtlError("--compare lean costs the baselines unpipelined (no --clock-ns)")
+        rows = compare_lean(liberty, jobs=args.jobs, vectors=args.vectors, configs=args.configs)
+        for r in rows if args.json else ():
+            _print_json(r)
+        if not args.json:
+            _print_lean(rows)
+    elif args.compare is not None:
         if args.unit or args.all:
             raise QrtlError("--compare takes no UNIT and no --all")
         rows = compare_quant([liberty] if liberty else None, jobs=args.jobs, vectors=args.vectors,
@@ -492,8 +525,12 @@ def _cost_commands(sub) -> None:
     p.add_argument("--all", action="store_true", help="every registered unit, default parameters")
     p.add_argument("-j", "--jobs", type=_JOBS, default=min(2, os.cpu_count() or 1),
                    help="parallel jobs for --all / --compare")
-    p.add_argument("--compare", choices=["quant"],
-                   help="the headline comparison of the quantization operations")
+    p.add_argument("--compare", choices=["quant", "lean"],
+                   help="quant: the headline comparison of the quantization operations; lean: "
+                   "narrower baselines (m0_width, scale_fmt) with their accuracy cost")
+    p.add_argument("--configs", type=_list_arg, default=None, metavar="LABEL,...",
+                   help="--compare lean: only these configurations (e.g. 'quant_fixedpoint "
+                   "m0_width=16,quant_float scale_fmt=bf16'; default: all)")
     p.set_defaults(func=cmd_cost)
 
     p = sub.add_parser("report", help="generate, verify and cost every unit; write the report")

@@ -81,7 +81,8 @@ def _quant_shift(p):
 
 def _quant_fixedpoint(p):
     ow = p.get("out_width", 8)
-    return [("mul32x32 (acc * m0)", 1, mul(32, 32)),
+    w = p.get("m0_width", 32)
+    return [(f"mul32x{w} (acc * m0)", 1, mul(32, w)),
             ("add64 (rounding nudge)", 1, add(64)),
             ("add32 (rounding divide by 2^s)", 1, add(32)),
             (f"add{ow + 1} (zero point)", 1, add(ow + 1)),
@@ -90,8 +91,10 @@ def _quant_fixedpoint(p):
 
 def _quant_float(p):
     ow = p.get("out_width", 8)
-    return [("add32 (int32 -> float32: normalise and round)", 1, add(32)),
-            ("fp32 multiply (x scale)", 1, fp_mul("fp32")),
+    f = p.get("scale_fmt", "fp32")
+    name = {"fp32": "float32"}.get(f, f)
+    return [(f"add32 (int32 -> {name}: normalise and round)", 1, add(32)),
+            (f"{f} multiply (x scale)", 1, fp_mul(f)),
             ("add32 (rint, float -> int)", 1, add(32)),
             (f"add{ow + 1} (zero point)", 1, add(ow + 1)),
             (f"compare{ow + 1} (clamp)", 2, add(ow + 1))]

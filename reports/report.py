@@ -82,6 +82,7 @@ REPORT_FILES = [
     "mac_clocked.md", "networks.csv", "networks.md", "networks.tex", "fp8_accuracy.csv",
     "quant_cost.png", "quant_cost.svg", "accuracy_energy.png", "accuracy_energy.svg",
     "fp8_accuracy.png", "fp8_accuracy.svg", "verification.csv", "qor.csv", "qor.md",
+    "lean.csv", "lean.md", "lean_cost.png", "lean_cost.svg",
     "report.md",
 ]
 
@@ -397,6 +398,61 @@ def _plots(out: Path, quant: list[dict], networks: list[dict], fp8acc) -> list[P
     return written
 
 
+def _lean_plot(out: Path, rows: list[dict]) -> list[Path]:
+    """``lean_cost``: area and energy per operation of each baseline configuration against
+    its output mismatch rate, ``quant_shift`` (runtime shift) as a horizontal line."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    base = [r for r in rows if r["mismatch_pct"] is not None]
+    ref = next((r for r in rows if r["mismatch_pct"] is None), None)
+    fig, axes = plt.subplots(1, 2, figsize=(7.0, 2.8))
+    for ax, key, ylabel in ((axes[0], "area_um2", "area per op (µm²)"),
+                            (axes[1], "energy_pj_per_op", "energy per op (pJ)")):
+        for unit, marker in (("quant_fixedpoint", "o"), ("quant_float", "^")):
+            pts = [r for r in base if r["unit"] == unit]
+            ax.scatter([r["mismatch_pct"] for r in pts], [r[key] for r in pts], marker=marker,
+                       s=20, label=unit)
+            for r in pts:
+                ax.annotate(r["config"].split()[-1].split("=")[-1], (r["mismatch_pct"], r[key]),
+                            fontsize=6, xytext=(3, 3), textcoords="offset points")
+        if ref is not None:
+            ax.axhline(ref[key], color="k", lw=0.8, ls="--", label="quant_shift runtime")
+        ax.set_xscale("symlog", linthresh=0.01)
+        ax.set_xlim(-0.002, 100)                         # 0 % (exact) at the left edge
+        ax.set_yscale("log")
+        ax.set_xlabel("outputs != exact baseline (%)")
+        ax.set_ylabel(ylabel)
+        ax.grid(which="both", alpha=0.3)
+    axes[1].legend(fontsize=6, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
+    lib = rows[0]["library"] if rows else ""
+    fig.suptitle(f"Lean requantization baselines: cost vs output mismatch on the int8 network's "
+                 f"accumulators\n{lib}; baselines with their 32-bit bias adder", fontsize=8, y=1.04)
+    fig.subplots_adjust(wspace=0.4)
+    written = []
+    for ext in ("png", "svg"):
+        with atomic_output(out / f"lean_cost.{ext}", "wb") as fh:
+            fig.savefig(fh, format=ext)
+        written.append(out / f"lean_cost.{ext}")
+    plt.close(fig)
+    return written
+
+
+def _lean_sentence(rows: list[dict]) -> str:
+    """Which lean baseline loses no accuracy at the lowest area, with its ratios."""
+    from .lean import leanest_lossless
+    best = leanest_lossless(rows)
+    if best is None:
+        return "No narrower baseline keeps the int8 network's accuracy."
+    return (f"The leanest baseline that loses no accuracy on the int8 network is "
+            f"**{best['config']}** ({fmt(best['accuracy_pct'])}% test accuracy, "
+            f"{fmt(best['mismatch_pct'])}% of requantized outputs differing from the exact "
+            f"baseline, {fmt(best['area_um2'])} µm² and {fmt(best['energy_pj_per_op'])} pJ/op "
+            f"with its bias adder); `quant_shift` with a runtime shift is "
+            f"**{fmt(best['area_x_shift'])}x smaller** and **{fmt(best['energy_x_shift'])}x lower "
+            f"in energy** than it (`lean.csv`).")
+
+
 # --- provenance and report.md ----------------------------------------------------------
 
 def provenance(library: dict, clock_ns: float) -> dict:
@@ -479,14 +535,16 @@ def _headline(quant_table: Table, clocked: Optional[Table] = None) -> str:
                    "operation against their baseline.)")
 
 
-def _report_md(out: Path, tables: dict, prov: dict, nets_images, stims: list[str]) -> Path:
+def _report_md(out: Path, tables: dict, prov: dict, nets_images, stims: list[str],
+               lean_rows: Optional[list] = None) -> Path:
     lib = prov["library"]
     v = prov["versions"]
     lines = [
         "# qrtl report", "",
         f"Generated {prov['date']} by `qrtl report` (qrtl {v['qrtl']}, commit {prov['commit']}).",
         f"Library: **{lib['name']}**, corner {lib['corner']}; clock {fmt(prov['clock_ns'])} ns.", "",
-        "## Headline", "", _headline(tables["quant_ops"], tables["quant_clocked"]), "",
+        "## Headline", "", _headline(tables["quant_ops"], tables["quant_clocked"])
+        + (" " + _lean_sentence(lean_rows) if lean_rows else ""), "",
         "## Quantization operations (`quant_ops.csv`)", "",
         "Ratios are baseline / `quant_shift` (above 1: `quant_shift` is cheaper). Energy is per "
         "operation, measured by zero-delay gate-level simulation of the synthesised netlist; "
@@ -504,6 +562,20 @@ def _report_md(out: Path, tables: dict, prov: dict, nets_images, stims: list[str
         "The unpipelined tables above are kept for reference.", "",
         tables["quant_clocked"].markdown(), "",
         tables["mac_clocked"].markdown(), "",
+        "## Lean baselines (`lean.csv`)", "",
+        "Narrower requantizers: `quant_fixedpoint` with TFLite's multiplier rounded to "
+        "`m0_width` bits (ties away from zero; a carry into 2^(w-1) renormalised), "
+        "`quant_float` with the binary32 scale, the accumulator conversion and the product in "
+        "fp16 or bf16 (RNE). `mismatch_pct`: requantized outputs differing from the exact "
+        "baseline (`m0_width=32` / `fp32`) on the int8 network's real accumulators "
+        f"({nets_images}); `accuracy_pct`: the int8 network with that requantizer; area and "
+        "energy on the network's `int8` stream, bias adder included; `x_shift`: this / "
+        "`quant_shift` with a runtime shift and fused bias. `m0_width` 24 and 23 are verified "
+        "and measured by `qrtl cost --compare lean`, but not costed here: Yosys's standard ABC "
+        "script does not finish on their multipliers in reasonable time.", "",
+        (tables["lean"].markdown() if "lean" in tables else ""), "",
+        (_lean_sentence(lean_rows) if lean_rows else ""), "",
+        "![lean baselines: cost vs mismatch](lean_cost.png)", "",
         "## Cost per multiply-accumulate (`mac.csv`)", "",
         tables["mac"].markdown(), "",
         "## Networks (`networks.csv`)", "",
@@ -562,8 +634,8 @@ def run_report(out: Path, *, verify: Callable, replay: Callable, liberty=None, j
     lib_obj = load_library(str(liberty) if liberty else None)
     lib_key = [lib_obj.sha256]  # the library's contents, not its path
     written: list[Path] = []
-    steps = ["verilog", "verify", "units", "quant", "clocked", "mac", "qor", "networks", "fp8",
-             "plots", "report"]
+    steps = ["verilog", "verify", "units", "quant", "clocked", "lean", "mac", "qor", "networks",
+             "fp8", "plots", "report"]
     bar = tqdm(steps, desc="qrtl report", unit="step", file=sys.stderr, disable=not progress)
     tables: dict = {}
     for step in bar:
@@ -600,6 +672,16 @@ def run_report(out: Path, *, verify: Callable, replay: Callable, liberty=None, j
                 rows, caption=f"Cost per multiply-accumulate at common clocks ({lib_obj.name}, "
                 f"{lib_obj.corner}; uniform random operands)", label="tab:mac_clocked",
                 brief=MAC_CLOCKED_BRIEF)
+        elif step == "lean":
+            from .lean import LEAN_BRIEF, REPORT_CONFIGS, compare_lean
+            lean_rows = _cached("lean", lib_key + [images], lambda: compare_lean(
+                str(liberty) if liberty else None, jobs=jobs, images=images,
+                configs=list(REPORT_CONFIGS), progress=False))
+            shown = [{**r, "params": " ".join(f"{k}={v}" for k, v in r["params"].items())}
+                     for r in lean_rows]
+            tables["lean"] = Table(shown, caption=f"Lean requantization baselines on the int8 "
+                                   f"network ({lib_obj.name}, {lib_obj.corner}). x shift: this / "
+                                   f"quant_shift runtime.", label="tab:lean", brief=LEAN_BRIEF)
         elif step == "mac":
             rows = _cached("mac", lib_key, lambda: _mac_table(liberty, jobs))
             tables["mac"] = Table(rows, caption=f"Cost per multiply-accumulate ({lib_obj.name}, "
@@ -621,17 +703,19 @@ def run_report(out: Path, *, verify: Callable, replay: Callable, liberty=None, j
             written.append(path)
         elif step == "plots":
             written += _plots(out, qrows, nrows, fp8acc)
+            written += _lean_plot(out, lean_rows)
         elif step == "report":
             for name in ("quant_ops", "mac", "networks", "quant_clocked"):
                 written += tables[name].write(out / name)
             written += tables["mac_clocked"].write(out / "mac_clocked", formats=("csv", "md"))
             written.append(tables["units"].csv(out / "units.csv"))
             written += tables["qor"].write(out / "qor", formats=("csv", "md"))
+            written += tables["lean"].write(out / "lean", formats=("csv", "md"))
             written.append(tables["verification"].csv(out / "verification.csv"))
             stims = ["random"] + sorted({s for u in STREAMS.values() for s in u})
             n_img = f"{nrows[0]['images']} images" if nrows else ""
             written.append(_report_md(out, tables, provenance(
                 {"name": lib_obj.name, "corner": lib_obj.corner,
                  "path": str(liberty) if liberty else "(built-in default library)"},
-                DEFAULT_CLOCK_NS), n_img, stims))
+                DEFAULT_CLOCK_NS), n_img, stims, lean_rows))
     return written

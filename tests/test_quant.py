@@ -376,6 +376,8 @@ def test_quant_float_special_scales():
     ("quant_fixedpoint", ["out_width=17"], "out_width=17 is out of range (allowed 2..16)"),
     ("quant_float", ["out_width=1"], "out_width=1 is out of range (allowed 2..16)"),
     ("quant_float", ["rounding=half_up"], "unknown parameter 'rounding'"),
+    ("quant_fixedpoint", ["m0_width=15"], "m0_width=15 is out of range (allowed 16..32)"),
+    ("quant_float", ["scale_fmt=e4m3"], "allowed: fp32, fp16, bf16"),
 ])
 def test_bad_parameters_are_one_line_errors(cli, unit, args, message):
     argv = ["describe", unit]
@@ -488,15 +490,19 @@ def test_rtl_quant_shift_random(params):
     assert len(np.unique(q)) > 100  # outputs across the range, not only saturation
 
 
-@pytest.mark.parametrize("params", [dict(), dict(variant="single", signed_out=0, out_width=4)],
-                         ids=["double,default", "single,u4"])
+@pytest.mark.parametrize("params", [dict(), dict(variant="single", signed_out=0, out_width=4),
+                                    dict(m0_width=16), dict(m0_width=23, variant="single")],
+                         ids=["double,default", "single,u4", "double,m0_16", "single,m0_23"])
 def test_rtl_quant_fixedpoint_random(params):
     inst = configure("quant_fixedpoint", params)
     rng = np.random.default_rng(12)
-    n = 500_000
+    w = inst.params["m0_width"]
+    n = 500_000 if w == 32 else 200_000
     # realistic: m0/shift from real scales 2**-20 .. 2**4, accumulators near the output range
+    # (a narrow multiplier: TFLite's m0 rounded to m0_width bits, as the lean network does)
     scales = np.exp2(rng.uniform(-20, 4, 4096))
     qm = np.array([gq.quantize_multiplier(s) for s in scales])
+    qm = np.stack(gq.reduce_multiplier(qm[:, 0], qm[:, 1], w), axis=1)
     pick = rng.integers(0, len(qm), n)
     real = {"acc": np.clip(_near(rng, n, 31), gq.INT32_MIN, gq.INT32_MAX), "m0": qm[pick, 0],
             "shift": qm[pick, 1],
@@ -509,6 +515,12 @@ def test_rtl_quant_fixedpoint_random(params):
     other = "single" if inst.params["variant"] == "double" else "double"
     mine = inst.golden(corners)["q"]
     assert np.any(configure("quant_fixedpoint", {**params, "variant": other}).golden(corners)["q"] != mine)
+    if w < 32:  # and the narrow rounding shift from the full one (SRDHM ties of the narrow product)
+        wide = gq.quant_fixedpoint(corners["acc"], corners["m0"], corners["shift"], corners["zp"],
+                                   out_width=inst.params["out_width"],
+                                   signed_out=bool(inst.params["signed_out"]),
+                                   variant=inst.params["variant"])
+        assert np.any(wide != mine)
 
 
 @pytest.mark.parametrize("params", [dict(), dict(out_width=16, signed_out=0)],
@@ -529,3 +541,41 @@ def test_rtl_quant_float_random(params):
     q = inst.golden(real)["q"]
     lo, hi = gq.out_range(inst.params["out_width"], bool(inst.params["signed_out"]))
     assert np.mean((q > lo) & (q < hi)) > 0.2
+
+
+@pytest.mark.parametrize("params", [dict(scale_fmt="fp16"),
+                                    dict(scale_fmt="bf16", out_width=16, signed_out=0)],
+                         ids=["fp16", "bf16,u16"])
+def test_rtl_quant_float_narrow_scale(params):
+    """A 16-bit scale: every scale code against 16 accumulators (2**20 inputs), the corners
+    (fp16's range edge 65504/65520 included), and realistic scales on random accumulators."""
+    inst = configure("quant_float", params)
+    fmt = inst.params["scale_fmt"]
+    x = inst.exhaustive()
+    assert len(x["acc"]) == 1 << 20
+    res = verify(inst)
+    assert res.mismatches == 0, res.first_mismatch
+    assert res.vectors >= len(x["acc"]) + len(inst.corners()["acc"])
+    rng = np.random.default_rng(14)
+    n = 200_000
+    f32 = np.float32(np.exp2(rng.uniform(-24, 2, n)) * rng.choice([-1, 1], n)).view(np.uint32)
+    real = {"acc": np.clip(_near(rng, n, 31), gq.INT32_MIN, gq.INT32_MAX),
+            "scale": gq.scale_to_format(f32.astype(np.int64), fmt).astype(np.uint64),
+            "zp": rng.integers(-(1 << inst.params["out_width"]), 1 << inst.params["out_width"], n)}
+    res, _ = _run(inst, [real])
+    q = inst.golden(real)["q"]
+    lo, hi = gq.out_range(inst.params["out_width"], bool(inst.params["signed_out"]))
+    assert np.mean((q > lo) & (q < hi)) > 0.1
+    # the exhaustive set tells the format from binary32 with the same scale values
+    wide = gq.quant_float(x["acc"], _fmt_to_f32(x["scale"], fmt),
+                          x["zp"], out_width=inst.params["out_width"],
+                          signed_out=bool(inst.params["signed_out"]))
+    assert np.any(wide != inst.golden(x)["q"])
+
+
+def _fmt_to_f32(codes, fmt):
+    """binary32 patterns of the same values as 16-bit ``fmt`` codes (exact widening)."""
+    import ml_dtypes
+    dt = np.float16 if fmt == "fp16" else ml_dtypes.bfloat16
+    v = np.asarray(codes).astype(np.uint16).view(dt).astype(np.float32)
+    return v.view(np.uint32).astype(np.int64)

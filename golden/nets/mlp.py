@@ -151,8 +151,10 @@ def int8_quantize(scheme: str) -> tuple:
     return tuple(out)
 
 
-def _requant(scheme: str):
-    """(unit, params, golden(inputs) -> outputs) of the scheme's requantizer."""
+def _requant(scheme: str, m0_width: int = 32, scale_fmt: str = "fp32"):
+    """(unit, params, golden(inputs) -> outputs) of the scheme's requantizer; ``m0_width`` /
+    ``scale_fmt`` select a lean fixed-point / float requantizer (parameters of the unit
+    only when not the default, so the exact network's operations are unchanged)."""
     from qrtl.golden import quant
     if scheme == "shift":
         params = {"in_width": 32, "out_width": 8, "signed_out": 1, "runtime_shift": 1,
@@ -160,24 +162,38 @@ def _requant(scheme: str):
         return "quant_shift", params, lambda x: {"q": quant.quant_shift(
             x["acc"], x["shift"], bias=x["bias"], relu=True)}
     if scheme == "fixedpoint":
-        return "quant_fixedpoint", {"out_width": 8, "signed_out": 1, "variant": "double"}, \
-            lambda x: {"q": quant.quant_fixedpoint(x["acc"], x["m0"], x["shift"], x["zp"])}
-    return "quant_float", {"out_width": 8, "signed_out": 1}, \
-        lambda x: {"q": quant.quant_float(x["acc"], x["scale"], x["zp"])}
+        params = {"out_width": 8, "signed_out": 1, "variant": "double"}
+        if m0_width != 32:
+            params["m0_width"] = m0_width
+        return "quant_fixedpoint", params, lambda x: {"q": quant.quant_fixedpoint(
+            x["acc"], x["m0"], x["shift"], x["zp"], m0_width=m0_width)}
+    params = {"out_width": 8, "signed_out": 1}
+    if scale_fmt != "fp32":
+        params["scale_fmt"] = scale_fmt
+    return "quant_float", params, \
+        lambda x: {"q": quant.quant_float(x["acc"], x["scale"], x["zp"], scale_fmt=scale_fmt)}
 
 
 def _mac_step(a, b, acc):
     return int_mac(a, b, acc, acc_width=32, signed=True)
 
 
-def int8_forward(pixels: np.ndarray, scheme: str, execute=None) -> dict:
+def int8_forward(pixels: np.ndarray, scheme: str, execute=None, *, m0_width: int = 32,
+                 scale_fmt: str = "fp32") -> dict:
     """Integer inference of the ``int8`` network with requantization ``scheme``.
+
+    ``m0_width`` (scheme ``fixedpoint``) and ``scale_fmt`` (scheme ``float``) replace the
+    exact requantizer by a lean one: the layer's TFLite ``(m0, shift)`` reduced by
+    :func:`qrtl.golden.quant.reduce_multiplier`, or its binary32 scale rounded to
+    ``scale_fmt`` by :func:`qrtl.golden.quant.scale_to_format` (the defaults are the
+    exact network).
 
     Returns ``{"trace": Trace, "acts": [q0, q1, q2] (int8 activations entering each
     layer), "accs": [int32 accumulators per layer], "logits": (N, 10), "pred": (N,)}``.
     """
+    from qrtl.golden.quant import reduce_multiplier, scale_to_format
     layers = int8_quantize(scheme)
-    unit, rparams, rgolden = _requant(scheme)
+    unit, rparams, rgolden = _requant(scheme, m0_width, scale_fmt)
     trace = Trace()
     q = np.asarray(pixels).astype(np.int64)
     n = len(q)
@@ -196,11 +212,12 @@ def int8_forward(pixels: np.ndarray, scheme: str, execute=None) -> dict:
             x["bias"] = L.bias[cols]
             x["shift"] = np.full(m, L.rq["shift"], np.int64)
         elif scheme == "fixedpoint":
-            x["m0"] = np.full(m, L.rq["m0"], np.int64)
-            x["shift"] = np.full(m, L.rq["shift"], np.int64)
+            m0, sh = reduce_multiplier(L.rq["m0"], L.rq["shift"], m0_width)
+            x["m0"] = np.full(m, int(m0), np.int64)
+            x["shift"] = np.full(m, int(sh), np.int64)
             x["zp"] = np.full(m, L.zp_out, np.int64)
         else:
-            x["scale"] = np.full(m, L.rq["scale"], np.uint64)
+            x["scale"] = np.full(m, int(scale_to_format(L.rq["scale"], scale_fmt)), np.uint64)
             x["zp"] = np.full(m, L.zp_out, np.int64)
         q = np.asarray(run_map(trace, execute, f"{name}.requant", unit, rparams, x, rgolden, n)
                        ["q"]).astype(np.int64).reshape(n, -1)

@@ -95,8 +95,16 @@ def _int_mac(scheme):
 
 def _quant(unit, scheme, **want):
     def fn(params, n):
+        from qrtl.golden import quant
         _need(unit, "int8", params, **want)
         x = network_stream("int8", {"scheme": scheme}, n, lambda op: op.unit == unit)
+        # A lean requantizer on the exact network's accumulators: its configuration is the
+        # layer's TFLite (m0, shift) reduced to m0_width bits, or its binary32 scale rounded
+        # to scale_fmt (as golden.nets.mlp.int8_forward does for the lean network).
+        if params.get("m0_width", 32) != 32:
+            x["m0"], x["shift"] = quant.reduce_multiplier(x["m0"], x["shift"], params["m0_width"])
+        if params.get("scale_fmt", "fp32") != "fp32":
+            x["scale"] = quant.scale_to_format(x["scale"], params["scale_fmt"]).astype(np.uint64)
         return x
     return fn
 
