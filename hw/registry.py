@@ -129,7 +129,8 @@ def register(spec: UnitSpec) -> UnitSpec:
         raise ValueError(f"unit {spec.name} registered twice")
     if not any(p.name == "pipeline" for p in spec.params):
         build = spec.build
-        spec = replace(spec, retime=True, build=lambda p: OutputRegisters(build(p), p["pipeline"]),
+        spec = replace(spec, retime=True,  # pipeline=0: the unit itself, Verilog unchanged
+                       build=lambda p: OutputRegisters(build(p), p["pipeline"]) if p["pipeline"] else build(p),
                        params=tuple(spec.params) + (IntParam(
                            "pipeline", 0, 0, MAX_STAGES,
                            "output register ranks (retimed into the logic by synthesis for a "
