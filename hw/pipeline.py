@@ -4,10 +4,11 @@ Every registered unit without a ``pipeline`` parameter of its own gets one
 (:func:`qrtl.hw.registry.register`): ``pipeline = K`` puts ``K`` reset-less register ranks
 on the unit's outputs, so the outputs follow the inputs ``K`` cycles later (``latency``
 grows by ``K``). That is the RTL a designer writes and verifies; it is what Verilator
-checks bit-exactly. Synthesis for a clock target (:mod:`qrtl.reports.retime`) then moves
-all ranks but the last (which keeps the outputs registered) into the logic, where they
-balance the stage delays, and the moved netlist is checked against the golden model again
-by gate-level simulation.
+checks bit-exactly. When a combinational unit is costed (:mod:`qrtl.reports.cost`), its
+netlist is cut into ``K`` stages instead (:mod:`qrtl.reports.retime`): all ranks but the
+last (which keeps the outputs registered) move into the logic, where they balance the
+stage delays, and the cut netlist is checked against the golden model again by gate-level
+simulation. A unit that is clocked already keeps the ranks on its outputs.
 """
 
 from __future__ import annotations

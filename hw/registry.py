@@ -83,8 +83,8 @@ class UnitSpec:
         (e.g. accumulators); False for units that map each input vector to one output.
     retime : bool
         Set by :func:`register`: the unit's ``pipeline`` parameter is the generic one
-        (:mod:`qrtl.hw.pipeline`: output register ranks that synthesis for a clock target
-        may move into combinational logic). False when the unit places its own stages.
+        (:mod:`qrtl.hw.pipeline`: output register ranks that costing moves into the logic
+        of a combinational unit). False when the unit places its own stages.
     """
 
     name: str
@@ -133,8 +133,8 @@ def register(spec: UnitSpec) -> UnitSpec:
                        build=lambda p: OutputRegisters(build(p), p["pipeline"]) if p["pipeline"] else build(p),
                        params=tuple(spec.params) + (IntParam(
                            "pipeline", 0, 0, MAX_STAGES,
-                           "output register ranks (retimed into the logic by synthesis for a "
-                           "clock target; 0 = as designed)"),))
+                           "output register ranks (retimed into the logic when costed; "
+                           "0 = as designed)"),))
     UNITS[spec.name] = spec
     return spec
 

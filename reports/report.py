@@ -501,7 +501,7 @@ def _clocked_headline(clocked: Table) -> str:
     if not parts:
         return ""
     return (" At a common clock, every unit with the fewest pipeline stages that meet it "
-            "(registers, and the baselines' registered bias adder, included): "
+            "(registers, and the baselines' pipelined bias adder, included): "
             + "; ".join(parts) + ".")
 
 
@@ -554,11 +554,12 @@ def _report_md(out: Path, tables: dict, prov: dict, nets_images, stims: list[str
         "The clocks: the fastest clock the slowest requantization baseline meets with at most "
         "8 pipeline stages, and 10 ns. Each configuration gets the fewest `pipeline` stages "
         "whose clock period meets the clock on our static timing (a combinational "
-        "configuration meets it when its input-to-output delay does); the generic stages are "
-        "retimed into the logic of the timing-flow netlist (fanout-buffered), and the "
-        "registers and their clock pins are in the area and energy. With the bias, a "
-        "baseline's separate 32-bit bias adder is a registered stage of its own (one more "
-        "cycle of latency). "
+        "configuration meets it when its input-to-output delay plus a flip-flop's clock-to-Q "
+        "and setup does); the generic stages are retimed into the logic of the faster of the "
+        "area and the fanout-buffered netlist, and the registers and their clock pins are in "
+        "the area and energy. With the bias, a baseline's separate 32-bit bias adder is a "
+        "pipeline of its own in front of it (at least one stage; its stages add to the "
+        "latency). "
         "The unpipelined tables above are kept for reference.", "",
         tables["quant_clocked"].markdown(), "",
         tables["mac_clocked"].markdown(), "",

@@ -37,10 +37,12 @@ from .synth import (CLOCK_PORT, INPUT_SLEW_NS, RESET_PORT, Inst, Netlist, _propa
                     static_timing)
 
 __all__ = ["flip_flop_cell", "retime", "balance", "period_ns", "register_overhead_ns",
-           "write_verilog", "netlist_area", "check_outputs"]
+           "write_verilog", "netlist_area", "check_outputs", "BUDGET_FACTORS", "RETIME_VERSION"]
 
 #: Stage budgets tried, as fractions of the balanced budget ``D / K``.
 BUDGET_FACTORS = (1.0, 0.95, 0.9)
+#: Version of the retiming (cache keys of what is computed from it).
+RETIME_VERSION = "qrtl-retime-2"
 
 
 def flip_flop_cell(lib: Library) -> Cell:
@@ -117,7 +119,15 @@ def retime(nl: Netlist, stages: int, budget_ns: float, module: str | None = None
         t = max((arr.get(inst.conns.get(p.name), 0.0) for p in inst.cell.outputs), default=0.0)
         return min(stages - 1, int(t / budget_ns)) if budget_ns > 0 else stages - 1
 
-    stage_of = {id(i): cell_stage(i) for i in nl.insts}
+    # by arrival time, and never before a cell that drives it (topological order)
+    stage_of: dict = {}
+    for inst in nl.comb_order():
+        s = cell_stage(inst)
+        for p in inst.cell.inputs:
+            drv = drivers.get(inst.conns.get(p.name))
+            if drv is not None:
+                s = max(s, stage_of[id(drv[0])])
+        stage_of[id(inst)] = s
 
     def net_stage(n) -> int:
         if isinstance(n, str):
@@ -132,8 +142,10 @@ def retime(nl: Netlist, stages: int, budget_ns: float, module: str | None = None
         """Net ``n`` as seen in stage ``s`` (through flip-flops from its own stage)."""
         nonlocal next_id
         s0 = net_stage(n)
-        if s0 < 0 or s <= s0:
+        if s0 < 0 or s == s0:
             return n
+        if s < s0:
+            raise QrtlError(f"{nl.module}: retiming placed a cell before its driver")
         key = (n, s)
         if key not in copies:
             prev = at(n, s - 1)
@@ -216,19 +228,20 @@ def write_verilog(nl: Netlist, path: Path) -> Path:
     return Path(path)
 
 
-def _port_values(act, nets: list, first: int, n: int) -> np.ndarray:
+def _port_values(act, nets: list, first: int, n: int) -> list:
     """Unsigned values of a port over cycles ``first .. first + n - 1`` (bit t of a net's
     waveform: its value in cycle t), as Python ints."""
+    T = act.waves["T"]
     vals = [0] * n
     for k, net in enumerate(nets):
         if isinstance(net, str):
-            w = ((1 << act.waves["T"]) - 1) if net == "1" else 0
+            w = ((1 << T) - 1) if net == "1" else 0
         else:
             w = act.waves.get(net, 0)
-        w >>= first
-        for t in range(n):
-            if (w >> t) & 1:
-                vals[t] |= 1 << k
+        bits = np.unpackbits(np.frombuffer(w.to_bytes((T + 7) // 8, "little"), np.uint8),
+                             bitorder="little")[first:first + n]
+        for t in np.flatnonzero(bits):
+            vals[t] |= 1 << k
     return vals
 
 

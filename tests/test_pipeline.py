@@ -208,3 +208,12 @@ def test_cli_clock_target(cli):
     assert m and int(m.group(1)) >= 1 and m.group(1) == m.group(2), out
     code, _, err = cli("cost", "quant_shift", "--clock-ns", "0.1")
     assert code == 2 and len(err.strip().splitlines()) == 1 and "clock-to-Q" in err
+
+
+def test_a_gate_level_mismatch_is_never_skipped(monkeypatch):
+    """Fault injection: batch jobs may skip a configuration a stream does not fit, never
+    one whose netlist disagrees with the golden model."""
+    from qrtl.reports import cost as cost_mod
+    monkeypatch.setattr(cost_mod, "check_outputs", lambda nl, act, exp, lat: (3, 30))
+    with pytest.raises(cost_mod.NetlistMismatch, match="differs from the golden model on 3 of 30"):
+        cost_mod._cost_job(("quant_shift", {"out_width": 5}, None, "random", 37, None, True))
