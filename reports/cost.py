@@ -440,8 +440,8 @@ def cost_unit(unit, params: Optional[dict] = None, *, liberty=None, stimulus: st
 
     A generic ``pipeline`` > 0 on a combinational unit is costed on the unit's netlist
     retimed into that many stages (:mod:`qrtl.reports.retime`); that netlist, and every
-    netlist costed for a clock target, is the faster (input to output, on our static
-    timing) of the area-oriented synthesis and the timing flow's (fanout buffering,
+    netlist costed for a clock target, is the faster (critical path of any class, on our
+    static timing) of the area-oriented synthesis and the timing flow's (fanout buffering,
     :data:`qrtl.reports.synth.TIMING_FLOW`). Every non-stream measurement checks the
     gate-level outputs against the golden model.
     """
