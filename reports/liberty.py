@@ -27,7 +27,7 @@ import hashlib
 import os
 import re
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib.resources import files
 from pathlib import Path
 from typing import Optional
@@ -37,7 +37,7 @@ import numpy as np
 from qrtl.golden.cache import Cache
 from qrtl.golden.errors import QrtlError
 
-__all__ = ["Table", "PowerArc", "TimingArc", "Pin", "FlipFlop", "Cell", "Library",
+__all__ = ["WireLoad", "with_wire_load", "Table", "PowerArc", "TimingArc", "Pin", "FlipFlop", "Cell", "Library",
            "load_library", "parse_liberty", "DONT_USE_PATTERNS", "excluded_reason",
            "default_library_path", "sky130_path", "parse_function", "function_to_python"]
 
@@ -254,6 +254,33 @@ class Cell:
 
 
 @dataclass
+class WireLoad:
+    """A Liberty ``wire_load`` group: estimated wire length by fanout, capacitance per
+    unit length (pF). Beyond the largest fanout in the table the length grows by
+    ``slope`` per extra sink, as Liberty specifies. Resistance is not used (our timing
+    has no RC wire delay; with SKY130's tables it is under a picosecond per net)."""
+
+    name: str
+    cap_per_length: float
+    slope: float
+    lengths: dict          # fanout -> length
+
+    def capacitance(self, fanout: int) -> float:
+        if fanout in self.lengths:
+            length = self.lengths[fanout]
+        else:
+            top = max(self.lengths)
+            if fanout > top:
+                length = self.lengths[top] + self.slope * (fanout - top)
+            else:  # between table entries: linear interpolation
+                lo = max(f for f in self.lengths if f < fanout)
+                hi = min(f for f in self.lengths if f > fanout)
+                t = (fanout - lo) / (hi - lo)
+                length = self.lengths[lo] + t * (self.lengths[hi] - self.lengths[lo])
+        return length * self.cap_per_length
+
+
+@dataclass
 class Library:
     """A parsed Liberty library, units normalised (ns, pF, nW, pJ)."""
 
@@ -263,6 +290,25 @@ class Library:
     cells: dict
     path: str
     sha256: str
+    #: Wire-load models of the file: name -> :class:`WireLoad`; the file's default one.
+    wire_loads: dict = field(default_factory=dict)
+    default_wire_load: Optional[str] = None
+    #: The wire-load model applied to every net (None: pin capacitances only); chosen
+    #: with :func:`load_library`'s ``wire_load``.
+    wire_load: Optional[str] = None
+
+    @property
+    def key(self) -> str:
+        """What cached figures computed on this library depend on: the file's contents
+        and the wire-load model applied."""
+        return self.sha256 if self.wire_load is None else f"{self.sha256}+wire_load={self.wire_load}"
+
+    def wire_cap(self, fanout: int) -> float:
+        """Wire capacitance (pF) of a net with ``fanout`` sink pins under the selected
+        wire-load model (0 without one)."""
+        if self.wire_load is None or fanout <= 0:
+            return 0.0
+        return self.wire_loads[self.wire_load].capacitance(fanout)
 
     def usable(self) -> dict:
         """Cells a synthesis flow may map onto (the ``dont_use`` ones removed)."""
@@ -272,7 +318,7 @@ class Library:
     def label(self) -> dict:
         """``{"name", "corner", "voltage", "file"}`` for reports."""
         return {"name": self.name, "corner": self.corner, "voltage": self.voltage,
-                "file": os.path.basename(self.path)}
+                "file": os.path.basename(self.path), "wire_load": self.wire_load or "none"}
 
     def reference_inverter(self) -> Cell:
         """Smallest-area usable single-input inverter (``function = !A``)."""
@@ -584,24 +630,59 @@ def _build_library(text: str, path: str, sha: str) -> Library:
         leak = float(g.attrs.get("cell_leakage_power", a.get("default_cell_leakage_power", 0.0))) * leak_nw
         cells[name] = Cell(name, area, leak, pins, ff, bool(g.sub("latch")),
                            "clock_gating_integrated_cell" in g.attrs, reason is not None, g.span)
-    return Library(lib.args[0] if lib.args else "library", corner, voltage, cells, str(path), sha)
+    wire_loads = {}
+    for g in lib.sub("wire_load"):
+        lengths = {int(float(f)): float(l) for f, l in g.complex.get("fanout_length", [])}
+        if g.args and lengths:
+            wire_loads[g.args[0]] = WireLoad(g.args[0], float(g.attrs.get("capacitance", 0.0)) * c_pf,
+                                             float(g.attrs.get("slope", 0.0)), lengths)
+    default_wl = a.get("default_wire_load")
+    return Library(lib.args[0] if lib.args else "library", corner, voltage, cells, str(path), sha,
+                   wire_loads, default_wl if default_wl in wire_loads else None)
 
 
-_PARSER_VERSION = "5"
+_PARSER_VERSION = "6"
 _MEMO: dict = {}
 
 
-def load_library(path=None) -> Library:
-    """Parse (or load from cache) the Liberty file ``path`` (default: the shipped library)."""
+def load_library(path=None, wire_load: str = "default") -> Library:
+    """Parse (or load from cache) the Liberty file ``path`` (default: the shipped library).
+
+    ``wire_load``: the wire-load model added to every net's capacitance in timing and
+    energy: ``"default"`` (the file's ``default_wire_load``; none if it has none),
+    ``"none"``, or a model's name."""
     path = Path(path) if path is not None else default_library_path()
     if not path.is_file():
         raise QrtlError(f"Liberty file {str(path)!r} does not exist")
     st = path.stat()
     memo_key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if memo_key in _MEMO:
-        return _MEMO[memo_key]
-    _MEMO[memo_key] = lib = _load(path)
-    return lib
+    if memo_key not in _MEMO:
+        _MEMO[memo_key] = _load(path)
+    return with_wire_load(_MEMO[memo_key], wire_load)
+
+
+def with_wire_load(lib: Library, wire_load: str = "default") -> Library:
+    """``lib`` with the wire-load model ``wire_load`` applied (see :func:`load_library`)."""
+    if wire_load in (None, "default"):
+        name = lib.default_wire_load
+    elif wire_load == "none":
+        name = None
+    elif wire_load in lib.wire_loads:
+        name = wire_load
+    else:
+        have = ", ".join(sorted(lib.wire_loads)) or "none"
+        raise QrtlError(f"wire-load model {wire_load!r} is not in library {lib.name} "
+                        f"(it has: {have}; or 'none')")
+    if name == lib.wire_load:
+        return lib
+    key = (id(lib.cells), name)
+    out = _WL_MEMO.get(key)
+    if out is None or out.cells is not lib.cells:
+        out = _WL_MEMO[key] = replace(lib, wire_load=name)
+    return out
+
+
+_WL_MEMO: dict = {}
 
 
 LIBERTY_CACHE = Cache("liberty", _PARSER_VERSION)

@@ -34,10 +34,11 @@ Read off the mapped netlist (:class:`Netlist`):
   slew of each transition (as OpenSTA does). Inputs arrive at 0 with slew
   :data:`INPUT_SLEW_NS`; flip-flop outputs at clock-to-Q; flip-flop data inputs add the
   setup time of the arriving transition. Paths are reported by class: input to output,
-  input to register, register to register, register to output. Wires are not modelled (no
-  placement, no wire-load model): loads are pin capacitances, plus
-  :meth:`Netlist.output_load` on primary outputs. On the same netlists, library, input slew
-  and output load with wire load left out, the critical path agrees with OpenSTA within
+  input to register, register to register, register to output. Loads are pin
+  capacitances, plus :meth:`Netlist.output_load` on primary outputs, plus the wire
+  capacitance of the library's wire-load model by fanout (:meth:`Library.wire_cap`; the
+  file's ``default_wire_load`` unless chosen otherwise, no wire resistance; there is no
+  placement). On the same netlists, library, input slew and output load, the critical path agrees with OpenSTA within
   1.5 % on every default unit (``tests/test_sta.py``).
 """
 
@@ -175,17 +176,26 @@ class Netlist:
         return inv.inputs[0].capacitance
 
     def loads(self) -> dict:
-        """net -> C_load (pF): sum of fanout pin capacitances (+ output load on outputs)."""
+        """net -> C_load (pF): sum of fanout pin capacitances (+ output load on outputs),
+        plus the wire capacitance of the library's selected wire-load model for the net's
+        number of sink pins (a primary output counts as one)."""
         c = defaultdict(float)
+        sinks = defaultdict(int)
         for inst in self.insts:
             for pin in inst.cell.inputs:
                 n = inst.conns.get(pin.name)
                 if n is not None:
                     c[n] += pin.capacitance
+                    sinks[n] += 1
         po = self.output_load()
         for nets in self.outputs.values():
             for n in nets:
                 c[n] += po
+                sinks[n] += 1
+        if self.lib.wire_load is not None:
+            for n, k in sinks.items():
+                if not isinstance(n, str):
+                    c[n] += self.lib.wire_cap(k)
         return c
 
     def comb_order(self) -> list:
