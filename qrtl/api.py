@@ -93,7 +93,7 @@ def verify(unit: Unit, vectors: int = 100_000, seed: int = 0) -> RunResult:
 
 def cost(unit: Unit, liberty: Optional[str] = None, stimulus: str = "random",
          clock_ns: Optional[float] = None, *, vectors: int = DEFAULT_VECTORS,
-         seed: int = 0) -> CostResult:
+         seed: int = 0, wire_load: str = "default") -> CostResult:
     """Area, delay and energy per operation of a unit, from synthesis and measured activity.
 
     Parameters
@@ -114,6 +114,9 @@ def cost(unit: Unit, liberty: Optional[str] = None, stimulus: str = "random",
         Vectors simulated on the gate-level netlist.
     seed : int
         Seed of the random stimulus.
+    wire_load : str
+        Wire-load model added to every net's capacitance in timing and energy: the
+        library's ``default_wire_load`` (``"default"``), ``"none"``, or a model's name.
 
     Returns
     -------
@@ -122,7 +125,7 @@ def cost(unit: Unit, liberty: Optional[str] = None, stimulus: str = "random",
     """
     return cost_unit(_as_unit(unit), liberty=liberty, stimulus=stimulus, vectors=vectors,
                      clock_ns=DEFAULT_CLOCK_NS if clock_ns is None else clock_ns, seed=seed,
-                     clock_target=clock_ns is not None)
+                     clock_target=clock_ns is not None, wire_load=wire_load)
 
 
 def report(output="build/reports", *, liberty: Optional[str] = None, jobs: int = 1,

@@ -226,13 +226,14 @@ def _fmt_row(r: dict) -> str:
     params = ",".join(f"{k}={v}" for k, v in r["params"].items())
     return (f"{r['unit']:<17} {r['area_um2']:>10.1f} {r.get('cell_count', 0):>6} "
             f"{r['transistors'] if r['transistors'] is not None else '-':>7} {r['depth']:>5} "
-            f"{r['delay_ps']:>8.0f} {r['energy_pj_per_op']:>9.4f} {b['internal']:>9.4f} "
+            f"{r['delay_ps']:>8.0f} {r['energy_pj_per_op']:>9.4f} {r['energy_zero_delay_pj_per_op']:>9.4f} "
+            f"{100 * r['glitch_fraction']:>6.1f} {b['internal']:>9.4f} "
             f"{b['switching']:>9.4f} {b['leakage']:>9.2e} {r['power_mw']:>8.4f} "
             f"{hz.get('pj', float('nan')) if hz else float('nan'):>8.3f}  {params}")
 
 
 _COST_HEADER = (f"{'unit':<17} {'area um2':>10} {'cells':>6} {'transis':>7} {'depth':>5} "
-                f"{'delay ps':>8} {'E pJ/op':>9} {'internal':>9} {'switch':>9} {'leakage':>9} "
+                f"{'delay ps':>8} {'E pJ/op':>9} {'E0 pJ/op':>9} {'glit%':>6} {'internal':>9} {'switch':>9} {'leakage':>9} "
                 f"{'P mW':>8} {'Horowitz':>8}  params")
 
 
@@ -241,8 +242,9 @@ def _print_cost_table(rows: list) -> None:
     lib = r0["library"]
     print(f"library {lib['name']} ({lib['corner']}, {lib['voltage']} V); stimulus {r0['stimulus']}, "
           f"{r0['vectors']} vectors; clock {r0['clock_ns']} ns ({r0['ops_per_s']:.3g} ops/s; P = power "
-          f"at that clock); input slew {r0['input_slew_ns']} ns; "
-          f"zero-delay toggles (glitches not counted); Horowitz = 45 nm analytical reference")
+          f"at that clock); input slew {r0['input_slew_ns']} ns; wire load {lib.get('wire_load', 'none')}; "
+          f"E counts glitches (delay-annotated simulation), E0 = zero-delay, glit% = share of the "
+          f"dynamic energy in glitches; Horowitz = 45 nm analytical reference")
     print(_COST_HEADER)
     for r in rows:
         print(_fmt_row(r))
@@ -259,11 +261,15 @@ def _print_compare(rows: list) -> None:
             print(f"\n{r['library']} ({r['corner']}), stimulus {r['stimulus']}: 32-bit accumulator -> "
                   f"out_width bits; {clock}; ratios = baseline / unit")
             print(f"{'out':>3} {'bias':>4} {'config':<24} {'K':>2} {'L':>2} {'area um2':>9} {'delay ps':>8} {'E pJ/op':>9} "
-                  f"{'A/fixedp':>8} {'E/fixedp':>8} {'A/float':>8} {'E/float':>8} {'Horowitz':>8}")
+                  f"{'glit%':>5} {'A/fixedp':>8} {'E/fixedp':>8} {'E0/fixp':>8} {'A/float':>8} {'E/float':>8} "
+                  f"{'E0/float':>8} {'Horowitz':>8}")
         print(f"{r['out_width']:>3} {r['bias']:>4} {r['config'] + (' +adder' if r['bias_adder'] else ''):<24} "
               f"{r['pipeline']:>2} {r['latency']:>2} {r['area_um2']:>9.1f} {r['delay_ps']:>8.0f} {r['energy_pj_per_op']:>9.4f} "
+              f"{100 * r['glitch_fraction']:>5.1f} "
               f"{r['area_ratio_vs_quant_fixedpoint']:>8.2f} {r['energy_ratio_vs_quant_fixedpoint'] or 0:>8.2f} "
+              f"{r['energy_zero_delay_ratio_vs_quant_fixedpoint'] or 0:>8.2f} "
               f"{r['area_ratio_vs_quant_float']:>8.2f} {r['energy_ratio_vs_quant_float'] or 0:>8.2f} "
+              f"{r['energy_zero_delay_ratio_vs_quant_float'] or 0:>8.2f} "
               f"{r['horowitz_pj'] if r['horowitz_pj'] is not None else float('nan'):>8.3f}")
 
 
@@ -293,6 +299,8 @@ def cmd_cost(args) -> int:
     t0 = time.perf_counter()
     if args.configs is not None and args.compare != "lean":
         raise QrtlError("--configs goes with --compare lean")
+    if args.compare is not None and args.wire_load != "default":
+        raise QrtlError("--compare uses each library's default wire-load model (no --wire-load)")
     if args.compare == "lean":
         from qrtl.reports.lean import compare_lean
         if args.unit or args.all:
@@ -317,7 +325,7 @@ def cmd_cost(args) -> int:
         if args.unit or args.param:
             raise QrtlError("--all takes no UNIT and no -p (it costs every unit's defaults)")
         rows = cost_all(args.jobs, liberty, stimulus=args.stimulus, vectors=args.vectors,
-                        clock_ns=args.clock_ns)
+                        clock_ns=args.clock_ns, wire_load=args.wire_load)
         for r in rows if args.json else ():
             _print_json(r)
         if not args.json:
@@ -327,7 +335,8 @@ def cmd_cost(args) -> int:
         if not args.unit:
             raise QrtlError("give a UNIT, --all or --compare quant")
         r = cost(unit(args.unit, **_params(args)), liberty=liberty, stimulus=args.stimulus,
-                 vectors=args.vectors, clock_ns=args.clock_ns, seed=args.seed).as_dict()
+                 vectors=args.vectors, clock_ns=args.clock_ns, seed=args.seed,
+                 wire_load=args.wire_load).as_dict()
         if args.clock_ns is not None and not args.json:
             print(f"clock target {args.clock_ns} ns: pipeline={r['params']['pipeline']} "
                   f"(latency {r['latency']}{', retimed' if r['retimed'] else ''}), "
@@ -521,6 +530,9 @@ def _cost_commands(sub) -> None:
     p.add_argument("--clock-ns", type=_float("--clock-ns", 0.0, MAX_CLOCK_NS), default=None,
                    help="clock target: the fewest pipeline stages that meet it are chosen "
                         f"(default: no target; leakage and power at {DEFAULT_CLOCK_NS} ns)")
+    p.add_argument("--wire-load", default="default", metavar="none|NAME",
+                   help="wire-load model added to every net in timing and energy: the library's "
+                        "default_wire_load (default), none, or a model name (e.g. Medium)")
     p.add_argument("--json", action="store_true", help="one JSON object per unit (per line)")
     p.add_argument("--all", action="store_true", help="every registered unit, default parameters")
     p.add_argument("-j", "--jobs", type=_JOBS, default=min(2, os.cpu_count() or 1),

@@ -35,8 +35,9 @@ from qrtl.hw.registry import STREAMS, Unit
 from qrtl.hw.units import all_units, configure
 
 from .energy import energy_from_activity, simulate_activity
+from .glitch import GLITCH_VERSION, glitch_energy, simulate_glitches
 from .horowitz import horowitz
-from .liberty import Library, load_library, sky130_path
+from .liberty import Library, load_library, sky130_path, with_wire_load
 from .retime import (BUDGET_FACTORS, RETIME_VERSION, balance, check_outputs, netlist_area,
                      register_overhead_ns, write_verilog)
 from .synth import (FLOW_VERSION, INPUT_SLEW_NS, TIMING_ABC_SCRIPT, logic_depth, static_timing,
@@ -55,7 +56,7 @@ DEFAULT_CLOCK_NS = 10.0
 #: leakage term meaningless.
 MAX_VECTORS = 1_000_000
 MAX_CLOCK_NS = 1e6
-COST_VERSION = "qrtl-cost-6"
+COST_VERSION = "qrtl-cost-7"
 COST_CACHE = Cache("cost", COST_VERSION)
 #: Retimed netlists (Verilog for the user and for other tools), per synthesis x stages.
 RETIME_CACHE = Cache("retime", COST_VERSION)
@@ -66,12 +67,14 @@ class NetlistMismatch(QrtlError):
 
 #: Keys every result has (the public JSON contract of ``qrtl cost --json``).
 JSON_KEYS = ("unit", "params", "library", "area_um2", "cells", "transistors", "depth",
-             "delay_ps", "energy_pj_per_op", "energy_breakdown_pj", "clock_ns", "stimulus")
+             "delay_ps", "energy_pj_per_op", "energy_breakdown_pj", "energy_zero_delay_pj_per_op",
+             "glitch_fraction", "clock_ns", "stimulus")
 
 #: Fields of a measurement (:func:`cost_verilog`); a cached entry without them is rebuilt.
 MEASURED = ("module", "library", "area_um2", "cells", "cell_count", "transistors", "depth",
             "delay_ps", "critical_endpoint", "paths_ps", "energy_pj_per_op", "energy_breakdown_pj",
-            "clock_ns", "stimulus", "vectors", "ops", "toggles_per_op", "input_slew_ns",
+            "energy_zero_delay_pj_per_op", "energy_zero_delay_breakdown_pj", "glitch_fraction",
+            "glitch_sim", "clock_ns", "stimulus", "vectors", "ops", "toggles_per_op", "input_slew_ns",
             "netlist", "synthesis", "retimed", "gate_check", "seconds")
 
 
@@ -151,6 +154,10 @@ class CostResult:
     paths_ps: dict
     energy_pj_per_op: float
     energy_breakdown_pj: dict
+    energy_zero_delay_pj_per_op: float
+    energy_zero_delay_breakdown_pj: dict
+    glitch_fraction: float
+    glitch_sim: dict
     clock_ns: float
     slack_ps: float
     ops_per_s: float
@@ -205,6 +212,7 @@ def _complete(d) -> bool:
     """A cached measurement is trusted only with every field, of the right kinds."""
     return (isinstance(d, dict) and all(k in d for k in MEASURED)
             and all(isinstance(d[k], dict) for k in ("library", "cells", "energy_breakdown_pj",
+                                                     "energy_zero_delay_breakdown_pj", "glitch_sim",
                                                      "synthesis"))
             and all(isinstance(d[k], (int, float)) for k in ("area_um2", "energy_pj_per_op",
                                                              "delay_ps")))
@@ -225,7 +233,7 @@ def _netlist(verilog: str, module: str, lib: Library, retime: int, out_module: s
     def write(tmp):
         write_verilog(nl, tmp / "netlist.v")
         return ["netlist.v"]
-    key = RETIME_CACHE.key(verilog, module, lib.sha256, retime, out_module, FLOW_VERSION,
+    key = RETIME_CACHE.key(verilog, module, lib.key, retime, out_module, FLOW_VERSION,
                            RETIME_VERSION, TIMING_ABC_SCRIPT, BUDGET_FACTORS)
     return syn, nl, RETIME_CACHE.folder(key, write) / "netlist.v"
 
@@ -252,7 +260,7 @@ def _faster(verilog: str, module: str, lib: Library):
 def _balanced(verilog: str, module: str, lib: Library, retime: int, out_module: Optional[str]):
     """(synthesis, its netlist cut into ``retime`` stages and named ``out_module``, the
     period in ns), from the faster netlist of :func:`_faster`."""
-    key = (hashlib.sha256(verilog.encode()).hexdigest(), module, lib.sha256, retime)
+    key = (hashlib.sha256(verilog.encode()).hexdigest(), module, lib.key, retime)
     if key not in _BALANCED:
         if len(_BALANCED) > 32:
             _BALANCED.clear()
@@ -284,7 +292,7 @@ def cost_verilog(verilog: str, module: str, inputs: dict, *, latency: int = 0,
     """
     lib = liberty if isinstance(liberty, Library) else load_library(liberty)
     out_module = out_module or module
-    key = COST_CACHE.key(verilog, module, lib.sha256, _hash_arrays(inputs), latency, stream,
+    key = COST_CACHE.key(verilog, module, lib.key, _hash_arrays(inputs), latency, stream,
                          clock_ns, stimulus, FLOW_VERSION, INPUT_SLEW_NS, retime, out_module,
                          None if expected is None else _hash_arrays(expected),
                          timing or bool(retime), RETIME_VERSION, TIMING_ABC_SCRIPT, BUDGET_FACTORS)
@@ -295,8 +303,8 @@ def cost_verilog(verilog: str, module: str, inputs: dict, *, latency: int = 0,
         t0 = time.perf_counter()
         syn, nl, retimed_v = _netlist(verilog, module, lib, retime, out_module, timing)
         sta = static_timing(nl)
-        act = simulate_activity(nl, inputs, warmup=0 if stream else latency,
-                                keep_waves=expected is not None)
+        warmup = 0 if stream else latency
+        act = simulate_activity(nl, inputs, warmup=warmup, keep_waves=True)
         gate = None
         if expected is not None:
             bad, n = check_outputs(nl, act, expected, latency)
@@ -304,9 +312,11 @@ def cost_verilog(verilog: str, module: str, inputs: dict, *, latency: int = 0,
                 raise NetlistMismatch(f"gate-level netlist of {out_module} differs from the "
                                       f"golden model on {bad} of {n} vectors")
             gate = {"vectors": n, "mismatches": bad}
-            act.waves = None
-        e = energy_from_activity(nl, act, clock_ns)
-        toggles = sum(act.rises.values()) + sum(act.falls.values())
+        e0 = energy_from_activity(nl, act, clock_ns)
+        gact = simulate_glitches(nl, inputs, warmup=warmup, expected_waves=act.waves)
+        act.waves = None
+        e = glitch_energy(nl, gact, act, clock_ns)
+        toggles = sum(gact.rises.values()) + sum(gact.falls.values())
         cells: dict = {}
         for inst in nl.insts:
             cells[inst.cell.name] = cells.get(inst.cell.name, 0) + 1
@@ -324,6 +334,16 @@ def cost_verilog(verilog: str, module: str, inputs: dict, *, latency: int = 0,
                          for k in ("in2out_ns", "in2reg_ns", "reg2reg_ns", "reg2out_ns")},
             "energy_pj_per_op": round(e["total"], 6),
             "energy_breakdown_pj": {k: round(e[k], 6) for k in ("internal", "switching", "leakage")},
+            "energy_zero_delay_pj_per_op": round(e0["total"], 6),
+            "energy_zero_delay_breakdown_pj": {k: round(e0[k], 6) for k in ("internal", "switching", "leakage")},
+            "glitch_fraction": round(e["glitch_fraction"], 6),
+            "glitch_sim": {"events": gact.events, "evaluations": gact.evaluations,
+                           "swallowed_pulses": gact.swallowed, "settle_ns": round(gact.settle_ns, 4),
+                           "seconds": round(gact.seconds, 3),
+                           "events_per_s": round(gact.events_per_s),
+                           "toggles_zero_delay_per_op": round((sum(act.rises.values()) + sum(act.falls.values()))
+                                                              / max(act.ops, 1), 3),
+                           "model": GLITCH_VERSION},
             "clock_ns": clock_ns,
             "stimulus": stimulus,
             "vectors": int(len(next(iter(inputs.values())))),
@@ -427,7 +447,8 @@ def stages_for_clock(inst: Unit, clock_ns: float, liberty=None) -> Unit:
 
 def cost_unit(unit, params: Optional[dict] = None, *, liberty=None, stimulus: str = "random",
               vectors: int = DEFAULT_VECTORS, clock_ns: float = DEFAULT_CLOCK_NS, seed: int = 0,
-              use_cache: bool = True, clock_target: bool = False) -> CostResult:
+              use_cache: bool = True, clock_target: bool = False,
+              wire_load: str = "default") -> CostResult:
     """Area, delay and energy per operation of one unit configuration.
 
     ``unit``: name, :class:`UnitSpec` or :class:`Unit`; ``params``: overrides of the
@@ -436,7 +457,14 @@ def cost_unit(unit, params: Optional[dict] = None, *, liberty=None, stimulus: st
     ``seed``) or a stream registered with :func:`qrtl.hw.registry.register_stream`;
     ``vectors``: vectors simulated; ``clock_ns``: the clock period (leakage, throughput,
     power, slack). With ``clock_target``, the configuration is first given the fewest
-    ``pipeline`` stages that meet ``clock_ns`` (:func:`stages_for_clock`).
+    ``pipeline`` stages that meet ``clock_ns`` (:func:`stages_for_clock`); ``wire_load``:
+    the library's wire-load model added to every net (``default``: the file's default,
+    ``none``, or a model name; :func:`qrtl.reports.liberty.load_library`).
+
+    Energy: ``energy_pj_per_op`` counts glitches (delay-annotated simulation,
+    :mod:`qrtl.reports.glitch`); ``energy_zero_delay_pj_per_op`` is the zero-delay figure
+    (:mod:`qrtl.reports.energy`), ``glitch_fraction`` the share of the dynamic energy
+    spent on transitions beyond the zero-delay ones.
 
     A generic ``pipeline`` > 0 on a combinational unit is costed on the unit's netlist
     retimed into that many stages (:mod:`qrtl.reports.retime`); that netlist, and every
@@ -449,7 +477,7 @@ def cost_unit(unit, params: Optional[dict] = None, *, liberty=None, stimulus: st
     seed = check_int("seed", seed, 0, 2**63 - 1)
     clock_ns = check_float("clock_ns", clock_ns, 0.0, MAX_CLOCK_NS)
     inst = unit if isinstance(unit, Unit) else configure(unit, params or {})
-    lib = liberty if isinstance(liberty, Library) else load_library(liberty)
+    lib = with_wire_load(liberty, wire_load) if isinstance(liberty, Library) else load_library(liberty, wire_load)
     if clock_target:
         inst = stages_for_clock(inst, clock_ns, lib)
     warm = 0 if inst.spec.stream else inst.latency
@@ -475,11 +503,12 @@ def cost_unit(unit, params: Optional[dict] = None, *, liberty=None, stimulus: st
 def _cost_job(args) -> dict:
     """One configuration of a batch, as a dict (``{"error": ...}`` for an optional job
     whose named stream does not fit the configuration)."""
-    name, params, liberty, stimulus, vectors, clock_ns, optional = args
+    name, params, liberty, stimulus, vectors, clock_ns, optional, *rest = args
     try:
         return cost_unit(name, params, liberty=liberty, stimulus=stimulus, vectors=vectors,
                          clock_ns=DEFAULT_CLOCK_NS if clock_ns is None else clock_ns,
-                         clock_target=clock_ns is not None).as_dict()
+                         clock_target=clock_ns is not None,
+                         wire_load=rest[0] if rest else "default").as_dict()
     except NetlistMismatch:
         raise
     except QrtlError as exc:  # a stream that does not fit, a clock that cannot be met
@@ -498,16 +527,15 @@ def _run_jobs(jobs_list: list, jobs: int, desc: str, progress: bool = True) -> l
 
 def cost_all(jobs: int = 2, liberty=None, *, stimulus: str = "random",
              vectors: int = DEFAULT_VECTORS, clock_ns: Optional[float] = None,
-             progress: bool = True) -> list[dict]:
+             progress: bool = True, wire_load: str = "default") -> list[dict]:
     """:func:`cost_unit` of the default configuration of every registered unit, as dicts
     (units a named stimulus does not fit, or that cannot meet the clock target
     ``clock_ns``, are skipped, with a notice; None: no target, as configured)."""
     lib = str(liberty) if liberty is not None else None
-    if lib is not None:
-        load_library(lib)  # parse once (cached) before the workers start
+    load_library(lib, wire_load)  # parse once (cached) and check the model before the workers start
     names = [u.name for u in all_units()]
     optional = stimulus != "random" or clock_ns is not None  # may not fit every unit
-    rows = _run_jobs([(n, {}, lib, stimulus, vectors, clock_ns, optional) for n in names], jobs,
+    rows = _run_jobs([(n, {}, lib, stimulus, vectors, clock_ns, optional, wire_load) for n in names], jobs,
                      "cost units", progress)
     skipped = [(n, r["error"]) for n, r in zip(names, rows) if "error" in r]
     if len(skipped) == len(names):
@@ -658,11 +686,13 @@ def compare_quant(liberties: Optional[list] = None, *, jobs: int = 2,
             continue
         unit = r["unit"]
         area, energy, delay = r["area_um2"], r["energy_pj_per_op"], r["delay_ps"]
+        energy0, glitch_pj = r["energy_zero_delay_pj_per_op"], _glitch_pj(r)
         hz = (r["horowitz"] or {}).get("pj")
         adder = bool(bias and unit != "quant_shift")
         if adder:
             b = bias_cost[(lib, stim)]
             area, energy, delay = area + b["area_um2"], energy + b["energy_pj_per_op"], delay + b["delay_ps"]
+            energy0, glitch_pj = energy0 + b["energy_zero_delay_pj_per_op"], glitch_pj + _glitch_pj(b)
             hz = hz + horowitz_add(32) if hz is not None else None
         latency = r["latency"]
         if adder and clock_ns is not None:  # the adder is a pipeline of its own in front
@@ -672,7 +702,10 @@ def compare_quant(liberties: Optional[list] = None, *, jobs: int = 2,
                "pipeline": r["params"]["pipeline"], "latency": latency,
                "clock_ns": clock, "clock_target": clock_ns is not None,
                "area_um2": round(area, 3), "delay_ps": round(delay, 1),
-               "energy_pj_per_op": round(energy, 6), "ops_per_s": 1e9 / clock,
+               "energy_pj_per_op": round(energy, 6),
+               "energy_zero_delay_pj_per_op": round(energy0, 6),
+               "glitch_fraction": round(glitch_pj / max(energy - _leak(r) - (_leak(b) if adder else 0.0), 1e-12), 4),
+               "ops_per_s": 1e9 / clock,
                "power_mw": round(energy / clock, 6), "bias_adder": adder, "horowitz_pj": hz}
         rows.append(row)
         by[(lib, stim, ow, bias, label)] = row
@@ -682,4 +715,17 @@ def compare_quant(liberties: Optional[list] = None, *, jobs: int = 2,
             row[f"area_ratio_vs_{base}"] = round(b["area_um2"] / row["area_um2"], 3)
             row[f"energy_ratio_vs_{base}"] = round(b["energy_pj_per_op"] / row["energy_pj_per_op"], 3) \
                 if row["energy_pj_per_op"] > 0 else None
+            row[f"energy_zero_delay_ratio_vs_{base}"] = round(
+                b["energy_zero_delay_pj_per_op"] / row["energy_zero_delay_pj_per_op"], 3) \
+                if row["energy_zero_delay_pj_per_op"] > 0 else None
     return rows
+
+
+def _leak(r: dict) -> float:
+    return r["energy_breakdown_pj"]["leakage"]
+
+
+def _glitch_pj(r: dict) -> float:
+    """Energy per operation (pJ) of a result's transitions beyond the zero-delay ones."""
+    e = r["energy_breakdown_pj"]
+    return r["glitch_fraction"] * (e["internal"] + e["switching"])

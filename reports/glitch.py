@@ -39,7 +39,7 @@ counts, with what it now knows: an output transition is charged the ``internal_p
 arc of the input that caused it (mean over its ``when`` states) at that input's slew and
 the output's load; input pins their own tables at the net's slew; switching
 ``1/2 C V^2`` with ``C`` the net's load. ``glitch_fraction``: the share of the dynamic
-energy (clock excluded) spent on transitions beyond the zero-delay ones (per net, its
+energy (clock included) spent on transitions beyond the zero-delay ones (per net, its
 extra transitions at the net's mean energy per transition).
 """
 
@@ -68,7 +68,7 @@ from .liberty import function_to_python
 from .synth import CLOCK_PORT, INPUT_SLEW_NS, TRANSITIONS, Netlist, _delay, _propagate, _sense_pairs
 
 __all__ = ["simulate_glitches", "glitch_energy", "GlitchActivity", "arc_delays", "engine_path",
-           "GLITCH_VERSION", "FS_PER_NS"]
+           "GLITCH_VERSION", "FS_PER_NS", "build_model", "icarus_toggles", "max_settle_bound"]
 
 #: Version of the simulation model (cache keys of figures computed with it).
 GLITCH_VERSION = "qrtl-glitch-1"
@@ -474,10 +474,249 @@ def glitch_energy(nl: Netlist, act: GlitchActivity, zero: Activity, clock_ns: fl
         if tog:
             extra += e * max(0, tog - zero.toggles(n)) / tog
     ops = max(act.ops, 1)
-    dynamic = switching + internal
+    dynamic = switching + internal + clock_internal
     out = {"internal": (internal + clock_internal) / ops, "switching": switching / ops,
            "leakage": sum(i.cell.leakage_nw for i in nl.insts) * clock_ns * 1e-6,
            "glitch_fraction": extra / dynamic if dynamic > 0 else 0.0,
            "glitch_pj": extra / ops}
     out["total"] = out["internal"] + out["switching"] + out["leakage"]
     return out
+
+
+# --- Icarus Verilog reference (cross-check of the transition counts) ---------------------
+
+def _gate_module(cell, pin, mod: str) -> str:
+    """Behavioural Verilog of one output of ``cell`` with the simulator's semantics: the
+    inputs changed at one time are applied, then the output is evaluated once (one
+    non-blocking round later), a contradicted pending change is cancelled, a new one is
+    scheduled after the fastest changed input's delay (parameters ``R<j>``/``F<j>``, fs)."""
+    from .liberty import function_to_verilog
+    ins = [p.name for p in cell.inputs]
+    k = len(ins)
+    params = ", ".join(f"R{j} = 1, F{j} = 1" for j in range(k))
+    cur = "{" + ", ".join(reversed(ins)) + "}"
+    chg = "\n".join(f"    m[{j}] = first | (cur[{j}] !== snap[{j}]);" for j in range(k))
+    pick = "\n".join(f"      if (m[{j}]) begin d = v ? R{j} : F{j}; if (best < 0 || d < best) best = d; end"
+                     for j in range(k))
+    return f"""module {mod} ({', '.join(ins)}, {pin.name});
+  input {', '.join(ins)};
+  output reg {pin.name};
+  parameter integer {params};
+  reg [{k - 1}:0] snap, cur, m;
+  reg first, req, go, v, pv;
+  reg [63:0] tok, pseq, fire;
+  integer d, best;
+  initial begin {pin.name} = 1'b0; first = 1; req = 1; tok = 0; pseq = 0; fire = 0; go <= 1'b0; end
+  always @({' or '.join(ins)}) if (req !== 1'b1) begin req = 1; go <= ~go; end
+  always @(go) begin
+    req = 0;
+    cur = {cur};
+{chg}
+    first = 0;
+    snap = cur;
+    v = {function_to_verilog(pin.function)};
+    if (pseq != 0) begin
+      if (v != pv) pseq = 0;
+    end else if (v != {pin.name}) begin
+      best = -1;
+{pick}
+      if (best >= 0) begin
+        tok = tok + 1; pseq = tok; pv = v;
+        fire <= #(best) tok;
+      end
+    end
+  end
+  always @(fire) if (pseq != 0 && fire == pseq) begin {pin.name} = pv; pseq = 0; end
+endmodule
+"""
+
+
+def _flop_module(cell, mod: str) -> str:
+    """A flip-flop: next state at the rising clock (clear/preset applied then, as the
+    simulator does), outputs after clock-to-Q (parameters ``R_<pin>``/``F_<pin>``, fs)."""
+    from .liberty import function_to_verilog
+    ff = cell.ff
+    ins = [p.name for p in cell.inputs]
+    clk = next(p.name for p in cell.inputs if p.clock)
+    outs = [p for p in cell.outputs]
+    ns = function_to_verilog(ff.next_state)
+    if ff.clear:
+        ns = f"(({ns}) & ~({function_to_verilog(ff.clear)}))"
+    if ff.preset:
+        ns = f"(({ns}) | ({function_to_verilog(ff.preset)}))"
+    params = ", ".join(f"R_{p.name} = 1, F_{p.name} = 1" for p in outs)
+    lines = [f"module {mod} ({', '.join(ins + [p.name for p in outs])});",
+             f"  input {', '.join(ins)};", f"  output reg {', '.join(p.name for p in outs)};",
+             f"  parameter integer {params};", f"  reg {ff.iq};"]
+    if ff.iqn:
+        lines.append(f"  wire {ff.iqn} = ~{ff.iq};")
+    init = [f"{ff.iq} = 1'b0;"] + [f"{p.name} = 1'b0;" for p in outs]
+    lines.append(f"  initial begin {' '.join(init)} end")
+    for p in outs:
+        f = function_to_verilog(p.function)
+        lines.append(f"  initial #1 if (({f}) == 1'b1) {p.name} <= #(R_{p.name} - 1) 1'b1;")
+    body = [f"    {ff.iq} = {ns};"]
+    for p in outs:
+        f = function_to_verilog(p.function)
+        body.append(f"    if (({f}) != {p.name}) {p.name} <= #(({f}) ? R_{p.name} : F_{p.name}) {f};")
+    lines.append(f"  always @(posedge {clk}) begin\n" + "\n".join(body) + "\n  end")
+    lines.append("endmodule")
+    return "\n".join(lines) + "\n"
+
+
+def icarus_toggles(nl: Netlist, inputs: dict, workdir: Path, warmup: int = 0) -> dict:
+    """Transitions per net (same cycles and window as :func:`simulate_glitches`) by Icarus
+    Verilog's event-driven simulator (``iverilog``, not pip-installable: for tests) on the
+    same netlist, each cell instance a behavioural model of the same delay semantics with
+    the same per-arc delays (femtoseconds). Slow; a reference, not the product path."""
+    import re
+    m = build_model(nl)
+    workdir.mkdir(parents=True, exist_ok=True)
+    index = m["index"]
+    delays = m["g_delay"]
+    mods, inst_lines = {}, []
+
+    def net(n) -> str:
+        return f"1'b{n}" if isinstance(n, str) else f"n{n}"
+
+    for g, (inst, pin) in enumerate(m["meta"]):
+        cell = inst.cell
+        if g < m["n_comb"]:
+            mod = f"qg_{cell.name}_{pin.name}"
+            if mod not in mods:
+                mods[mod] = _gate_module(cell, pin, mod)
+            off = int(m["g_in_off"][g])
+            ps = ", ".join(f".F{j}({int(delays[2 * (off + j)])}), .R{j}({int(delays[2 * (off + j) + 1])})"
+                           for j in range(len(cell.inputs)))
+            conns = [f".{p.name}({net(inst.conns.get(p.name, '0'))})" for p in cell.inputs]
+            conns.append(f".{pin.name}({net(inst.conns[pin.name])})")
+            inst_lines.append(f"  {mod} #({ps}) g{g} ({', '.join(conns)});")
+    flop_pins = defaultdict(dict)
+    for g in range(m["n_comb"], m["n_gates"]):
+        inst, pin = m["meta"][g]
+        k = g - m["n_comb"]
+        flop_pins[inst.name][pin.name] = (int(m["q_delay"][2 * k + 1]), int(m["q_delay"][2 * k]))
+    for k, inst in enumerate(nl.flops):
+        cell = inst.cell
+        mod = f"qf_{cell.name}"
+        if mod not in mods:
+            mods[mod] = _flop_module(cell, mod)
+        ps = ", ".join(f".R_{p}({r}), .F_{p}({f})" for p, (r, f) in flop_pins[inst.name].items())
+        conns = [f".{p.name}({net(inst.conns.get(p.name, '0'))})" for p in cell.inputs]
+        conns += [f".{p.name}({net(inst.conns[p.name])})" for p in cell.outputs if p.name in inst.conns]
+        inst_lines.append(f"  {mod} {'#(' + ps + ') ' if ps else ''}f{k} ({', '.join(conns)});")
+    ports = list(nl.inputs) + list(nl.outputs)
+    lines = [f"module {nl.module} ({', '.join(ports)});"]
+    for kind, group in (("input", nl.inputs), ("output", nl.outputs)):
+        for pname, bits in group.items():
+            rng = f" [{len(bits) - 1}:0]" if len(bits) > 1 else ""
+            lines.append(f"  {kind}{rng} {pname};")
+    wires = {n for n in index if not isinstance(n, str)}
+    for bits in list(nl.inputs.values()) + list(nl.outputs.values()):
+        wires.update(n for n in bits if not isinstance(n, str))
+    lines += [f"  wire n{n};" for n in sorted(wires)]
+    for pname, bits in nl.inputs.items():
+        for k, n in enumerate(bits):
+            if not isinstance(n, str):
+                lines.append(f"  assign n{n} = {pname}" + (f"[{k}];" if len(bits) > 1 else ";"))
+    for pname, bits in nl.outputs.items():
+        for k, n in enumerate(bits):
+            lines.append(f"  assign {pname}" + (f"[{k}]" if len(bits) > 1 else "") + f" = {net(n)};")
+    lines += inst_lines + ["endmodule"]
+    # stimulus: one word per cycle, data ports concatenated
+    waves, T = port_waveforms(nl, inputs)
+    in_ports = [p for p in nl.inputs if p != CLOCK_PORT]
+    width = sum(len(nl.inputs[p]) for p in in_ports)
+    words = []
+    for t in range(T):
+        word, off = 0, 0
+        for p in in_ports:
+            for n in nl.inputs[p]:
+                if isinstance(n, int):
+                    word |= ((waves.get(n, 0) >> t) & 1) << off
+                off += 1
+        words.append(f"{word:x}")
+    (workdir / "stim.hex").write_text("\n".join(words) + "\n")
+    conns, off = [], 0
+    for p in in_ports:
+        w = len(nl.inputs[p])
+        conns.append(f".{p}(word[{off + w - 1}:{off}])")
+        off += w
+    if CLOCK_PORT in nl.inputs:
+        conns.append(f".{CLOCK_PORT}(clk)")
+    conns += [f".{p}()" for p in nl.outputs]
+    # a cycle longer than any settling time (the longest path of arc delays bounds it)
+    period = int(2 * max_settle_bound(m) * FS_PER_NS) + FS_PER_NS
+    half = period // 2
+    tb = f"""`timescale 1fs/1fs
+module qrtl_tb;
+  reg [{width - 1}:0] mem [0:{T - 1}];
+  reg [{width - 1}:0] word;
+  reg clk;
+  integer c;
+  {nl.module} dut ({', '.join(conns)});
+  initial begin
+    clk = 0;
+    $readmemh("stim.hex", mem);
+    $dumpfile("glitch.vcd");
+    $dumpvars(1, dut);
+    word <= mem[0];
+    for (c = 1; c < {T}; c = c + 1) begin
+      #({half}) clk = 0;
+      #({period - half}) clk = 1;
+      word <= mem[c];
+    end
+    #({period}) $finish;
+  end
+endmodule
+"""
+    (workdir / "netlist.v").write_text("\n".join(lines) + "\n")
+    (workdir / "cells.v").write_text("\n".join(mods.values()))
+    (workdir / "tb.v").write_text(tb)
+    r = subprocess.run(["iverilog", "-o", "sim.vvp", "-s", "qrtl_tb", "tb.v", "netlist.v", "cells.v"],
+                       cwd=workdir, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise QrtlError(f"iverilog failed: {(r.stdout + r.stderr)[-800:]}")
+    r = subprocess.run(["vvp", "-n", "sim.vvp"], cwd=workdir, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise QrtlError(f"vvp failed: {(r.stdout + r.stderr)[-800:]}")
+    start = 2 + warmup
+    t_start = start * period      # cycle c starts (clock edge, inputs) at c * period
+    codes = {}
+    text = (workdir / "glitch.vcd").read_text()
+    header, _, body = text.partition("$enddefinitions")
+    for mm in re.finditer(r"\$var \w+ 1 (\S+) n(\d+) \$end", header):
+        codes.setdefault(mm.group(1), []).append(int(mm.group(2)))
+    counts = defaultdict(int)
+    last = {}
+    now = 0
+    for line in body.splitlines():
+        if not line:
+            continue
+        ch = line[0]
+        if ch == "#":
+            now = int(line[1:])
+        elif ch in "01xz":
+            code = line[1:]
+            if code in codes:
+                if now >= t_start and last.get(code) is not None and last[code] != ch:
+                    for n in codes[code]:
+                        counts[n] += 1
+                last[code] = ch
+    return dict(counts)
+
+
+def max_settle_bound(m: dict) -> float:
+    """An upper bound (ns) of any net's settling time in a cycle: the longest path of
+    per-arc delays (and clock-to-Q) through the gates, in topological order."""
+    t = defaultdict(float)
+    for g in range(m["n_comb"], m["n_gates"]):
+        k = g - m["n_comb"]
+        t[int(m["g_out"][g])] = max(m["q_delay"][2 * k], m["q_delay"][2 * k + 1]) / FS_PER_NS
+    for g in range(m["n_comb"]):
+        off, end = int(m["g_in_off"][g]), int(m["g_in_off"][g + 1])
+        best = 0.0
+        for j in range(off, end):
+            best = max(best, t[int(m["g_in_net"][j])] + max(m["g_delay"][2 * j], m["g_delay"][2 * j + 1]) / FS_PER_NS)
+        t[int(m["g_out"][g])] = best
+    return max(t.values(), default=0.0)

@@ -633,7 +633,7 @@ def run_report(out: Path, *, verify: Callable, replay: Callable, liberty=None, j
     from .liberty import load_library
     out.mkdir(parents=True, exist_ok=True)
     lib_obj = load_library(str(liberty) if liberty else None)
-    lib_key = [lib_obj.sha256]  # the library's contents, not its path
+    lib_key = [lib_obj.key]  # the library's contents, not its path
     written: list[Path] = []
     steps = ["verilog", "verify", "units", "quant", "clocked", "lean", "mac", "qor", "networks",
              "fp8", "plots", "report"]
