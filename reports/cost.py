@@ -295,7 +295,8 @@ def cost_verilog(verilog: str, module: str, inputs: dict, *, latency: int = 0,
     key = COST_CACHE.key(verilog, module, lib.key, _hash_arrays(inputs), latency, stream,
                          clock_ns, stimulus, FLOW_VERSION, INPUT_SLEW_NS, retime, out_module,
                          None if expected is None else _hash_arrays(expected),
-                         timing or bool(retime), RETIME_VERSION, TIMING_ABC_SCRIPT, BUDGET_FACTORS)
+                         timing or bool(retime), RETIME_VERSION, TIMING_ABC_SCRIPT, BUDGET_FACTORS,
+                         GLITCH_VERSION)
     computed = []
 
     def measure() -> dict:

@@ -7,16 +7,18 @@ cell whose inputs arrive at different times may switch several times in a cycle
 
 Delays
 ------
-For each combinational cell output, each input pin ``p`` and each output value ``v``
-(rise to 1, fall to 0), the delay ``D[p][v]`` is the Liberty ``cell_rise``/``cell_fall``
-table of the arc ``p -> output`` at the output net's load (pin capacitances, output load
-and wire load, :meth:`Netlist.loads`) and at the slew of the input transition that the
-arc's ``timing_sense`` pairs with ``v`` (for non-unate arcs, the larger of the two). Net
-slews are those our static timing propagates (worst slew of each transition,
-:func:`qrtl.reports.synth.static_timing`); primary inputs and the clock have
-:data:`INPUT_SLEW_NS`. Flip-flop outputs change ``clock-to-Q`` (its arc at the output's
-load) after the clock edge. These are the numbers an SDF file written from our timing
-would hold (per instance, per IOPATH, rise and fall).
+For each combinational cell output, each input pin ``p``, each transition ``u`` of that
+input and each output value ``v`` (rise to 1, fall to 0), the delay ``D[p][u][v]`` is the
+Liberty ``cell_rise``/``cell_fall`` table of the arcs ``p -> output`` whose
+``timing_sense`` pairs ``u`` with ``v`` (state-dependent arcs, e.g. a full adder's SUM
+from A, positive or negative unate by the other inputs: the slowest), at the output net's
+load (pin capacitances, output load and wire load, :meth:`Netlist.loads`) and at the slew
+of ``p``'s ``u`` transition; a pair no arc propagates (the output moves because of another
+input) gets the cell's slowest arc. Net slews are those our static timing propagates
+(worst slew of each transition, :func:`qrtl.reports.synth.static_timing`); primary inputs
+and the clock have :data:`INPUT_SLEW_NS`. Flip-flop outputs change ``clock-to-Q`` (its arc
+at the output's load) after the clock edge. These are the numbers an SDF file written
+from our timing would hold (per instance, per conditional IOPATH, rise and fall).
 
 Simulation (``data/glitchsim.c``, compiled once per machine with the C compiler
 Verilator uses and loaded with :mod:`ctypes`; the model is in the C file's header)
@@ -71,7 +73,7 @@ __all__ = ["simulate_glitches", "glitch_energy", "GlitchActivity", "arc_delays",
            "GLITCH_VERSION", "FS_PER_NS", "build_model", "icarus_toggles", "max_settle_bound"]
 
 #: Version of the simulation model (cache keys of figures computed with it).
-GLITCH_VERSION = "qrtl-glitch-1"
+GLITCH_VERSION = "qrtl-glitch-2"
 FS_PER_NS = 1_000_000
 MAX_INPUTS = 6
 
@@ -152,8 +154,10 @@ def net_slews(nl: Netlist, loads: dict) -> dict:
 
 
 def arc_delays(nl: Netlist, inst, pin, loads: dict, slews: dict) -> dict:
-    """``{(input pin, output transition): (delay ns, input slew ns, input transition)}``
-    for output ``pin`` of combinational ``inst`` (see the module doc)."""
+    """``{(input pin, input transition, output transition): (delay ns, input slew ns)}``
+    for output ``pin`` of combinational ``inst``: the largest over the pin's arcs whose
+    ``timing_sense`` pairs the two transitions (state-dependent arcs, e.g. a full adder's
+    SUM from A, positive or negative unate by the other inputs: the slower of those)."""
     out = {}
     load = loads[inst.conns[pin.name]]
     for arc in pin.timing:
@@ -166,8 +170,8 @@ def arc_delays(nl: Netlist, inst, pin, loads: dict, slews: dict) -> dict:
                 d = _delay(arc, out_tr, s, load)
                 if d is None:
                     continue
-                if d[0] > out.get((rp, out_tr), (-1.0,))[0]:
-                    out[(rp, out_tr)] = (d[0], s, in_tr)
+                if d[0] > out.get((rp, in_tr, out_tr), (-1.0,))[0]:
+                    out[(rp, in_tr, out_tr)] = (d[0], s)
     return out
 
 
@@ -175,7 +179,7 @@ def arc_delays(nl: Netlist, inst, pin, loads: dict, slews: dict) -> dict:
 class GlitchActivity(Activity):
     """Toggle counts of the delay-annotated simulation (:class:`Activity`), plus per
     combinational output transition its cause: ``cause[(inst name, output pin, input pin,
-    "rise"|"fall")]`` = count; ``cause_slew`` the input slew of that arc; the simulator's
+    input transition, output transition)]`` = count; ``cause_slew`` the input slew of that arc; the simulator's
     counts (``events``, ``evaluations``, ``swallowed`` pulses), ``settle_ns`` (latest
     event in a cycle) and ``seconds``."""
 
@@ -245,24 +249,27 @@ def build_model(nl: Netlist, zero_delay: bool = False) -> dict:
             if n is None or isinstance(n, str):
                 continue
             arcs = {} if zero_delay else arc_delays(nl, inst, pin, loads, slews)
-            worst = {tr: max((v[0] for (p, t), v in arcs.items() if t == tr), default=0.0)
+            worst = {tr: max((v[0] for (p, i, t), v in arcs.items() if t == tr), default=0.0)
                      for tr in TRANSITIONS}
             g_out.append(ix(n))
             g_table.append(_cell_table(inst.cell, pin, ins))
             for p in ins:
                 src = inst.conns.get(p, "0")
                 g_in_net.append(ix(src))
-                for v, tr in ((0, "fall"), (1, "rise")):
-                    if zero_delay:
-                        d = (levels[n] - (0 if isinstance(src, str) else levels[src])) * 1000
-                    else:
-                        a = arcs.get((p, tr))
-                        # an input without an arc to this output (none in the libraries
-                        # we ship) switches it at the cell's slowest arc
-                        d = a[0] if a else worst[tr]
-                        cause_slew[(inst.name, pin.name, p, tr)] = a[1] if a else INPUT_SLEW_NS
-                        d = round(d * FS_PER_NS)
-                    g_delay.append(max(1, int(d)))
+                for in_tr in ("fall", "rise"):          # the input's new value 0, 1
+                    for v, tr in ((0, "fall"), (1, "rise")):
+                        if zero_delay:
+                            d = (levels[n] - (0 if isinstance(src, str) else levels[src])) * 1000
+                        else:
+                            # a transition pair no arc of this pin propagates (e.g. a rising
+                            # input of a positive-unate arc and a falling output: another
+                            # input's doing) or a pin without arcs: the cell's slowest arc
+                            a = arcs.get((p, in_tr, tr))
+                            d = a[0] if a else worst[tr]
+                            cause_slew[(inst.name, pin.name, p, in_tr, tr)] = (
+                                a[1] if a else slews.get(src, {}).get(in_tr, INPUT_SLEW_NS))
+                            d = round(d * FS_PER_NS)
+                        g_delay.append(max(1, int(d)))
             g_in_off.append(len(g_in_net))
             g_meta.append((inst, pin))
     n_comb = len(g_out)
@@ -361,7 +368,7 @@ def simulate_glitches(nl: Netlist, inputs: dict, warmup: int = 0, *, zero_delay:
     obs_vals = np.zeros((T, max(len(obs), 1)), np.uint8)
     rises = np.zeros(n_nets, np.int64)
     falls = np.zeros(n_nets, np.int64)
-    cause = np.zeros(max(2 * len(m["g_in_net"]), 1), np.int64)
+    cause = np.zeros(max(4 * len(m["g_in_net"]), 1), np.int64)
     stats = np.zeros(4, np.int64)
 
     def p(a):
@@ -397,10 +404,11 @@ def simulate_glitches(nl: Netlist, inputs: dict, warmup: int = 0, *, zero_delay:
     for g, (inst, pin) in enumerate(g_meta[:n_comb]):
         names = [pp.name for pp in inst.cell.inputs]
         for j, pname in enumerate(names):
-            for v, tr in ((0, "fall"), (1, "rise")):
-                c = int(cause[2 * (g_in_off[g] + j) + v])
-                if c:
-                    causes[(inst.name, pin.name, pname, tr)] = c
+            for u, in_tr in ((0, "fall"), (1, "rise")):
+                for v, tr in ((0, "fall"), (1, "rise")):
+                    c = int(cause[4 * (g_in_off[g] + j) + 2 * u + v])
+                    if c:
+                        causes[(inst.name, pin.name, pname, in_tr, tr)] = c
     clock = next(iter(clocks)) if clocks else None
     return GlitchActivity(
         rises={n: int(rises[k]) for n, k in nets.items()},
@@ -461,11 +469,13 @@ def glitch_energy(nl: Netlist, act: GlitchActivity, zero: Activity, clock_ns: fl
             else:
                 e = 0.0
                 for rel in inst.cell.inputs:
-                    for tr in TRANSITIONS:
-                        c = act.cause.get((inst.name, pin.name, rel.name, tr), 0)
-                        if c:
-                            slew = act.cause_slew.get((inst.name, pin.name, rel.name, tr), INPUT_SLEW_NS)
-                            e += c * _arc_energy(pin, rel.name, tr, slew, loads.get(n, 0.0))
+                    for in_tr in TRANSITIONS:
+                        for tr in TRANSITIONS:
+                            key = (inst.name, pin.name, rel.name, in_tr, tr)
+                            c = act.cause.get(key, 0)
+                            if c:
+                                slew = act.cause_slew.get(key, INPUT_SLEW_NS)
+                                e += c * _arc_energy(pin, rel.name, tr, slew, loads.get(n, 0.0))
             internal += e
             per_net[n] += e
     extra = 0.0
@@ -489,15 +499,16 @@ def _gate_module(cell, pin, mod: str) -> str:
     """Behavioural Verilog of one output of ``cell`` with the simulator's semantics: the
     inputs changed at one time are applied, then the output is evaluated once (one
     non-blocking round later), a contradicted pending change is cancelled, a new one is
-    scheduled after the fastest changed input's delay (parameters ``R<j>``/``F<j>``, fs)."""
+    scheduled after the fastest changed input's delay (parameters ``<input><output><j>``,
+    R rise / F fall, fs)."""
     from .liberty import function_to_verilog
     ins = [p.name for p in cell.inputs]
     k = len(ins)
-    params = ", ".join(f"R{j} = 1, F{j} = 1" for j in range(k))
+    params = ", ".join(f"RR{j} = 1, RF{j} = 1, FR{j} = 1, FF{j} = 1" for j in range(k))
     cur = "{" + ", ".join(reversed(ins)) + "}"
     chg = "\n".join(f"    m[{j}] = first | (cur[{j}] !== snap[{j}]);" for j in range(k))
-    pick = "\n".join(f"      if (m[{j}]) begin d = v ? R{j} : F{j}; if (best < 0 || d < best) best = d; end"
-                     for j in range(k))
+    pick = "\n".join(f"      if (m[{j}]) begin d = cur[{j}] ? (v ? RR{j} : RF{j}) : (v ? FR{j} : FF{j}); "
+                     f"if (best < 0 || d < best) best = d; end" for j in range(k))
     return f"""module {mod} ({', '.join(ins)}, {pin.name});
   input {', '.join(ins)};
   output reg {pin.name};
@@ -586,7 +597,8 @@ def icarus_toggles(nl: Netlist, inputs: dict, workdir: Path, warmup: int = 0) ->
             if mod not in mods:
                 mods[mod] = _gate_module(cell, pin, mod)
             off = int(m["g_in_off"][g])
-            ps = ", ".join(f".F{j}({int(delays[2 * (off + j)])}), .R{j}({int(delays[2 * (off + j) + 1])})"
+            ps = ", ".join(f".FF{j}({int(delays[4 * (off + j)])}), .FR{j}({int(delays[4 * (off + j) + 1])}), "
+                           f".RF{j}({int(delays[4 * (off + j) + 2])}), .RR{j}({int(delays[4 * (off + j) + 3])})"
                            for j in range(len(cell.inputs)))
             conns = [f".{p.name}({net(inst.conns.get(p.name, '0'))})" for p in cell.inputs]
             conns.append(f".{pin.name}({net(inst.conns[pin.name])})")
@@ -717,6 +729,6 @@ def max_settle_bound(m: dict) -> float:
         off, end = int(m["g_in_off"][g]), int(m["g_in_off"][g + 1])
         best = 0.0
         for j in range(off, end):
-            best = max(best, t[int(m["g_in_net"][j])] + max(m["g_delay"][2 * j], m["g_delay"][2 * j + 1]) / FS_PER_NS)
+            best = max(best, t[int(m["g_in_net"][j])] + max(m["g_delay"][4 * j:4 * j + 4]) / FS_PER_NS)
         t[int(m["g_out"][g])] = best
     return max(t.values(), default=0.0)

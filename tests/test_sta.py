@@ -14,7 +14,7 @@ from qrtl.hw.units import all_units, configure
 from qrtl.reports.liberty import load_library, sky130_path
 from qrtl.reports.synth import INPUT_SLEW_NS, Inst, Netlist, _filtered_lib, static_timing, synthesize
 
-LIB = load_library()
+LIB = load_library(wire_load="none")   # hand computations: pin capacitances only
 S = INPUT_SLEW_NS
 
 
@@ -126,18 +126,24 @@ LIBRARIES = [None] + ([str(sky130_path())] if sky130_path() else [])
 
 @pytest.mark.skipif(shutil.which("sta") is None,
                     reason="OpenSTA is not installed (apt-get install opensta)")
+@pytest.mark.parametrize("wire_load", ["none", "default"])
 @pytest.mark.parametrize("liberty", LIBRARIES, ids=["built-in", "sky130hd"][:len(LIBRARIES)])
-def test_against_opensta(liberty):
+def test_against_opensta(liberty, wire_load):
     """Every default combinational unit and the configurations of the headline: our
     critical path within 3% of OpenSTA's on the same netlist, library, input slew and
-    output load. Wire load is left out on both sides (OpenSTA would otherwise apply the
-    library's default wire-load model, which qrtl does not model)."""
-    lib = load_library(liberty)
+    output load; without wire load on both sides, and with the library's default
+    wire-load model on both (OpenSTA applies ``default_wire_load`` itself, with the wire
+    resistance we leave out)."""
+    lib = load_library(liberty, wire_load=wire_load)
     usable = _filtered_lib(lib)
-    no_wire = build_root() / "test-sta" / f"{lib.sha256[:12]}-no-wire-load.lib"
-    no_wire.parent.mkdir(parents=True, exist_ok=True)
-    no_wire.write_text("\n".join(line for line in usable.read_text().splitlines()
-                                 if "default_wire_load" not in line))
+    if wire_load == "none":
+        sta_lib = build_root() / "test-sta" / f"{lib.sha256[:12]}-no-wire-load.lib"
+        sta_lib.parent.mkdir(parents=True, exist_ok=True)
+        sta_lib.write_text("\n".join(line for line in usable.read_text().splitlines()
+                                     if "default_wire_load" not in line))
+    else:
+        assert lib.wire_load == "Small"
+        sta_lib = usable
     configs = [(u.name, {}) for u in all_units()] + [
         ("xnor_popcount", {"n": 256}), ("quant_shift", {"bias": 1, "relu": 1}),
         ("quant_shift", {"runtime_shift": 1, "bias": 1}), ("fp8_mac", {"acc": "fp32"})]
@@ -149,7 +155,7 @@ def test_against_opensta(liberty):
         syn = synthesize(u.verilog(), u.module, lib)
         nl = syn.netlist()
         ours = static_timing(nl)["delay_ns"]
-        theirs = _opensta_arrival(syn.netlist_v, u.module, no_wire, nl.output_load())
+        theirs = _opensta_arrival(syn.netlist_v, u.module, sta_lib, nl.output_load())
         checked.append((u.module, ours, theirs))
         assert ours == pytest.approx(theirs, rel=0.03), (u.module, ours, theirs)
     assert len(checked) >= 8

@@ -4,16 +4,16 @@
  *
  * Model (all times integer femtoseconds, relative to the start of the cycle):
  *  - A gate g has k <= 6 inputs, a truth table (bit i of `table` is the output for the
- *    input combination i = sum_j in_j << j), and per input pin p and output value v a
- *    delay D[p][v] (> 0).
+ *    input combination i = sum_j in_j << j), and per input pin p, its new value u and
+ *    the output value v a delay D[p][u][v] (> 0).
  *  - When inputs of g change at time t (all changes at t are applied first), g is
  *    evaluated once: v = f(inputs).
  *      * an event is pending on g's output: if v equals its value it stays; otherwise
  *        it is cancelled (the pulse is swallowed: inertial delay) and nothing is
  *        scheduled (v is then the output's present value);
- *      * nothing pending and v differs from the output: v is scheduled at t + D[p][v],
- *        p the changed input with the smallest delay (ties: lowest pin index); p is the
- *        transition's cause (its internal-energy arc).
+ *      * nothing pending and v differs from the output: v is scheduled at t + D[p][u][v],
+ *        p the changed input with the smallest delay (ties: lowest pin index); p (and
+ *        its transition) is the transition's cause (its internal-energy arc).
  *  - Cycle c: flip-flops take their next state from the values settled in cycle c-1 and
  *    their outputs change at clock-to-Q; primary inputs change at time 0; then events
  *    run until none is left (the cycle settles). Cycle 0 starts from all nets at 0 with
@@ -63,7 +63,7 @@ static ev_t pop(void) {
 }
 
 /* Returns 0, or -1 on allocation failure. stats: [events applied, evaluations,
- * cancelled (swallowed) events, max settle time (fs)]. */
+ * swallowed pulses in the counted cycles, max settle time (fs)]. */
 int glitch_sim(
     int32_t n_nets, int32_t n_comb, int32_t n_gates,
     const int32_t *g_out, const int32_t *g_in_off, const int32_t *g_in_net,
@@ -136,15 +136,16 @@ int glitch_sim(
                 uint8_t v = (g_table[g] >> idx) & 1;
                 n_evals++;
                 if (pend_seq[g]) {
-                    if (v != pend_val[g]) { pend_seq[g] = 0; n_cancel++; }
+                    if (v != pend_val[g]) { pend_seq[g] = 0; if (counting) n_cancel++; }
                     continue;
                 }
                 if (v == val[g_out[g]]) continue;
                 int32_t best = -1; int64_t d = 0;
                 for (int32_t j = 0; j < k; j++) {
                     if (!((mask[g] >> j) & 1)) continue;
-                    int64_t dj = g_delay[2 * (off + j) + v];
-                    if (best < 0 || dj < d) { best = j; d = dj; }
+                    int32_t code = 2 * j + val[g_in_net[off + j]];   /* pin, its new value */
+                    int64_t dj = g_delay[2 * (2 * off + code) + v];
+                    if (best < 0 || dj < d) { best = code; d = dj; }
                 }
                 if (best < 0) continue;
                 pend_seq[g] = ++seq; pend_val[g] = v; pend_pin[g] = best;
@@ -167,7 +168,7 @@ int glitch_sim(
                 n_events++;
                 if (counting) {
                     if (v) rises[n]++; else falls[n]++;
-                    if (pend_pin[g] >= 0) cause[2 * (g_in_off[g] + pend_pin[g]) + v]++;
+                    if (pend_pin[g] >= 0) cause[2 * (2 * g_in_off[g] + pend_pin[g]) + v]++;
                 }
                 for (int32_t j = fo_off[n]; j < fo_off[n + 1]; j++) {
                     int32_t h = fo_gate[j];
