@@ -335,7 +335,8 @@ def _glitch_plot(out: Path, units: Table, quant: list[dict]) -> list[Path]:
     import matplotlib.pyplot as plt
     rows = [dict(zip(units.columns, r)) for r in units.rows]
     groups = [("every unit (default parameters, uniform random)",
-               [(r["unit"], r["energy_pj_zero_delay"], r["energy_pj_random"], r["glitch_pct"]) for r in rows])]
+               [(r["unit"], float(r["energy_pj_zero_delay"]), float(r["energy_pj_random"]),
+                 float(r["glitch_pct"])) for r in rows])]   # Table cells are formatted text
     q = [r for r in quant if r["stimulus"] == "int8" and r["out_width"] == 8 and r["bias"] == 1]
     if q:
         groups.append(("requantizers (32 -> 8 bits, bias, int8 accumulators)",
