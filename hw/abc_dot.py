@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import operator
 
-from amaranth import Module, Signal, signed
+from amaranth import Cat, Const, Module, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -12,12 +12,61 @@ from qrtl.golden.abc import abc_dot_width
 from qrtl.golden.xnor import dot_width
 
 from .errors import reject
-from .xnor_popcount import popcount_tree
+from .xnor_popcount import compress_columns, popcount_tree
 
 __all__ = ["AbcDot", "abc_dot_width"]
 
 #: Largest number of weight (``M``) or activation (``N``) bases (the paper uses 1..5).
 MAX_BASES = 5
+
+
+def product_bits(a, b, width: int):
+    """Partial products of the two's complement product ``a * b`` modulo ``2**width``.
+
+    ``a * b = sum_{i,j} s_i t_j a_i b_j 2**(i+j)`` with ``s_i = -1`` for the sign bit of
+    ``a`` (``t_j`` likewise for ``b``) and +1 otherwise. A positive term is the bit
+    ``a_i & b_j`` in column ``i+j``; a negative one, ``-x 2**q = (1 - x) 2**q - 2**q``, is
+    the bit ``~x`` in column ``q`` and ``-2**q`` in a constant (Baugh-Wooley). Columns at or
+    above ``width`` are dropped (they vanish modulo ``2**width``).
+    Returns ``(bits, constant)``, ``bits`` a list of ``(column, 1-bit value)``.
+    """
+    la, lb = len(a), len(b)
+    bits, const = [], 0
+    for i in range(la):
+        for j in range(min(lb, width - i)):
+            x = a[i] & b[j]
+            if (i == la - 1) != (j == lb - 1):
+                bits.append((i + j, ~x))
+                const -= 1 << (i + j)
+            else:
+                bits.append((i + j, x))
+    return bits, const
+
+
+def sum_of_products(m: Module, products, width: int, name: str):
+    """``sum(a * b for a, b in products)`` of signed values, as a signed ``width``-bit signal.
+
+    Every partial product of every product (:func:`product_bits`) and the sum of their
+    constants go into one Wallace tree (:func:`~qrtl.hw.xnor_popcount.compress_columns`),
+    so the whole sum costs one carry-propagate adder instead of one per product and one per
+    addition. Exact when the true sum fits in ``width`` signed bits (the tree works modulo
+    ``2**width``).
+    """
+    columns = [[] for _ in range(width)]
+    const = 0
+    for a, b in products:
+        bits, c = product_bits(a, b, width)
+        const += c
+        for q, x in bits:
+            columns[q].append(x)
+    const %= 1 << width
+    for q in range(width):
+        if (const >> q) & 1:
+            columns[q].append(Const(1, 1))
+    row0, row1 = compress_columns(m, (), prefix=f"{name}_", columns=columns)
+    out = Signal(signed(width), name=name)
+    m.d.comb += out.eq(Cat(*row0) + Cat(*row1))  # truncated to width: the sum mod 2**width
+    return out
 
 
 class AbcDot(wiring.Component):
@@ -33,8 +82,11 @@ class AbcDot(wiring.Component):
     complement integers (fixed point with the binary point kept by the user).
 
     The hardware sums over the activation bases first, ``S_m = sum_k beta_k * dot_mk``
-    (``M*N`` multipliers of ``scale_width x (bit_length(n) + 1)`` bits), then
-    ``dot = sum_m alpha_m * S_m`` (``M`` more multipliers); every intermediate is exact.
+    (the ``N`` products of ``scale_width x (bit_length(n) + 1)`` bits as one sum of partial
+    products, :func:`sum_of_products`), then ``dot = sum_m alpha_m * S_m`` (the ``M``
+    products as one more such sum); every intermediate is exact. Fusing the products into
+    compressor trees keeps the carry-propagate adders to ``M + 1`` after the popcounts
+    (a multiplier per product would need ``M*N + M`` of them plus the adders between).
 
     Output width (:func:`~qrtl.golden.abc.abc_dot_width`): scales lie in
     ``[-2**(s-1), 2**(s-1) - 1]``, so ``|alpha_m beta_k| <= 4**(s-1)`` and
@@ -69,7 +121,7 @@ class AbcDot(wiring.Component):
         parameter adds output registers).
     """
 
-    def __init__(self, n: int = 64, m_bases: int = 3, n_bases: int = 3, scale_width: int = 8):
+    def __init__(self, n: int = 64, m_bases: int = 2, n_bases: int = 2, scale_width: int = 8):
         n, m_bases, n_bases, scale_width = (operator.index(n), operator.index(m_bases),
                                             operator.index(n_bases), operator.index(scale_width))
         for name, v, lo, hi in (("n", n, 1, 4096), ("m_bases", m_bases, 1, MAX_BASES),
@@ -99,10 +151,10 @@ class AbcDot(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         n, dw = self.n, dot_width(self.n)
-        total = 0
+        sums = []
         for i in range(self.m_bases):
             w = getattr(self, f"w{i}")
-            inner = 0
+            products = []
             for k in range(self.n_bases):
                 a = getattr(self, f"a{k}")
                 xn = Signal(n, name=f"xnor{i}_{k}")
@@ -110,11 +162,10 @@ class AbcDot(wiring.Component):
                 pc = popcount_tree(m, [xn[j] for j in range(n)], prefix=f"t{i}_{k}_")
                 d = Signal(signed(dw), name=f"dot{i}_{k}")
                 m.d.comb += d.eq((pc << 1) - n)
-                inner = inner + getattr(self, f"beta{k}") * d
-            # Amaranth widens +, - and * to the exact result. |S_m| <= N * n * 2**(s-1)
-            # (beta_k = -2**(s-1), dot = +-n), which needs bit_length(N*n) + s signed bits.
-            s = Signal(signed((self.n_bases * n).bit_length() + self.scale_width), name=f"s{i}")
-            m.d.comb += s.eq(inner)
-            total = total + getattr(self, f"alpha{i}") * s
-        m.d.comb += self.dot.eq(total)
+                products.append((getattr(self, f"beta{k}"), d))
+            # |S_m| <= N * n * 2**(s-1) (beta_k = -2**(s-1), dot = +-n): that needs
+            # bit_length(N*n) + s signed bits.
+            sw = (self.n_bases * n).bit_length() + self.scale_width
+            sums.append((getattr(self, f"alpha{i}"), sum_of_products(m, products, sw, f"s{i}")))
+        m.d.comb += self.dot.eq(sum_of_products(m, sums, self.out_width, "total"))
         return m

@@ -15,10 +15,11 @@ from .errors import reject
 __all__ = ["XnorPopcount", "dot_width", "compress_columns", "popcount_tree"]
 
 
-def compress_columns(m: Module, bits, on_level=None, prefix: str = ""):
+def compress_columns(m: Module, bits, on_level=None, prefix: str = "", columns=None):
     """Reduce a list of 1-bit values to two binary rows with a Wallace tree.
 
-    Column ``w`` holds bits of weight ``2**w``. Every level replaces each triple in a
+    Column ``w`` holds bits of weight ``2**w``; ``bits`` all have weight 1, or ``columns``
+    (a list of lists of bits, column ``w`` of weight ``2**w``) replaces them. Every level replaces each triple in a
     column by a full adder (sum stays, carry moves to column ``w+1``) and a leftover pair
     by a half adder, so the number of rows shrinks by ~3/2 per level: depth is
     O(log_{1.5} n) full adders instead of the n-1 adders of a ripple chain.
@@ -26,7 +27,7 @@ def compress_columns(m: Module, bits, on_level=None, prefix: str = ""):
     ``prefix`` starts the names of the adder signals (several trees in one module).
     Returns ``(row0, row1)``, two lists of bits (weights 2**i) to be added.
     """
-    columns = [list(bits)]
+    columns = [list(bits)] if columns is None else [list(c) for c in columns] or [[]]
     k = 0
     while max(len(c) for c in columns) > 2:
         new = [[] for _ in range(len(columns) + 1)]

@@ -239,7 +239,8 @@ ABC_RTL = [
     dict(n=4, M=1, N=1, scale_width=4),            # exhaustive, 2**16
     dict(n=2, M=2, N=2, scale_width=2),            # exhaustive, 2**16
     dict(n=1, M=5, N=5, scale_width=2),
-    dict(),                                        # the default: n=64, M=N=3, s=8
+    dict(),                                        # the default: n=64, M=N=2, s=8
+    dict(n=64, M=3, N=3, scale_width=8),           # the paper's M = N = 3
     dict(n=7, M=2, N=3, scale_width=5),
     dict(n=65, M=1, N=5, scale_width=16),
     dict(n=256, M=5, N=5, scale_width=16),
