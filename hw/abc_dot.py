@@ -14,7 +14,7 @@ from qrtl.golden.xnor import dot_width
 from .errors import reject
 from .xnor_popcount import compress_columns, popcount_tree
 
-__all__ = ["AbcDot", "abc_dot_width"]
+__all__ = ["AbcDot", "abc_dot_width", "sum_of_products", "product_bits", "MAX_BASES"]
 
 #: Largest number of weight (``M``) or activation (``N``) bases (the paper uses 1..5).
 MAX_BASES = 5
@@ -98,13 +98,13 @@ class AbcDot(wiring.Component):
     Parameters
     ----------
     n : int
-        Length of every base, 1..4096.
+        Length of every base, 1..4096 (default 64).
     m_bases : int
-        ``M``, the number of weight bases, 1..5.
+        ``M``, the number of weight bases, 1..5 (default 2; the paper's headline is 3).
     n_bases : int
-        ``N``, the number of activation bases, 1..5.
+        ``N``, the number of activation bases, 1..5 (default 2).
     scale_width : int
-        Width of every scale, 2..16.
+        Width of every scale, 2..16 (default 8).
 
     Members
     -------

@@ -243,7 +243,8 @@ ABC_RTL = [
     dict(n=64, M=3, N=3, scale_width=8),           # the paper's M = N = 3
     dict(n=7, M=2, N=3, scale_width=5),
     dict(n=65, M=1, N=5, scale_width=16),
-    dict(n=256, M=5, N=5, scale_width=16),
+    dict(n=256, M=2, N=1, scale_width=16),         # byte-matrix bases, widest scales
+    dict(n=9, M=5, N=5, scale_width=16),           # the most bases and the widest output
     dict(n=33, M=3, N=2, scale_width=6, pipeline=2),
 ]
 TERNARY_RTL = (
