@@ -93,7 +93,8 @@ register(UnitSpec(
     params=(
         IntParam("n", 64, 1, 4096, "length of every binary base"),
         # Default M = N = 2, not the paper's 3: at M = N = 3 (n = 64) Yosys's standard flow
-        # (default ABC script) takes about 13 minutes on this unit, at M = N = 2 about 17 s.
+        # (default ABC script) takes 830 s on this unit (qrtl cost, 2-core machine, 2026-12),
+        # at M = N = 2 17 s.
         IntParam("M", 2, 1, MAX_BASES, "number of weight bases B_m (scales alpha_m)"),
         IntParam("N", 2, 1, MAX_BASES, "number of activation bases H_k (scales beta_k)"),
         IntParam("scale_width", 8, 2, 16, "width of every signed scale alpha_m, beta_k"),
