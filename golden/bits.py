@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["nbytes", "to_bytes", "from_bytes", "popcount_bytes", "wrap", "random_codes"]
+__all__ = ["nbytes", "to_bytes", "from_bytes", "popcount_bytes", "wrap", "random_codes",
+           "every_input"]
 
 _POP8 = np.array([bin(i).count("1") for i in range(256)], dtype=np.int64)
 
@@ -77,3 +78,21 @@ def random_codes(rng: np.random.Generator, n: int, width: int, signed: bool) -> 
         return to_bytes(rng.integers(0, 256, size=(n, nbytes(width)), dtype=np.uint8), width)
     raw = rng.integers(0, 1 << width, size=n, dtype=np.uint64, endpoint=False)
     return wrap(raw, width, signed)
+
+
+def every_input(ports, limit_bits: int = 20) -> dict | None:
+    """Every combination of values of ``ports`` (``[(name, width, signed), ...]``, each at
+    most 64 bits), or None when their widths add up to more than ``limit_bits``.
+
+    Point ``k`` gives the first port bits ``0..w0-1`` of ``k``, the next port the next
+    bits, and so on, so ``2**sum(widths)`` points cover the whole input space once.
+    """
+    total = sum(w for _, w, _ in ports)
+    if total > limit_bits:
+        return None
+    k = np.arange(1 << total, dtype=np.uint64)
+    out, shift = {}, 0
+    for name, width, signed in ports:
+        out[name] = wrap(k >> np.uint64(shift), width, signed)
+        shift += width
+    return out

@@ -16,6 +16,8 @@ from qrtl.golden.nets.streams import STREAM_TABLE
 
 # the order is the order of `qrtl list` and of the report's tables
 from . import reg_xnor  # noqa: F401
+from . import reg_abc  # noqa: F401
+from . import reg_ternary  # noqa: F401
 from . import reg_quant  # noqa: F401
 from . import reg_intmac  # noqa: F401
 from . import reg_fp8  # noqa: F401

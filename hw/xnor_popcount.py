@@ -12,20 +12,22 @@ from qrtl.golden.xnor import dot_width
 
 from .errors import reject
 
-__all__ = ["XnorPopcount", "dot_width", "compress_columns"]
+__all__ = ["XnorPopcount", "dot_width", "compress_columns", "popcount_tree"]
 
 
-def compress_columns(m: Module, bits, on_level=None):
+def compress_columns(m: Module, bits, on_level=None, prefix: str = "", columns=None):
     """Reduce a list of 1-bit values to two binary rows with a Wallace tree.
 
-    Column ``w`` holds bits of weight ``2**w``. Every level replaces each triple in a
+    Column ``w`` holds bits of weight ``2**w``; ``bits`` all have weight 1, or ``columns``
+    (a list of lists of bits, column ``w`` of weight ``2**w``) replaces them. Every level replaces each triple in a
     column by a full adder (sum stays, carry moves to column ``w+1``) and a leftover pair
     by a half adder, so the number of rows shrinks by ~3/2 per level: depth is
     O(log_{1.5} n) full adders instead of the n-1 adders of a ripple chain.
     ``on_level(columns)`` may replace the columns (used to insert pipeline registers).
+    ``prefix`` starts the names of the adder signals (several trees in one module).
     Returns ``(row0, row1)``, two lists of bits (weights 2**i) to be added.
     """
-    columns = [list(bits)]
+    columns = [list(bits)] if columns is None else [list(c) for c in columns] or [[]]
     k = 0
     while max(len(c) for c in columns) > 2:
         new = [[] for _ in range(len(columns) + 1)]
@@ -33,7 +35,7 @@ def compress_columns(m: Module, bits, on_level=None):
             i = 0
             while len(col) - i >= 3:
                 a, b, c = col[i:i + 3]
-                s, cy = Signal(name=f"fa{k}_s"), Signal(name=f"fa{k}_c")
+                s, cy = Signal(name=f"{prefix}fa{k}_s"), Signal(name=f"{prefix}fa{k}_c")
                 m.d.comb += [s.eq(a ^ b ^ c), cy.eq((a & b) | (a & c) | (b & c))]
                 new[w].append(s)
                 new[w + 1].append(cy)
@@ -42,7 +44,7 @@ def compress_columns(m: Module, bits, on_level=None):
             rest = col[i:]
             if len(rest) == 2 and len(col) > 2:
                 a, b = rest
-                s, cy = Signal(name=f"ha{k}_s"), Signal(name=f"ha{k}_c")
+                s, cy = Signal(name=f"{prefix}ha{k}_s"), Signal(name=f"{prefix}ha{k}_c")
                 m.d.comb += [s.eq(a ^ b), cy.eq(a & b)]
                 new[w].append(s)
                 new[w + 1].append(cy)
@@ -57,6 +59,22 @@ def compress_columns(m: Module, bits, on_level=None):
     row0 = [c[0] if len(c) > 0 else Const(0, 1) for c in columns]
     row1 = [c[1] if len(c) > 1 else Const(0, 1) for c in columns]
     return row0, row1
+
+
+def popcount_tree(m: Module, bits, on_level=None, *, prefix: str = "", out=None):
+    """``popcount(bits)``: the Wallace tree of :func:`compress_columns` and one final adder.
+
+    The population count of :class:`XnorPopcount`, as a building block for other units
+    (``abc_dot``, ``ternary_dot``). Drives ``out`` (an unsigned signal of at least
+    ``len(bits).bit_length()`` bits), or a new signal ``{prefix}pc``; returns it.
+    ``on_level`` and ``prefix`` are passed to :func:`compress_columns`.
+    """
+    bits = list(bits)
+    if out is None:
+        out = Signal(range(len(bits) + 1), name=f"{prefix}pc")
+    row0, row1 = compress_columns(m, bits, on_level, prefix)
+    m.d.comb += out.eq(Cat(*row0) + Cat(*row1))
+    return out
 
 
 def _levels(n: int) -> int:
@@ -172,8 +190,7 @@ class XnorPopcount(wiring.Component):
 
         pc = Signal(range(n + 1))
         if self.popcount == "tree":
-            row0, row1 = compress_columns(m, bits, on_level)
-            m.d.comb += pc.eq(Cat(*row0) + Cat(*row1))
+            popcount_tree(m, bits, on_level, out=pc)
         else:
             acc = Const(0, 1)
             for i, b in enumerate(bits):
