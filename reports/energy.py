@@ -64,7 +64,7 @@ from .liberty import Library, function_to_python, function_to_verilog
 from .synth import CLOCK_PORT, INPUT_SLEW_NS, RESET_PORT, Netlist
 
 __all__ = ["Activity", "simulate_activity", "energy_from_activity", "port_waveforms",
-           "verilator_toggles", "cell_models_verilog", "pin_energies"]
+           "verilator_toggles", "cell_models_verilog", "pin_energies", "stimulus_memory"]
 
 
 @dataclass
@@ -373,17 +373,12 @@ def cell_models_verilog(nl: Netlist) -> str:
     return "\n".join(out)
 
 
-def verilator_toggles(nl: Netlist, netlist_v: Path, netlist_json: Path, inputs: dict,
-                      workdir: Path, warmup: int = 0, *, verilator_root: Path) -> dict:
-    """Toggle count per net (same window as :func:`simulate_activity`), by simulating
-    ``netlist_v`` with cell models from :func:`cell_models_verilog` on the Verilator
-    installed at ``verilator_root`` (:func:`qrtl.sim.toolchain.setup_verilator` finds it)
-    and reading its VCD. Slow; a reference for tests, not the product path."""
-    root = verilator_root
+def stimulus_memory(nl: Netlist, inputs: dict, path: Path) -> tuple[int, int, list]:
+    """Write the stimulus as a ``$readmemh`` file at ``path`` (one word per cycle, the data
+    ports concatenated, cycle 0 with reset as :func:`port_waveforms`); returns the cycle
+    count, the word width and the DUT port connections to a ``word`` register."""
     waves, T = port_waveforms(nl, inputs)
-    workdir.mkdir(parents=True, exist_ok=True)
     in_ports = [p for p in nl.inputs if p != CLOCK_PORT]
-    # stimulus memory: one word per cycle, ports concatenated
     width = sum(len(nl.inputs[p]) for p in in_ports)
     lines = []
     for t in range(T):
@@ -394,12 +389,24 @@ def verilator_toggles(nl: Netlist, netlist_v: Path, netlist_json: Path, inputs: 
                     word |= ((waves.get(net, 0) >> t) & 1) << off
                 off += 1
         lines.append(f"{word:x}")
-    (workdir / "stim.hex").write_text("\n".join(lines) + "\n")
+    Path(path).write_text("\n".join(lines) + "\n")
     conns, off = [], 0
     for p in in_ports:
         w = len(nl.inputs[p])
         conns.append(f".{p}(word[{off + w - 1}:{off}])")
         off += w
+    return T, width, conns
+
+
+def verilator_toggles(nl: Netlist, netlist_v: Path, netlist_json: Path, inputs: dict,
+                      workdir: Path, warmup: int = 0, *, verilator_root: Path) -> dict:
+    """Toggle count per net (same window as :func:`simulate_activity`), by simulating
+    ``netlist_v`` with cell models from :func:`cell_models_verilog` on the Verilator
+    installed at ``verilator_root`` (:func:`qrtl.sim.toolchain.setup_verilator` finds it)
+    and reading its VCD. Slow; a reference for tests, not the product path."""
+    root = verilator_root
+    workdir.mkdir(parents=True, exist_ok=True)
+    T, width, conns = stimulus_memory(nl, inputs, workdir / "stim.hex")
     has_clk = CLOCK_PORT in nl.inputs
     if has_clk:
         conns.append(f".{CLOCK_PORT}(clk)")

@@ -65,9 +65,10 @@ from qrtl.golden import procs
 from qrtl.golden.cache import Cache
 from qrtl.golden.errors import QrtlError
 
-from .energy import Activity, pin_energies, port_waveforms
+from .energy import Activity, pin_energies, port_waveforms, stimulus_memory
 from .liberty import function_to_python
-from .synth import CLOCK_PORT, INPUT_SLEW_NS, TRANSITIONS, Netlist, _delay, _propagate, _sense_pairs
+from .synth import (CLOCK_PORT, INPUT_SLEW_NS, TRANSITIONS, Netlist, _delay, _propagate, _sense_pairs,
+                    clock_to_q)
 
 __all__ = ["simulate_glitches", "glitch_energy", "GlitchActivity", "arc_delays", "engine_path",
            "GLITCH_VERSION", "FS_PER_NS", "build_model", "icarus_toggles", "max_settle_bound"]
@@ -136,19 +137,7 @@ def net_slews(nl: Netlist, loads: dict) -> dict:
     every start point (primary inputs at :data:`INPUT_SLEW_NS`, flip-flop outputs)."""
     sources = {n: {t: (0.0, INPUT_SLEW_NS) for t in TRANSITIONS}
                for nets in nl.inputs.values() for n in nets if not isinstance(n, str)}
-    for inst in nl.flops:
-        for pin in inst.cell.outputs:
-            n = inst.conns.get(pin.name)
-            if n is None:
-                continue
-            tr = {}
-            for arc in pin.timing:
-                if arc.timing_type in ("rising_edge", "falling_edge"):
-                    for out_tr in TRANSITIONS:
-                        d = _delay(arc, out_tr, INPUT_SLEW_NS, loads[n])
-                        if d is not None and d[0] > tr.get(out_tr, (-1.0, 0.0))[0]:
-                            tr[out_tr] = d
-            sources[n] = tr
+    sources.update(clock_to_q(nl, loads))
     _, slew = _propagate(nl, loads, sources)
     return slew
 
@@ -635,25 +624,7 @@ def icarus_toggles(nl: Netlist, inputs: dict, workdir: Path, warmup: int = 0) ->
         for k, n in enumerate(bits):
             lines.append(f"  assign {pname}" + (f"[{k}]" if len(bits) > 1 else "") + f" = {net(n)};")
     lines += inst_lines + ["endmodule"]
-    # stimulus: one word per cycle, data ports concatenated
-    waves, T = port_waveforms(nl, inputs)
-    in_ports = [p for p in nl.inputs if p != CLOCK_PORT]
-    width = sum(len(nl.inputs[p]) for p in in_ports)
-    words = []
-    for t in range(T):
-        word, off = 0, 0
-        for p in in_ports:
-            for n in nl.inputs[p]:
-                if isinstance(n, int):
-                    word |= ((waves.get(n, 0) >> t) & 1) << off
-                off += 1
-        words.append(f"{word:x}")
-    (workdir / "stim.hex").write_text("\n".join(words) + "\n")
-    conns, off = [], 0
-    for p in in_ports:
-        w = len(nl.inputs[p])
-        conns.append(f".{p}(word[{off + w - 1}:{off}])")
-        off += w
+    T, width, conns = stimulus_memory(nl, inputs, workdir / "stim.hex")
     if CLOCK_PORT in nl.inputs:
         conns.append(f".{CLOCK_PORT}(clk)")
     conns += [f".{p}()" for p in nl.outputs]

@@ -320,6 +320,26 @@ def _propagate(nl: Netlist, loads: dict, sources: dict) -> tuple[dict, dict]:
     return arr, slew
 
 
+def clock_to_q(nl: Netlist, loads: dict, clock_slew: float = INPUT_SLEW_NS) -> dict:
+    """Flip-flop output net -> {transition: (clock-to-Q delay, output slew)} (ns): the
+    slowest clock arc of each transition at the net's load."""
+    regs = {}
+    for inst in nl.flops:
+        for pin in inst.cell.outputs:
+            n = inst.conns.get(pin.name)
+            if n is None:
+                continue
+            tr = {}
+            for arc in pin.timing:
+                if arc.timing_type in ("rising_edge", "falling_edge"):
+                    for out_tr in TRANSITIONS:
+                        d = _delay(arc, out_tr, clock_slew, loads[n])
+                        if d is not None and d[0] > tr.get(out_tr, (-1.0, 0.0))[0]:
+                            tr[out_tr] = d
+            regs[n] = tr
+    return regs
+
+
 def _setup(pin, tr: str, data_slew: float, clock_slew: float) -> float:
     """Setup time of a flip-flop data pin for a ``tr`` data transition."""
     out = 0.0
@@ -346,20 +366,7 @@ def static_timing(nl: Netlist, slew_in: float = INPUT_SLEW_NS) -> dict:
               for nets in nl.inputs.values() for n in nets if not isinstance(n, str)}
     for n in nl.clock_nets():
         inputs.pop(n, None)
-    regs = {}
-    for inst in nl.flops:
-        for pin in inst.cell.outputs:
-            n = inst.conns.get(pin.name)
-            if n is None:
-                continue
-            tr = {}
-            for arc in pin.timing:
-                if arc.timing_type in ("rising_edge", "falling_edge"):
-                    for out_tr in TRANSITIONS:
-                        d = _delay(arc, out_tr, slew_in, loads[n])
-                        if d is not None and d[0] > tr.get(out_tr, (-1.0, 0.0))[0]:
-                            tr[out_tr] = d
-            regs[n] = tr
+    regs = clock_to_q(nl, loads, slew_in)
     result = {"delay_ns": 0.0, "endpoint": None, "transition": None}
     for start, sources in (("in", inputs), ("reg", regs)):
         arr, slew = _propagate(nl, loads, sources)
