@@ -109,8 +109,9 @@ def test_register_paths_by_hand():
 
 # --- OpenSTA ------------------------------------------------------------------------------
 
-def _opensta_arrival(netlist_v, module, lib_path, load) -> float:
-    work = build_root() / "test-sta" / module
+def _opensta_arrival(netlist_v, module, lib_path, load, tag: str) -> float:
+    # one folder per (library, wire load, module): the parametrized runs go in parallel
+    work = build_root() / "test-sta" / tag / module
     work.mkdir(parents=True, exist_ok=True)
     (work / "run.tcl").write_text(
         f"read_liberty {lib_path}\nread_verilog {netlist_v}\nlink_design {module}\n"
@@ -155,7 +156,8 @@ def test_against_opensta(liberty, wire_load):
         syn = synthesize(u.verilog(), u.module, lib)
         nl = syn.netlist()
         ours = static_timing(nl)["delay_ns"]
-        theirs = _opensta_arrival(syn.netlist_v, u.module, sta_lib, nl.output_load())
+        theirs = _opensta_arrival(syn.netlist_v, u.module, sta_lib, nl.output_load(),
+                                  f"{lib.sha256[:12]}-{wire_load}")
         checked.append((u.module, ours, theirs))
         # with wire load, OpenSTA also charges the wire resistance (balanced tree) that we
         # leave out: a few ps per net, up to ~4% on the deepest paths
