@@ -6,9 +6,10 @@ For one unit configuration (:func:`cost_unit`):
    default: the SKY130 HD subset shipped in ``reports/data/qrtl_default.lib``);
 2. read area (``stat -liberty``), cell counts, transistors (``stat -tech cmos`` on a
    generic NAND/NOR mapping), logic depth and critical-path delay (NLDM static timing);
-3. simulate the gate-level netlist zero-delay on a stimulus stream and turn the toggle
-   counts into energy per operation (:mod:`qrtl.reports.energy`; glitches are not counted,
-   which underestimates the dynamic energy of deep arithmetic);
+3. simulate the gate-level netlist on a stimulus stream, with per-arc delays so that
+   glitches are counted (:mod:`qrtl.reports.glitch`: ``energy_pj_per_op``) and zero-delay
+   (:mod:`qrtl.reports.energy`: ``energy_zero_delay_pj_per_op``), and turn the transitions
+   into energy per operation (loads include the library's wire-load model);
 4. add the analytical Horowitz estimate (:mod:`qrtl.reports.horowitz`) as a reference column.
 
 Results are cached (``build/cache/cost/``, :class:`qrtl.golden.cache.Cache`), keyed on the

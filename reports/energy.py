@@ -13,10 +13,11 @@ by one cycle, found by iterating to a fixed point; circuits with state feedback
 then evaluated bit-parallel. :func:`verilator_toggles` counts the same toggles with
 Verilator on the same netlist (a test compares the two net by net).
 
-Glitches are not counted: a zero-delay simulation sees at most one transition per net
-per cycle, whereas real gates with unequal input arrival times glitch. This
-**underestimates** the dynamic energy of deep arithmetic (multipliers, adders), typically
-by tens of percent; say so next to any figure.
+Glitches are not counted here: a zero-delay simulation sees at most one transition per
+net per cycle, whereas real gates with unequal input arrival times glitch. This is the
+``energy_zero_delay_pj_per_op`` figure; the cost's ``energy_pj_per_op`` counts glitches
+with the delay-annotated simulation of :mod:`qrtl.reports.glitch`, whose zero-delay mode
+reproduces this module's toggle counts.
 
 Energy
 ------
