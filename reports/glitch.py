@@ -68,7 +68,7 @@ from qrtl.golden.errors import QrtlError
 from .energy import Activity, pin_energies, port_waveforms, stimulus_memory
 from .liberty import function_to_python
 from .synth import (CLOCK_PORT, INPUT_SLEW_NS, TRANSITIONS, Netlist, _delay, _propagate, _sense_pairs,
-                    clock_to_q)
+                    clock_to_q, logic_levels, structural_verilog, verilog_net)
 
 __all__ = ["simulate_glitches", "glitch_energy", "GlitchActivity", "arc_delays", "engine_path",
            "GLITCH_VERSION", "FS_PER_NS", "build_model", "icarus_toggles", "max_settle_bound"]
@@ -186,17 +186,6 @@ class GlitchActivity(Activity):
         return self.events / self.seconds if self.seconds > 0 else 0.0
 
 
-def _levels(nl: Netlist) -> dict:
-    level: dict = defaultdict(int)
-    for inst in nl.comb_order():
-        lv = 1 + max((level[inst.conns[p.name]] for p in inst.cell.inputs if p.name in inst.conns),
-                     default=0)
-        for p in inst.cell.outputs:
-            if p.name in inst.conns:
-                level[inst.conns[p.name]] = lv
-    return level
-
-
 _TABLES: dict = {}
 
 
@@ -214,7 +203,7 @@ def build_model(nl: Netlist, zero_delay: bool = False) -> dict:
     ``(instance, output pin)`` (``meta``) and per arc its input slew (``cause_slew``)."""
     loads = nl.loads()
     slews = {} if zero_delay else net_slews(nl, loads)
-    levels = _levels(nl) if zero_delay else None
+    levels = logic_levels(nl) if zero_delay else None
     index: dict = {"0": 0, "1": 1}
 
     def ix(net) -> int:
@@ -572,12 +561,8 @@ def icarus_toggles(nl: Netlist, inputs: dict, workdir: Path, warmup: int = 0) ->
     import re
     m = build_model(nl)
     workdir.mkdir(parents=True, exist_ok=True)
-    index = m["index"]
     delays = m["g_delay"]
     mods, inst_lines = {}, []
-
-    def net(n) -> str:
-        return f"1'b{n}" if isinstance(n, str) else f"n{n}"
 
     for g, (inst, pin) in enumerate(m["meta"]):
         cell = inst.cell
@@ -589,8 +574,8 @@ def icarus_toggles(nl: Netlist, inputs: dict, workdir: Path, warmup: int = 0) ->
             ps = ", ".join(f".FF{j}({int(delays[4 * (off + j)])}), .FR{j}({int(delays[4 * (off + j) + 1])}), "
                            f".RF{j}({int(delays[4 * (off + j) + 2])}), .RR{j}({int(delays[4 * (off + j) + 3])})"
                            for j in range(len(cell.inputs)))
-            conns = [f".{p.name}({net(inst.conns.get(p.name, '0'))})" for p in cell.inputs]
-            conns.append(f".{pin.name}({net(inst.conns[pin.name])})")
+            conns = [f".{p.name}({verilog_net(inst.conns.get(p.name, '0'))})" for p in cell.inputs]
+            conns.append(f".{pin.name}({verilog_net(inst.conns[pin.name])})")
             inst_lines.append(f"  {mod} #({ps}) g{g} ({', '.join(conns)});")
     flop_pins = defaultdict(dict)
     for g in range(m["n_comb"], m["n_gates"]):
@@ -603,27 +588,10 @@ def icarus_toggles(nl: Netlist, inputs: dict, workdir: Path, warmup: int = 0) ->
         if mod not in mods:
             mods[mod] = _flop_module(cell, mod)
         ps = ", ".join(f".R_{p}({r}), .F_{p}({f})" for p, (r, f) in flop_pins[inst.name].items())
-        conns = [f".{p.name}({net(inst.conns.get(p.name, '0'))})" for p in cell.inputs]
-        conns += [f".{p.name}({net(inst.conns[p.name])})" for p in cell.outputs if p.name in inst.conns]
+        conns = [f".{p.name}({verilog_net(inst.conns.get(p.name, '0'))})" for p in cell.inputs]
+        conns += [f".{p.name}({verilog_net(inst.conns[p.name])})" for p in cell.outputs if p.name in inst.conns]
         inst_lines.append(f"  {mod} {'#(' + ps + ') ' if ps else ''}f{k} ({', '.join(conns)});")
-    ports = list(nl.inputs) + list(nl.outputs)
-    lines = [f"module {nl.module} ({', '.join(ports)});"]
-    for kind, group in (("input", nl.inputs), ("output", nl.outputs)):
-        for pname, bits in group.items():
-            rng = f" [{len(bits) - 1}:0]" if len(bits) > 1 else ""
-            lines.append(f"  {kind}{rng} {pname};")
-    wires = {n for n in index if not isinstance(n, str)}
-    for bits in list(nl.inputs.values()) + list(nl.outputs.values()):
-        wires.update(n for n in bits if not isinstance(n, str))
-    lines += [f"  wire n{n};" for n in sorted(wires)]
-    for pname, bits in nl.inputs.items():
-        for k, n in enumerate(bits):
-            if not isinstance(n, str):
-                lines.append(f"  assign n{n} = {pname}" + (f"[{k}];" if len(bits) > 1 else ";"))
-    for pname, bits in nl.outputs.items():
-        for k, n in enumerate(bits):
-            lines.append(f"  assign {pname}" + (f"[{k}]" if len(bits) > 1 else "") + f" = {net(n)};")
-    lines += inst_lines + ["endmodule"]
+
     T, width, conns = stimulus_memory(nl, inputs, workdir / "stim.hex")
     if CLOCK_PORT in nl.inputs:
         conns.append(f".{CLOCK_PORT}(clk)")
@@ -653,7 +621,7 @@ module qrtl_tb;
   end
 endmodule
 """
-    (workdir / "netlist.v").write_text("\n".join(lines) + "\n")
+    (workdir / "netlist.v").write_text(structural_verilog(nl, inst_lines))
     (workdir / "cells.v").write_text("\n".join(mods.values()))
     (workdir / "tb.v").write_text(tb)
     r = subprocess.run(["iverilog", "-o", "sim.vvp", "-s", "qrtl_tb", "tb.v", "netlist.v", "cells.v"],

@@ -34,7 +34,7 @@ from qrtl.golden.errors import QrtlError
 
 from .liberty import Cell, Library
 from .synth import (CLOCK_PORT, INPUT_SLEW_NS, RESET_PORT, Inst, Netlist, _propagate,
-                    static_timing)
+                    static_timing, structural_verilog, verilog_net)
 
 __all__ = ["flip_flop_cell", "retime", "balance", "period_ns", "register_overhead_ns",
            "write_verilog", "netlist_area", "check_outputs", "BUDGET_FACTORS", "RETIME_VERSION"]
@@ -197,34 +197,10 @@ def netlist_area(nl: Netlist) -> float:
 
 def write_verilog(nl: Netlist, path: Path) -> Path:
     """A structural Verilog netlist of library cells (one wire per net)."""
-    def net(n) -> str:
-        return f"1'b{n}" if isinstance(n, str) else f"n{n}"
-
-    ports = list(nl.inputs) + list(nl.outputs)
-    lines = [f"// qrtl retimed netlist of {nl.module} (generated; do not edit)",
-             f"module {nl.module} ({', '.join(ports)});"]
-    wires = set()
-    for kind, group in (("input", nl.inputs), ("output", nl.outputs)):
-        for pname, bits in group.items():
-            rng = f" [{len(bits) - 1}:0]" if len(bits) > 1 else ""
-            lines.append(f"  {kind}{rng} {pname};")
-    for i in nl.insts:
-        wires.update(n for n in i.conns.values() if not isinstance(n, str))
-    for bits in list(nl.inputs.values()) + list(nl.outputs.values()):
-        wires.update(n for n in bits if not isinstance(n, str))
-    lines += [f"  wire n{n};" for n in sorted(wires)]
-    for pname, bits in nl.inputs.items():
-        for k, n in enumerate(bits):
-            if not isinstance(n, str):
-                lines.append(f"  assign n{n} = {pname}" + (f"[{k}];" if len(bits) > 1 else ";"))
-    for pname, bits in nl.outputs.items():
-        for k, n in enumerate(bits):
-            lines.append(f"  assign {pname}" + (f"[{k}]" if len(bits) > 1 else "") + f" = {net(n)};")
-    for i in nl.insts:
-        conns = ", ".join(f".{p}({net(n)})" for p, n in i.conns.items())
-        lines.append(f"  {i.cell.name} {i.name.replace('$', '_').replace('.', '_')} ({conns});")
-    lines.append("endmodule")
-    Path(path).write_text("\n".join(lines) + "\n")
+    cells = [f"  {i.cell.name} {i.name.replace('$', '_').replace('.', '_')} "
+             f"({', '.join(f'.{p}({verilog_net(n)})' for p, n in i.conns.items())});" for i in nl.insts]
+    Path(path).write_text(structural_verilog(nl, cells, f"qrtl retimed netlist of {nl.module} "
+                                                        "(generated; do not edit)"))
     return Path(path)
 
 

@@ -64,7 +64,8 @@ from qrtl.golden.errors import QrtlError
 from .liberty import Cell, Library, load_library
 
 __all__ = ["synthesize", "SynthResult", "Netlist", "Inst", "static_timing", "logic_depth",
-           "INPUT_SLEW_NS", "run_yosys", "FLOW_VERSION", "TIMING_FLOW"]
+           "INPUT_SLEW_NS", "run_yosys", "FLOW_VERSION", "TIMING_FLOW", "logic_levels",
+           "structural_verilog", "verilog_net"]
 
 #: Input transition (ns) assumed at primary inputs and on the clock, and used to look up
 #: internal energy (a typical fanout-of-4 transition of a small SKY130 HD gate).
@@ -245,19 +246,57 @@ class Netlist:
         return out
 
 
-def logic_depth(nl: Netlist) -> int:
-    """Largest number of combinational cells on a start-point to end-point path."""
-    level = defaultdict(int)
+def logic_levels(nl: Netlist) -> dict:
+    """net -> logic level: 0 for start points (ports, constants, flip-flop outputs), else
+    one more than the deepest input of the cell driving it."""
+    level: dict = defaultdict(int)
     for inst in nl.comb_order():
         lv = 1 + max((level[inst.conns[p.name]] for p in inst.cell.inputs if p.name in inst.conns),
                      default=0)
         for p in inst.cell.outputs:
             if p.name in inst.conns:
                 level[inst.conns[p.name]] = lv
+    return level
+
+
+def logic_depth(nl: Netlist) -> int:
+    """Largest number of combinational cells on a start-point to end-point path."""
+    level = logic_levels(nl)
     ends = [n for nets in nl.outputs.values() for n in nets]
     for inst in nl.flops:
         ends += [inst.conns[p.name] for p in inst.cell.inputs if not p.clock and p.name in inst.conns]
     return max((level[n] for n in ends if not isinstance(n, str)), default=0)
+
+
+def structural_verilog(nl: Netlist, instance_lines: list, comment: str = "") -> str:
+    """A Verilog module of ``nl``'s ports, one wire ``n<id>`` per net, the port bits
+    assigned to and from those wires, and ``instance_lines`` (the cells, written by the
+    caller with :func:`verilog_net` names)."""
+    ports = list(nl.inputs) + list(nl.outputs)
+    lines = ([f"// {comment}"] if comment else []) + [f"module {nl.module} ({', '.join(ports)});"]
+    for kind, group in (("input", nl.inputs), ("output", nl.outputs)):
+        for pname, bits in group.items():
+            rng = f" [{len(bits) - 1}:0]" if len(bits) > 1 else ""
+            lines.append(f"  {kind}{rng} {pname};")
+    wires = set()
+    for i in nl.insts:
+        wires.update(n for n in i.conns.values() if not isinstance(n, str))
+    for bits in list(nl.inputs.values()) + list(nl.outputs.values()):
+        wires.update(n for n in bits if not isinstance(n, str))
+    lines += [f"  wire n{n};" for n in sorted(wires)]
+    for pname, bits in nl.inputs.items():
+        for k, n in enumerate(bits):
+            if not isinstance(n, str):
+                lines.append(f"  assign n{n} = {pname}" + (f"[{k}];" if len(bits) > 1 else ";"))
+    for pname, bits in nl.outputs.items():
+        for k, n in enumerate(bits):
+            lines.append(f"  assign {pname}" + (f"[{k}]" if len(bits) > 1 else "") + f" = {verilog_net(n)};")
+    return "\n".join(lines + list(instance_lines) + ["endmodule"]) + "\n"
+
+
+def verilog_net(n) -> str:
+    """A net in :func:`structural_verilog`: its wire, or a constant."""
+    return f"1'b{n}" if isinstance(n, str) else f"n{n}"
 
 
 TRANSITIONS = ("rise", "fall")
