@@ -359,11 +359,17 @@ def _glitch_plot(out: Path, units: Table, quant: list[dict]) -> list[Path]:
     fig.suptitle("Glitches: energy per operation with and without (labels: share of the dynamic "
                  "energy in glitches)", fontsize=8)
     fig.tight_layout()
+    return _save_figure(fig, out, "glitch")
+
+
+def _save_figure(fig, out: Path, stem: str) -> list[Path]:
+    """Write ``fig`` as ``stem.png`` and ``stem.svg`` (atomically) and close it."""
+    import matplotlib.pyplot as plt
     written = []
     for ext in ("png", "svg"):
-        with atomic_output(out / f"glitch.{ext}", "wb") as fh:
+        with atomic_output(out / f"{stem}.{ext}", "wb") as fh:
             fig.savefig(fh, format=ext)
-        written.append(out / f"glitch.{ext}")
+        written.append(out / f"{stem}.{ext}")
     plt.close(fig)
     return written
 
@@ -376,11 +382,7 @@ def _plots(out: Path, quant: list[dict], networks: list[dict], fp8acc) -> list[P
     written = []
 
     def save(fig, stem):
-        for ext in ("png", "svg"):
-            with atomic_output(out / f"{stem}.{ext}", "wb") as fh:
-                fig.savefig(fh, format=ext)
-            written.append(out / f"{stem}.{ext}")
-        plt.close(fig)
+        written.extend(_save_figure(fig, out, stem))
 
     # 1. area and energy per quantization op, by scheme and width (random stimulus)
     rows = [r for r in quant if r["stimulus"] == "random"]
@@ -476,13 +478,7 @@ def _lean_plot(out: Path, rows: list[dict]) -> list[Path]:
     fig.suptitle(f"Lean requantization baselines: cost vs output mismatch on the int8 network's "
                  f"accumulators\n{lib}; baselines with their 32-bit bias adder", fontsize=8, y=1.04)
     fig.subplots_adjust(wspace=0.4)
-    written = []
-    for ext in ("png", "svg"):
-        with atomic_output(out / f"lean_cost.{ext}", "wb") as fh:
-            fig.savefig(fh, format=ext)
-        written.append(out / f"lean_cost.{ext}")
-    plt.close(fig)
-    return written
+    return _save_figure(fig, out, "lean_cost")
 
 
 def _lean_sentence(rows: list[dict]) -> str:
