@@ -271,10 +271,10 @@ def _qor_table(liberty, jobs) -> list[dict]:
         std = syn["area_um2_standard"]
         rows.append({"unit": u, "params": " ".join(f"{k}={v}" for k, v in p.items()) or "(defaults)",
                      "standard_um2": std, "qrtl_um2": r["area_um2"],
-                     "vs_standard_pct": 100.0 * (r["area_um2"] - std) / std,
+                     "vs_standard_pct": 100.0 * (r["area_um2"] - std) / std if std else None,
                      "flow": syn["flow"], "fast_um2": syn["area_um2_fast"],
                      "cells": r["cell_count"], "standard_s": syn["seconds_standard"],
-                     "fast_s": syn["seconds_fast"]})
+                     "fast_s": syn["seconds_fast"], "note": syn.get("standard_skipped", "")})
     return rows
 
 

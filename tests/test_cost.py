@@ -382,3 +382,18 @@ def test_area_never_worse_than_yosys_standard_flow(tmp_path):
         assert syn.synthesis["area_um2_standard"] == pytest.approx(std, abs=1e-3)
         assert syn.area_um2 <= std + 1e-6
         assert syn.area_um2 == min(syn.synthesis["area_um2_standard"], syn.synthesis["area_um2_fast"])
+
+
+def test_standard_flow_skipped_above_limit(tmp_path, monkeypatch):
+    """Above the size limit only the fast mapping runs, and the result says why (the flow
+    itself, outside the cache, with the limit lowered below this unit's area)."""
+    from qrtl.reports import synth as synth_mod
+    lib = load_library()
+    inst = configure("xnor_popcount", {"n": 16})
+    monkeypatch.setattr(synth_mod, "STANDARD_FLOW_MAX_INVERTERS", 1)
+    synth_mod._run_flow(tmp_path, inst.verilog(), inst.module, lib, synth_mod._filtered_lib(lib))
+    d = json.loads((tmp_path / "done.json").read_text())
+    syn = d["synthesis"]
+    assert syn["flow"] == "fast" and syn["area_um2_standard"] is None
+    assert d["area_um2"] == syn["area_um2_fast"] > lib.reference_inverter().area
+    assert "> " in syn["standard_skipped"] and not (tmp_path / "stat-standard.txt").exists()

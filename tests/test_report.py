@@ -65,7 +65,10 @@ def test_qor_table(report):
     assert {r["unit"] for r in rows} == {u.name for u in all_units()}
     assert len(rows) >= len(all_units()) + 4
     for r in rows:
-        assert float(r["qrtl_um2"]) <= float(r["standard_um2"]) + 1e-3, r
+        if r["standard_um2"]:
+            assert float(r["qrtl_um2"]) <= float(r["standard_um2"]) + 1e-3, r
+        else:  # too large for the standard flow: the reason is given
+            assert r["flow"] == "fast" and "reference inverters" in r["note"], r
         assert r["flow"] in ("standard", "fast")
     for r in read_csv(out / "units.csv"):
         assert float(r["power_mw_random"]) == pytest.approx(
