@@ -17,7 +17,7 @@ __all__ = ["names", "accuracy", "replay", "Replay"]
 
 
 def names() -> list[str]:
-    """The networks: ``float``, ``bnn``, ``int8``, ``fp8``."""
+    """The networks: ``float``, ``bnn``, ``int8``, ``fp8``, ``abc``, ``binaryduo``."""
     return list(_nets.NETWORKS)
 
 
@@ -33,14 +33,15 @@ def replay(name: str, images: Optional[int] = None, progress: bool = False, **pa
     Parameters
     ----------
     name : str
-        ``bnn``, ``int8`` or ``fp8`` (``float`` runs on no unit).
+        ``bnn``, ``int8``, ``fp8``, ``abc`` or ``binaryduo`` (``float`` runs on no unit).
     images : int, optional
         The first test images (default: the whole test split).
     progress : bool
         A progress bar on stderr.
     **params
         The network's parameters: ``scheme`` (int8: ``shift``, ``fixedpoint``,
-        ``float``); ``fmt``, ``acc``, ``chunk`` (fp8).
+        ``float``); ``fmt``, ``acc``, ``chunk`` (fp8); ``mode`` (binaryduo: ``ternary``,
+        ``decoupled``).
 
     Returns
     -------
