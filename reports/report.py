@@ -299,7 +299,7 @@ def _networks(replay: Callable, liberty, jobs, images: Optional[int]) -> list[di
         # per-op energy of each unit configuration, on the network's own stream if it fits
         configs = []
         for c in counts:
-            for stim in (f"{name}_{params.get('scheme')}", name, "random"):
+            for stim in (f"{name}_{'_'.join(map(str, params.values()))}", name, "random"):
                 if stim == "random" or stim in STREAMS.get(c["unit"], {}):
                     configs.append((c["unit"], c["params"], stim))
                     break
