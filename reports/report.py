@@ -42,9 +42,13 @@ PROJECT = Path(__file__).resolve().parent.parent
 VERIFY_VECTORS = 1_000_000
 SEED = 0
 
-#: The cost-per-operation table: (label, unit, params, binary MACs per operation).
+#: The cost-per-operation table: (label, unit, params, MACs per operation). A MAC is one
+#: multiply-accumulate of the operation's own kind; an ``abc_dot`` operation (one output of
+#: an ABC-Net layer) is ``M * N * n`` binary MACs, a ``ternary_dot`` one ``n`` ternary MACs.
 MAC_CONFIGS = [
     ("binary (xnor_popcount n=64)", "xnor_popcount", {"n": 64}, 64),
+    ("ternary x binary (ternary_dot n=128)", "ternary_dot", {"n": 128}, 128),
+    ("ABC-Net M=N=3, per binary MAC (abc_dot n=64)", "abc_dot", {"n": 64, "M": 3, "N": 3}, 9 * 64),
     ("int8 (int_mac 8x8+32)", "int_mac", {}, 1),
     ("fp8 e4m3 -> fp16 (fp8_mac)", "fp8_mac", {"fmt": "e4m3", "acc": "fp16"}, 1),
     ("fp8 e4m3 -> fp32 (fp8_mac)", "fp8_mac", {"fmt": "e4m3", "acc": "fp32"}, 1),
@@ -61,8 +65,8 @@ HEADLINE = {"out_width": "8", "bias": "1", "stimulus": "int8", "config": "quant_
 QUANT_BRIEF = ["stimulus", "out_width", "bias", "config", "area_um2", "delay_ps", "energy_pj_per_op",
                "glitch_pct", "area_x_fixedpoint", "energy_x_fixedpoint", "energy_zero_delay_x_fixedpoint",
                "area_x_float", "energy_x_float", "energy_zero_delay_x_float"]
-MAC_BRIEF = ["operation", "area_um2_per_mac", "delay_ps", "pj_per_mac_random", "real_stream",
-             "pj_per_mac_real", "horowitz_pj_per_mac"]
+MAC_BRIEF = ["operation", "macs_per_op", "area_um2_per_mac", "delay_ps", "pj_per_mac_random",
+             "pj_per_op_random", "real_stream", "pj_per_mac_real", "horowitz_pj_per_mac"]
 NETWORK_BRIEF = ["network", "accuracy_pct", "float32_accuracy_pct", "images", "rtl_ops",
                  "rtl_bit_exact", "energy_nj_per_inference", "breakdown"]
 UNITS_BRIEF = ["unit", "area_um2", "cells", "transistors", "depth", "delay_ps", "energy_pj_random",
@@ -188,6 +192,7 @@ def _mac_table(liberty, jobs) -> list[dict]:
                            "macs_per_op": macs, "area_um2": r["area_um2"],
                            "area_um2_per_mac": r["area_um2"] / macs, "delay_ps": r["delay_ps"],
                            "pj_per_mac_random": r["energy_pj_per_op"] / macs,
+                           "pj_per_op_random": r["energy_pj_per_op"],
                            "macs_per_s": macs * r["ops_per_s"], "power_mw_random": r["power_mw"],
                            "real_stream": "", "pj_per_mac_real": None,
                            "horowitz_pj_per_mac": ((r.get("horowitz") or {}).get("pj") or math.nan) / macs}
