@@ -88,6 +88,7 @@ REPORT_FILES = [
     "quant_cost.png", "quant_cost.svg", "accuracy_energy.png", "accuracy_energy.svg",
     "fp8_accuracy.png", "fp8_accuracy.svg", "verification.csv", "qor.csv", "qor.md",
     "lean.csv", "lean.md", "lean_cost.png", "lean_cost.svg", "glitch.png", "glitch.svg",
+    "claims.csv", "claims.md", "claims.tex", "seeds.csv", "seeds.md", "seeds.tex",
     "report.md",
 ]
 
@@ -323,6 +324,31 @@ def _networks(replay: Callable, liberty, jobs, images: Optional[int]) -> list[di
                      "energy_nj_per_inference": total,
                      "breakdown": "; ".join(f"{u} {fmt(v, 3)} nJ" for u, v in parts.items())})
     return rows
+
+
+#: Seeds of the seed study (every network of :data:`qrtl.golden.nets.SEED_STUDY` retrained).
+SEEDS = 10
+
+
+def _seed_study(seeds: int):
+    """The seed study, cached on the training code and the library versions only (any other
+    change of qrtl leaves it valid; it takes minutes)."""
+    import numpy as np
+    import sklearn
+    from qrtl.golden import nets
+    folder = Path(nets.__file__).parent
+    code = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(folder.glob("*.py")))).hexdigest()
+    cache = Cache("seed-study", "1")
+    key = cache.key(code, seeds, np.__version__, sklearn.__version__, list(nets.SEED_STUDY))
+    return cache.value(key, lambda: nets.seed_study(range(seeds), progress=True))
+
+
+def _claims(networks: list[dict], seeds) -> list[dict]:
+    from qrtl.golden import nets
+
+    from .claims import abc_claim, binaryduo_claim
+    equal = nets.op_counts("binaryduo", {"mode": "decoupled"}) == nets.op_counts("bnn")
+    return [abc_claim(networks, seeds), binaryduo_claim(networks, seeds, equal)]
 
 
 def _fp8_accuracy():
@@ -586,7 +612,7 @@ def _headline(quant_table: Table, clocked: Optional[Table] = None) -> str:
                    "operation against their baseline.)")
 
 
-def _report_md(out: Path, tables: dict, prov: dict, nets_images, stims: list[str],
+def _report_md(out: Path, tables: dict, claim_rows: list[dict], prov: dict, nets_images, stims: list[str],
                lean_rows: Optional[list] = None) -> Path:
     lib = prov["library"]
     v = prov["versions"]
@@ -641,6 +667,12 @@ def _report_md(out: Path, tables: dict, prov: dict, nets_images, stims: list[str
         "per operation of each unit (on the network's own operand stream where it fits the "
         "unit, else uniform random codes).", "",
         tables["networks"].markdown(), "![accuracy versus energy](accuracy_energy.png)", "",
+        "## Paper claims (`claims.csv`, `seeds.csv`)", "",
+        "Each claim of the cited papers, the figures measured here, and a verdict by a stated "
+        "rule (`qrtl/reports/claims.py`): an accuracy difference holds when its mean over the "
+        "retrained seeds is at least twice its standard error.", "",
+        _claims_md(claim_rows), "",
+        tables["seeds"].markdown(), "",
         "## FP8 accumulation error (`fp8_accuracy.csv`)", "",
         "![FP8 accumulation error](fp8_accuracy.png)", "",
         "## Every unit (`units.csv`)", "",
@@ -669,8 +701,9 @@ def _report_md(out: Path, tables: dict, prov: dict, nets_images, stims: list[str
         f"- Stimuli: {', '.join(stims)}; seed {SEED}",
         "- Synthesis: Yosys + ABC onto the library, the smaller of two mappings per unit: "
         f"standard (`{FLOWS['standard'][0]}`) and fast (`{FLOWS['fast'][0]}`), see `qor.csv`; "
-        "energy: zero-delay toggle counts (glitches not counted) x Liberty internal energy and "
-        "0.5 C V^2.",
+        "energy: transitions of a delay-annotated gate-level simulation (glitches counted; "
+        "zero-delay counts beside) x Liberty internal energy and 0.5 C V^2, loads with the "
+        "library's wire-load model.",
         "",
     ]
     path = out / "report.md"
@@ -678,15 +711,31 @@ def _report_md(out: Path, tables: dict, prov: dict, nets_images, stims: list[str
     return path
 
 
+def _seed_rows(df) -> list[dict]:
+    """One row per network: accuracy (%) per seed, mean and spread."""
+    rows = []
+    for name, g in df.groupby("network", sort=False):
+        acc = g.sort_values("seed")["accuracy"] * 100.0
+        rows.append({"network": name, **{f"seed{s}": a for s, a in zip(g.sort_values("seed")["seed"], acc)},
+                     "mean_pct": acc.mean(), "min_pct": acc.min(), "max_pct": acc.max()})
+    return rows
+
+
+def _claims_md(rows: list[dict]) -> str:
+    return "\n".join(f"- **{r['paper']}**: {r['claim']}. **{r['verdict'].capitalize()}.** "
+                     f"{r['measured']}." for r in rows)
+
+
 def run_report(out: Path, *, verify: Callable, replay: Callable, liberty=None, jobs: int = 1,
                images: Optional[int] = None, verify_vectors: int = VERIFY_VECTORS,
-               progress: bool = True) -> list[Path]:
+               progress: bool = True, seeds: int = SEEDS) -> list[Path]:
     """Produce the whole report under ``out``; returns the files written.
 
     ``verify(unit, vectors=, seed=)`` and ``replay(network, params, images)`` run the RTL
     (:func:`qrtl.sim.runner.verify`, :func:`qrtl.sim.net.replay`); ``images``: test images
     for the networks (None: the whole split); ``verify_vectors``: random vectors per unit
-    where verification cannot be exhaustive.
+    where verification cannot be exhaustive; ``seeds``: seeds of the seed study (networks
+    retrained, for the paper claims).
     """
     out = Path(out)
     from .cost import DEFAULT_CLOCK_NS, compare_quant
@@ -696,7 +745,7 @@ def run_report(out: Path, *, verify: Callable, replay: Callable, liberty=None, j
     lib_key = [lib_obj.key]  # the library's contents, not its path
     written: list[Path] = []
     steps = ["verilog", "verify", "units", "quant", "clocked", "lean", "mac", "qor", "networks",
-             "fp8", "plots", "report"]
+             "seeds", "fp8", "claims", "plots", "report"]
     bar = tqdm(steps, desc="qrtl report", unit="step", file=sys.stderr, disable=not progress)
     tables: dict = {}
     for step in bar:
@@ -757,6 +806,16 @@ def run_report(out: Path, *, verify: Callable, replay: Callable, liberty=None, j
             tables["networks"] = Table(nrows, caption="Networks on the digits test split: "
                                        "accuracy, bit-exact RTL replay, energy per inference",
                                        label="tab:networks", brief=NETWORK_BRIEF)
+        elif step == "seeds":
+            seed_df = _seed_study(seeds)
+            tables["seeds"] = Table(_seed_rows(seed_df),
+                                    caption=f"Test accuracy of each network retrained with seeds "
+                                    f"0..{seeds - 1} (deployed network, golden model)",
+                                    label="tab:seeds")
+        elif step == "claims":
+            claim_rows = _claims(nrows, seed_df)
+            tables["claims"] = Table(claim_rows, caption="The cited papers' claims, measured",
+                                     label="tab:claims")
         elif step == "fp8":
             fp8acc = _cached("fp8acc", [], _fp8_accuracy)
             path = out / "fp8_accuracy.csv"
@@ -767,7 +826,7 @@ def run_report(out: Path, *, verify: Callable, replay: Callable, liberty=None, j
             written += _lean_plot(out, lean_rows)
             written += _glitch_plot(out, tables["units"], qrows)
         elif step == "report":
-            for name in ("quant_ops", "mac", "networks", "quant_clocked"):
+            for name in ("quant_ops", "mac", "networks", "quant_clocked", "claims", "seeds"):
                 written += tables[name].write(out / name)
             written += tables["mac_clocked"].write(out / "mac_clocked", formats=("csv", "md"))
             written.append(tables["units"].csv(out / "units.csv"))
@@ -776,7 +835,7 @@ def run_report(out: Path, *, verify: Callable, replay: Callable, liberty=None, j
             written.append(tables["verification"].csv(out / "verification.csv"))
             stims = ["random"] + sorted({s for u in STREAMS.values() for s in u})
             n_img = f"{nrows[0]['images']} images" if nrows else ""
-            written.append(_report_md(out, tables, provenance(
+            written.append(_report_md(out, tables, claim_rows, provenance(
                 {"name": lib_obj.name, "corner": lib_obj.corner,
                  "path": str(liberty) if liberty else "(built-in default library)"},
                 DEFAULT_CLOCK_NS), n_img, stims, lean_rows))

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.xdist_group("report")
 def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
     # a small run: 20 test images, 20k random vectors per unit (the CLI uses the full split)
-    written = qrtl.report(out, jobs=2, images=20, verify_vectors=20_000, progress=False)
+    written = qrtl.report(out, jobs=2, images=20, verify_vectors=20_000, progress=False, seeds=2)
     return out, written
 
 

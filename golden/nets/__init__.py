@@ -35,7 +35,7 @@ from . import abcnet, binaryduo, bnn, mlp
 from .data import load_split
 
 __all__ = ["Network", "NETWORKS", "get_network", "resolve_params", "run", "TABLE_CONFIGS",
-           "accuracy_table", "op_counts", "config_label"]
+           "accuracy_table", "op_counts", "config_label", "SEED_STUDY", "seed_study"]
 
 
 @dataclass(frozen=True)
@@ -167,3 +167,46 @@ def op_counts(name: str, params=None) -> list[dict]:
         row = out.setdefault(op.key, {"unit": op.unit, "params": dict(op.params), "ops": 0})
         row["ops"] += op.count // op.images
     return list(out.values())
+
+
+#: The networks retrained per seed by :func:`seed_study`.
+SEED_STUDY = ("float", "bnn", "binaryduo", "abc")
+
+
+def _deployed_accuracy(name: str, raw: dict, x, y) -> float:
+    if name == "float":
+        h = x / 16.0
+        for i in (1, 2, 3):
+            h = h @ raw[f"w{i}"].T + raw[f"b{i}"]
+            if i < 3:
+                h = np.maximum(h, 0)
+        return float(np.mean(np.argmax(h, axis=1) == y))
+    if name == "bnn":
+        out = bnn.forward(x, bnn.fold(raw))
+    elif name == "binaryduo":
+        out = binaryduo.forward(x, "ternary", binaryduo.fold(raw))
+    else:
+        out = abcnet.forward(x, abcnet.fold(raw))
+    return float(np.mean(out["pred"] == y))
+
+
+def seed_study(seeds=range(5), names=SEED_STUDY, progress: bool = False):
+    """Retrain each network with every seed (:mod:`golden.nets.train`, the committed recipe)
+    and measure the test accuracy of the deployed network (golden model; float: the float32
+    MLP). One seed is one test-split measurement: 450 images, so 1 image = 0.22 points; the
+    spread over seeds says which differences between networks are larger than training noise.
+
+    Returns a ``pandas.DataFrame`` with columns ``network``, ``seed``, ``accuracy``.
+    """
+    import pandas as pd
+    from tqdm import tqdm
+
+    from .train import TRAINERS
+    s = load_split()
+    jobs = [(n, int(seed)) for seed in seeds for n in names]
+    rows = []
+    for name, seed in tqdm(jobs, desc="seed study", unit="net", disable=not progress):
+        raw = TRAINERS[name](seed=seed)
+        rows.append({"network": name, "seed": seed,
+                     "accuracy": _deployed_accuracy(name, raw, s.x_test, s.y_test)})
+    return pd.DataFrame(rows)
