@@ -130,6 +130,26 @@ def test_mac_and_network_tables(report):
     assert {r["method"] for r in fp8} >= {"fp16 chunk=1", "fp32"}
 
 
+def test_paper_claims_and_seed_study(report):
+    """Each claim has a verdict by the stated rule and its figures; the seed study has every
+    retrained network with one accuracy per seed (the fixture runs 2 seeds)."""
+    from qrtl.golden.nets import SEED_STUDY
+    out, _ = report
+    seeds = read_csv(out / "seeds.csv")
+    assert [r["network"] for r in seeds] == list(SEED_STUDY)
+    for r in seeds:
+        accs = [float(r[f"seed{s}"]) for s in (0, 1)]
+        assert 80 <= min(accs) and max(accs) <= 100
+        assert float(r["mean_pct"]) == pytest.approx(sum(accs) / 2, abs=1e-3)
+    claims = read_csv(out / "claims.csv")
+    assert [r["paper"].split()[0] for r in claims][:2] == ["ABC-Net", "BinaryDuo"]
+    for r in claims:
+        assert r["verdict"] in ("holds", "not significant", "does not hold", "partly"), r
+        assert re.search(r"\d+\.\d+%", r["measured"]) and "seeds" in r["measured"], r
+    md = (out / "report.md").read_text()
+    assert all(r["measured"] in md for r in claims)
+
+
 def test_every_number_in_report_md_comes_from_a_csv(report):
     out, _ = report
     cells = set()
