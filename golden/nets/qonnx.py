@@ -2,8 +2,8 @@
 
 :func:`load_qonnx` reads an ONNX file with ``qonnx`` (its ``ModelWrapper``), cleans it the
 way ``qonnx.util.cleanup.cleanup_model`` does (shape inference, unique parameter tensors,
-constant folding, readable names; ``FloatQuant`` is kept like ``Quant``, so the FP8
-weights keep their codes), and lowers the node list, which must be a chain (every node has
+constant folding; ``FloatQuant`` is kept like ``Quant``, so the FP8 weights keep their
+codes, and the exporter's node names are kept), and lowers the node list, which must be a chain (every node has
 one data input; the others are constants), to a sequence of *stages*:
 
 ``Quant`` on a constant
@@ -766,12 +766,13 @@ def read_tensor(path) -> np.ndarray:
 # --- the importer ---------------------------------------------------------------------
 
 def _clean(path: str):
-    """``qonnx.util.cleanup.cleanup_model``'s transformations, with FloatQuant (and the
-    other quantizers) kept out of constant folding so that weights keep their codes."""
+    """``qonnx.util.cleanup.cleanup_model``'s transformations, with two changes: FloatQuant
+    (and the other quantizers) stay out of constant folding, so that weights keep their
+    codes; node and tensor names stay the exporter's (only unnamed or duplicate nodes are
+    named), so that messages name the nodes the user knows."""
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.transformation.fold_constants import FoldConstants
-    from qonnx.transformation.general import (GiveReadableTensorNames, GiveUniqueNodeNames,
-                                              GiveUniqueParameterTensors,
+    from qonnx.transformation.general import (GiveUniqueNodeNames, GiveUniqueParameterTensors,
                                               RemoveStaticGraphInputs, RemoveUnusedTensors)
     from qonnx.transformation.infer_shapes import InferShapes
     from qonnx.transformation.quant_constant_folding import FoldTransposeIntoQuantInit
@@ -783,10 +784,19 @@ def _clean(path: str):
     for n in model.graph.node:   # as cleanup_model does: QONNX ops into qonnx's domain
         if n.op_type in ("Quant", "Trunc", "BipolarQuant"):
             n.domain = "qonnx.custom_op.general"
-    for t in (InferShapes(), GiveUniqueParameterTensors(), FoldConstants(exclude_op_types=_KEEP_OPS),
-              FoldTransposeIntoQuantInit(), RemoveUnusedTensors(), RemoveStaticGraphInputs(),
-              GiveUniqueNodeNames(), GiveReadableTensorNames(), InferShapes()):
-        model = model.transform(t)
+    try:
+        for t in (InferShapes(), GiveUniqueParameterTensors(),
+                  FoldConstants(exclude_op_types=_KEEP_OPS), FoldTransposeIntoQuantInit(),
+                  RemoveUnusedTensors(), RemoveStaticGraphInputs(), InferShapes()):
+            model = model.transform(t)
+    except QrtlError:
+        raise
+    except Exception as exc:
+        raise QrtlError(f"qonnx could not clean ONNX model {str(path)!r}: {type(exc).__name__}: "
+                        f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}") from None
+    names = [n.name for n in model.graph.node]
+    if any(not v for v in names) or len(set(names)) != len(names):
+        model = model.transform(GiveUniqueNodeNames())
     return model
 
 
@@ -805,7 +815,7 @@ class _Pending:
     A: np.ndarray
     B: np.ndarray
     relu: bool = False
-    layouts: list = field(default_factory=list)   # (name, fn, summary)
+    layouts: list = field(default_factory=list)   # (stage name, fn, summary, node name)
     summary: str = ""
     in_tensor: str = ""
 
@@ -841,8 +851,8 @@ class _Lowering:
         if p is None:
             return
         self._emit_int(p, None)
-        for name, fn, summ in p.layouts:
-            self.stages.append(NumpyStage(name, (name,), "float", summ, fn=fn, layout=True))
+        for name, fn, summ, onnx_name in p.layouts:
+            self.stages.append(NumpyStage(name, (onnx_name,), "float", summ, fn=fn, layout=True))
         self.pending = None
         self.kind, self.meta = "float", None
 
@@ -1053,7 +1063,7 @@ class _Lowering:
                                     geom=p.geom, a_fill=p.a_fill, mac=mac, requant=rq,
                                     A=A, B=B, relu=p.relu, in_tensor=p.in_tensor,
                                     in_meta=p.a_meta, out_meta=out_meta,
-                                    post=tuple(fn for _, fn, _ in p.layouts)))
+                                    post=tuple(v[1] for v in p.layouts)))
 
     def fp8_layer(self, node, w_name, bias, geom, trans_b, alpha):
         if w_name not in self.fw:
@@ -1126,8 +1136,10 @@ class _Lowering:
             p = self.pending
             p.nodes.append(node.name)
             self._emit_int(p, (node, meta.scale, meta.zp, bits, signed, narrow, rounding))
-            for name, fn, summ in p.layouts:
-                self.stages.append(NumpyStage(name, (name,), "int", summ, fn=fn, layout=True))
+            for name, fn, summ, onnx_name in p.layouts:
+                self.stages.append(NumpyStage(name, (onnx_name,), "int",
+                                              summ + " (on the requantized codes)", fn=fn,
+                                              layout=True))
             self.pending = None
             self.kind, self.meta = "int", meta
             return
@@ -1258,7 +1270,7 @@ class _Lowering:
     def layout(self, node, fn, summ):
         name = self._name(node.op_type.lower())
         if self.kind == "pending":
-            self.pending.layouts.append((name, fn, summ))
+            self.pending.layouts.append((name, fn, summ, node.name))
             self.pending.nodes.append(node.name)
             return
         kind = self.kind if self.kind in ("int", "fp8") else "float"
