@@ -319,3 +319,14 @@ def test_cli_qonnx_json_and_errors(cli):
     assert code == 2 and "give a network NAME or --qonnx" in err
     code, _, err = cli("net", "--qonnx", str(FP8_MODEL), "-p", "scheme=shift")
     assert code == 2 and err.count("\n") == 1
+
+
+def test_espcn_sample_rtl_replay_is_bit_exact(espcn, espcn_input):
+    """One seeded output pixel of the subpixel model: every operation it depends on (about
+    1.3 M MAC steps and their requantizations, four layers) on Verilator, 0 mismatches."""
+    net = espcn["subpixel", "fixedpoint"]
+    r = api_nets.replay_qonnx(net, espcn_input, samples=1, seed=0)
+    assert r.bit_exact and r.total_mismatches == 0, r.first_mismatch
+    assert set(r.ops) == {"int_mac", "quant_fixedpoint"}
+    assert r.ops["quant_fixedpoint"] == sum(r.recorded.values())
+    assert 10**6 < r.ops["int_mac"] < 2 * 10**6

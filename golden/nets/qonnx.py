@@ -324,8 +324,7 @@ class Stage:
         raise NotImplementedError
 
     def need(self, mask_out: np.ndarray, in_shape) -> np.ndarray:
-        return mask_out.reshape(in_shape) if mask_out.size == int(np.prod(in_shape)) else \
-            np.ones(in_shape, bool)
+        return mask_out          # elementwise: each output needs its own input
 
     def record(self, x, y, mask, trace, execute, images):
         return self.run(x)
@@ -449,8 +448,7 @@ class IntLayer(Stage):
     def record(self, x, y, mask, trace, execute, images):
         from qrtl.golden.intmac import int_mac
         cols, pos = self._cols(x)
-        rows = np.flatnonzero(mask.any(axis=1).reshape(-1) if pos is None else
-                              mask.any(axis=1).reshape(-1))
+        rows = np.flatnonzero(mask.any(axis=1).reshape(-1))   # positions, image-major
         if len(rows) == 0:
             return y
         m = self.qw.shape[0]
@@ -669,7 +667,8 @@ class QonnxNet:
         output pixels (positions of the output tensor, all its channels; chosen with
         ``numpy.random.default_rng(seed)``) depend on. Returns ``run``'s dict plus
         ``trace`` (:class:`golden.nets.program.Trace`, with the recorded stages' outputs as
-        ``trace.tensors``) and ``recorded`` (output values per stage that were recorded).
+        ``trace.tensors``) and ``recorded`` (output values per layer that were recorded:
+        every channel of each position that a wanted value depends on).
         """
         gold = self.run(x)
         v = self.check_input(x)
@@ -703,6 +702,8 @@ class QonnxNet:
             cur = s.record(cur, gold["tensors"][s.name], m, trace, execute, images)
             tensors[s.name] = cur
             if s.units():
+                # a layer computes every channel at a recorded position
+                m = np.broadcast_to(m.any(axis=1, keepdims=True), m.shape)
                 recorded[s.name] = int(m.sum())
                 trace.tensors[s.name] = np.asarray(cur)[m]
         return {"output": self.to_float(cur), "codes": cur, "tensors": tensors, "trace": trace,
