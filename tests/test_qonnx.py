@@ -222,6 +222,43 @@ def test_power_of_two_graph_is_identical_to_the_executor(tmp_path):
         assert all(L["differing"] == 0 and L["local_differing"] == 0 for L in a.layers)
 
 
+def _fq(name, x, scale, fmt):
+    from onnx import helper
+    e, m, b, mx = {"e4m3": (4, 3, 7, 448.0), "e5m2": (5, 2, 15, 57344.0)}[fmt]
+    ins = [f"{name}_{k}" for k in "semb"] + [f"{name}_x"]
+    node = helper.make_node("FloatQuant", [x] + ins, [name], domain="qonnx.custom_op.general",
+                            has_inf=int(fmt == "e5m2"), has_nan=1, has_subnormal=1,
+                            rounding_mode="ROUND", saturation=1)
+    return node, [_init(n, v) for n, v in zip(ins, (scale, e, m, b, mx))]
+
+
+@pytest.mark.parametrize("fmt", ["e4m3", "e5m2"])
+def test_fp8_conv_graph_matches_the_executor(tmp_path, fmt):
+    """FloatQuant -> strided Conv (FloatQuant weights, bias) -> Relu -> FloatQuant: fp8_dot per
+    output (im2col), every output code identical to the executor's."""
+    from onnx import helper
+    rng = np.random.default_rng(0)
+    n, inits = _fq("xq", "x", 0.01, fmt)
+    nodes = [n]
+    inits.append(_init("w", rng.normal(size=(4, 2, 3, 3)) * 0.3))
+    n, i = _fq("wq", "w", 0.002, fmt)
+    nodes.append(n)
+    inits += i + [_init("b", rng.normal(size=4) * 0.1)]
+    nodes += [helper.make_node("Conv", ["xq", "wq", "b"], ["c"], kernel_shape=[3, 3],
+                               pads=[1, 1, 1, 1], strides=[2, 2]),
+              helper.make_node("Relu", ["c"], ["r"])]
+    n, i = _fq("y", "r", 0.05, fmt)
+    nodes.append(n)
+    inits += i
+    net = load_qonnx(_save(tmp_path, nodes, inits, [2, 2, 5, 5], [2, 4, 3, 3]))
+    assert [r["units"] for r in net.lowering()] == [[], ["fp8_dot"], [], []]
+    assert net.stages[1].dot["fmt"] == fmt
+    a = agreement(net, rng.normal(size=(2, 2, 5, 5)).astype(np.float32))
+    assert a.identical and a.outputs == 72
+    f = net.forward(rng.normal(size=(2, 2, 5, 5)).astype(np.float32))
+    assert [(o.unit, o.count) for o in f["trace"].ops] == [("fp8_dot", 2 * 4 * 9 * 18)]
+
+
 @pytest.mark.parametrize("op", ["Sigmoid", "MaxPool"])
 def test_unsupported_operator_is_one_line(tmp_path, op):
     from onnx import helper
