@@ -173,8 +173,8 @@ def _save(tmp_path, nodes, inits, in_shape, out_shape, name="m.onnx"):
 
 def _pow2_model(tmp_path):
     """Quant(u8, 2^-4) -> Conv 3x3 (int4 weights, per-channel 2^-3 / 2^-2, bias integral in
-    accumulator units) -> Relu -> Quant(u4, 2^-1) -> Flatten -> Gemm (int4, 2^-3) -> Quant
-    (int8, 2^-2)."""
+    accumulator units) -> Relu -> Quant(u4, 2^-1) -> MaxPool 2x2 -> Flatten -> Gemm (int4,
+    2^-3) -> Quant (int8, 2^-2)."""
     from onnx import helper
     rng = np.random.default_rng(1)
     nodes, inits = [], []
@@ -194,8 +194,9 @@ def _pow2_model(tmp_path):
     n, i = _quant("a1", "r1", 2.0 ** -1, 4, 0)
     nodes.append(n)
     inits += i
-    nodes.append(helper.make_node("Flatten", ["a1"], ["f1"], axis=1))
-    w2 = rng.integers(-7, 8, (5, 2 * 4 * 4)).astype(np.float32)
+    nodes.append(helper.make_node("MaxPool", ["a1"], ["p1"], kernel_shape=[2, 2], strides=[2, 2]))
+    nodes.append(helper.make_node("Flatten", ["p1"], ["f1"], axis=1))
+    w2 = rng.integers(-7, 8, (5, 2 * 2 * 2)).astype(np.float32)
     inits.append(_init("w2", w2 * 2.0 ** -3))
     n, i = _quant("w2q", "w2", 2.0 ** -3, 4, 1, narrow=1)
     nodes.append(n)
@@ -220,6 +221,9 @@ def test_power_of_two_graph_is_identical_to_the_executor(tmp_path):
         a = agreement(net, x)
         assert a.identical and a.exact_expected and a.differing == 0, a
         assert all(L["differing"] == 0 and L["local_differing"] == 0 for L in a.layers)
+    f = net.forward(x, samples=1, seed=1)      # one image: its whole receptive field
+    assert f["recorded"] == {"conv1": 2 * 4 * 4, "fc1": 5}
+    assert np.array_equal(f["codes"], f["golden"]["codes"])
 
 
 def _fq(name, x, scale, fmt):
@@ -259,13 +263,13 @@ def test_fp8_conv_graph_matches_the_executor(tmp_path, fmt):
     assert [(o.unit, o.count) for o in f["trace"].ops] == [("fp8_dot", 2 * 4 * 9 * 18)]
 
 
-@pytest.mark.parametrize("op", ["Sigmoid", "MaxPool"])
+@pytest.mark.parametrize("op", ["Sigmoid", "AveragePool"])
 def test_unsupported_operator_is_one_line(tmp_path, op):
     from onnx import helper
     nodes = [helper.make_node(op, ["x"], ["y"], name="the_node",
-                              **({"kernel_shape": [2, 2]} if op == "MaxPool" else {}))]
+                              **({"kernel_shape": [2, 2]} if op == "AveragePool" else {}))]
     path = _save(tmp_path, nodes, [], [1, 2, 4, 4],
-                 [1, 2, 2, 2] if op == "MaxPool" else [1, 2, 4, 4])
+                 [1, 2, 2, 2] if op == "AveragePool" else [1, 2, 4, 4])
     with pytest.raises(QrtlError) as e:
         load_qonnx(path)
     msg = str(e.value)

@@ -89,7 +89,7 @@ QONNX_PARAMS = (
 
 SUPPORTED_OPS = ("Quant", "IntQuant", "FloatQuant", "Conv", "Gemm", "MatMul",
                  "BatchNormalization", "Relu", "Add", "Sub", "Mul", "Div", "Flatten", "Reshape",
-                 "Transpose", "DepthToSpace", "Resize", "Pad", "Identity")
+                 "Transpose", "DepthToSpace", "Resize", "Pad", "MaxPool", "Identity")
 
 _KEEP_OPS = ["Quant", "IntQuant", "BipolarQuant", "FloatQuant", "Trunc", "MultiThreshold",
              "QuantizeLinear", "DequantizeLinear"]
@@ -348,6 +348,33 @@ class NumpyStage(Stage):
         if not self.layout:
             return mask_out
         return _mask_back(_index_map(self.fn, in_shape), mask_out, in_shape)
+
+
+@dataclass
+class PoolStage(Stage):
+    """``MaxPool`` in NumPy: on integer or FP8-free codes it commutes with the (positive)
+    dequantization, so it runs on the codes; each output needs its window."""
+
+    geom: ConvGeom = None
+    fill: object = None
+
+    def _windows(self, x, fill):
+        (kh, kw), (sh, sw), (dh, dw) = self.geom.kernel, self.geom.strides, self.geom.dilations
+        pt, pl, pb, pr = self.geom.pads
+        xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)), constant_values=fill)
+        win = np.lib.stride_tricks.sliding_window_view(
+            xp, ((kh - 1) * dh + 1, (kw - 1) * dw + 1), axis=(2, 3))
+        return win[:, :, ::sh, ::sw, ::dh, ::dw]
+
+    def run(self, x):
+        return self._windows(x, self.fill).max(axis=(4, 5))
+
+    def need(self, mask_out, in_shape):
+        idx = np.arange(int(np.prod(in_shape)), dtype=np.int64).reshape(in_shape)
+        src = self._windows(idx, -1)[mask_out].reshape(-1)
+        m = np.zeros(int(np.prod(in_shape)), bool)
+        m[src[src >= 0]] = True
+        return m.reshape(in_shape)
 
 
 @dataclass
@@ -834,6 +861,7 @@ class _Lowering:
         self.meta = None
         self.pending: Optional[_Pending] = None
         self.counter = {}
+        self.cur_name = ""
 
     # names
     def _name(self, base):
@@ -889,6 +917,9 @@ class _Lowering:
             raise QrtlError(f"{_where(node)}: its activations are not the output of a Quant node "
                             f"(a {self.kind} tensor); integer layers need quantized activations")
         q, s_w, zp_w, bits, signed, narrow = self.qw[w_name]
+        self._check_rank(node, x_name, geom)
+        if geom is None and not trans_b and np.ndim(s_w) == 2:
+            s_w = np.asarray(s_w).T          # MatMul / Gemm weights (K, M): scale (1, M)
         if np.any(zp_w != 0):
             raise QrtlError(f"{_where(node)}: weights with a nonzero zero point are not supported")
         q = q.reshape(q.shape[0], -1) if geom is not None else (q.T if not trans_b else q)
@@ -908,6 +939,13 @@ class _Lowering:
         self.pending = _Pending(self._name(base), [node.name], q, acc_base, geom, a.zp, a, bits,
                                 A, B, summary=summ, in_tensor=x_name)
         self.kind, self.meta = "pending", None
+
+    def _check_rank(self, node, x_name, geom):
+        shape = self.model.get_tensor_shape(x_name)
+        want = 4 if geom is not None else 2
+        if shape is not None and len(shape) != want:
+            raise QrtlError(f"{_where(node)}: activations of shape {list(shape)} (supported: "
+                            f"{want}-D{', N C H W' if want == 4 else ', N K'})")
 
     def assume_input(self, node):
         bits = self.params["input_bits"]
@@ -1073,6 +1111,9 @@ class _Lowering:
             raise QrtlError(f"{_where(node)}: FP8 weights need FloatQuant activations "
                             f"(got a {self.kind} tensor)")
         codes, s_w, fmt = self.fw[w_name]
+        self._check_rank(node, self.cur_name, geom)
+        if geom is None and not trans_b and np.ndim(s_w) == 2:
+            s_w = np.asarray(s_w).T
         if fmt != self.meta.fmt:
             raise QrtlError(f"{_where(node)}: activations {self.meta.fmt} and weights {fmt} differ "
                             f"(fp8_dot takes one format)")
@@ -1268,6 +1309,27 @@ class _Lowering:
                                           "ReLU (float32)",
                                           fn=lambda v: np.maximum(v, np.float32(0))))
 
+    def maxpool(self, node, a):
+        where = _where(node)
+        ks = a.get("kernel_shape")
+        if ks is None or len(ks) != 2 or a.get("ceil_mode", 0) or \
+                str(a.get("auto_pad", "NOTSET")) not in ("NOTSET", ""):
+            raise QrtlError(f"{where}: only 2-D MaxPool with explicit pads and ceil_mode=0 is "
+                            f"supported")
+        if self.kind == "pending":
+            raise QrtlError(f"{where}: MaxPool between a layer and its Quant is not supported "
+                            f"(pool the quantized codes)")
+        if self.kind == "fp8":
+            self.as_float(node)
+        geom = ConvGeom(tuple(ks), tuple(a.get("strides", [1, 1])),
+                        tuple(a.get("dilations", [1, 1])), tuple(a.get("pads", [0, 0, 0, 0])))
+        kind = "int" if self.kind == "int" else "float"
+        fill = np.iinfo(np.int64).min if kind == "int" else -np.inf
+        self.stages.append(PoolStage(self._name("maxpool"), (node.name,), kind,
+                                     f"MaxPool {ks[0]}x{ks[1]}, stride {geom.strides[0]} "
+                                     f"({'on the codes' if kind == 'int' else 'float32'})",
+                                     geom=geom, fill=fill))
+
     def layout(self, node, fn, summ):
         name = self._name(node.op_type.lower())
         if self.kind == "pending":
@@ -1299,6 +1361,7 @@ class _Lowering:
             if dyn[0] != cur or len(dyn) > 1:
                 raise QrtlError(f"{_where(node)}: inputs {', '.join(dyn)} do not form a chain "
                                 f"(networks with branches are not supported)")
+            self.cur_name = cur
             self.node(node)
             cur = node.output[0]
         if cur != g.output[0].name:
@@ -1356,6 +1419,8 @@ class _Lowering:
             raise QrtlError(f"{where}: only data {op} constant is supported")
         if op == "Identity":
             return None
+        if op == "MaxPool":
+            return self.maxpool(node, a)
         shape = self.model.get_tensor_shape(node.input[0])
         if op == "DepthToSpace":
             bs, mode = int(a["blocksize"]), str(a.get("mode", "DCR"))
