@@ -371,3 +371,12 @@ def test_espcn_sample_rtl_replay_is_bit_exact(espcn, espcn_input):
     assert set(r.ops) == {"int_mac", "quant_fixedpoint"}
     assert r.ops["quant_fixedpoint"] == sum(r.recorded.values())
     assert 10**6 < r.ops["int_mac"] < 2 * 10**6
+
+
+def test_power_of_two_graph_rtl_replay_is_bit_exact(tmp_path):
+    """The exact path on the RTL: every int_mac step and quant_shift (runtime shift, fused
+    bias, half_even) of the power-of-two graph, saturating inputs included."""
+    net = api_nets.load_qonnx(_pow2_model(tmp_path))
+    x = (np.random.default_rng(0).random((3, 2, 4, 4)) * 20).astype(np.float32)
+    r = api_nets.replay_qonnx(net, x)
+    assert r.bit_exact and r.ops == {"int_mac": 1848, "quant_shift": 111}
