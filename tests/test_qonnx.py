@@ -213,7 +213,8 @@ def test_power_of_two_graph_is_identical_to_the_executor(tmp_path):
     layers = [s for s in net.stages if isinstance(s, IntLayer)]
     assert [s.requant.unit for s in layers] == ["quant_shift", "quant_shift"]
     assert layers[0].requant.params["rounding"] == "half_even"
-    assert sorted(set(layers[0].requant.ports["shift"].tolist())) == [5, 6]   # 2^-4 2^-3|2^-2 / 2^-1
+    # M = 2^-4 * (2^-3 | 2^-2) / 2^-1
+    assert sorted(set(layers[0].requant.ports["shift"].tolist())) == [5, 6]
     assert net.exact
     rng = np.random.default_rng(0)
     for scale in (1.0, 20.0):     # inside the range, and saturating every quantizer

@@ -2,51 +2,53 @@
 
 :func:`load_qonnx` reads an ONNX file with ``qonnx`` (its ``ModelWrapper``), cleans it the
 way ``qonnx.util.cleanup.cleanup_model`` does (shape inference, unique parameter tensors,
-constant folding; ``FloatQuant`` is kept like ``Quant``, so the FP8 weights keep their
-codes, and the exporter's node names are kept), and lowers the node list, which must be a chain (every node has
-one data input; the others are constants), to a sequence of *stages*:
+constant folding; ``FloatQuant`` is kept like ``Quant`` so that FP8 weights keep their
+codes, and the exporter's node names are kept), and lowers the node list, which must be a
+chain (every node has one data input; the others are constants), to a list of *stages*:
 
 ``Quant`` on a constant
-    Integer weights ``qw = clip(round(w / s_w))`` (the executor's arithmetic, float32),
+    Integer weights ``qw = clip(round(w / s_w))`` (the executor's float32 arithmetic),
     per-tensor or per-output-channel ``s_w``, zero point 0.
-``Quant`` on activations
-    Where it follows an integer layer (``Conv``/``Gemm``/``MatMul`` whose activations and
-    weights are ``Quant`` outputs), the layer's output scale ``s_a s_w[c]``, its float bias,
-    a following ``BatchNormalization``, ``Add``/``Sub``/``Mul``/``Div`` by constants,
-    ``Relu`` and layout operators are folded into one requantizer per output channel ``c``:
-    ``y[c] = A[c] acc + B[c]`` (``A[c] < 0`` is made positive by negating the weights of
-    ``c``), ``M[c] = A[c] / s_out``, the bias in accumulator units ``bq[c] =
-    round(B[c] / A[c])``. With every ``M[c] = 2**-shift[c]`` (``0 <= shift <= 31``) the
-    requantizer is ``quant_shift`` (fused bias ``bq + zp 2**shift``, runtime shift, the
-    rounding of the ``Quant`` node: ``ROUND`` -> ``half_even``), which is then exactly the
-    executor's arithmetic whenever the executor's float32 is exact; otherwise
-    ``scheme=fixedpoint`` (default): ``quant_fixedpoint`` with TFLite's ``(m0, shift) =
-    quantize_multiplier(M[c])`` and ``acc0 = bq``, or ``scheme=float``: ``quant_float`` with
-    ``scale = f32(M[c])``. These two round the product of a Q0.31 (or binary32) multiplier,
-    not the executor's float32 expression, so a value within about one part in 2**24 of a
-    rounding boundary may land one LSB away.
-    Elsewhere (a float input) the ``Quant`` node is computed in NumPy float32 exactly as
-    the executor does (``x / s + zp``, clip, round).
-``Conv``/``Gemm``/``MatMul`` on integer activations and weights
+``Conv``/``Gemm``/``MatMul`` on ``Quant`` activations and weights
     ``int_mac`` dot products at the actual widths (an unsigned ``b``-bit activation enters
     the signed MAC as ``b + 1`` bits; int32 accumulator, checked not to overflow), Conv by
-    im2col (weights flattened in ONNX's ``(C_in, kh, kw)`` order, zero padding with the
-    zero point). The golden model computes whole layers as float64 matrix products, exact
-    because every partial sum is below 2**53 (checked).
-``FloatQuant``
-    When its attributes are OCP E4M3 or E5M2 (exponent and mantissa bits, bias, maximum
-    ``448`` / ``57344``, ``ROUND``): codes ``encode(f32(x / s))``, and a following
-    ``Gemm``/``MatMul``/``Conv`` on two FP8 operands is an ``fp8_dot`` per output
-    (``acc`` fp32 by default, one chunk per dot product; or ``acc=fp16`` with ``chunk``);
-    the scales and the bias are applied to the fp32 result in float64, rounded once to
-    float32.
-An integer tensor that reaches the graph input without a ``Quant``
-    is quantized by an assumed input quantizer: unsigned ``input_bits`` bits, scale
+    im2col (weights flattened in ONNX's ``(C_in, kh, kw)`` order, padding with the zero
+    point). The golden model computes whole layers as float64 matrix products, exact since
+    every partial sum is below 2**31 (the overflow check).
+``Quant`` after such a layer
+    The layer's output scale ``s_a s_w[c]``, its float bias, a following
+    ``BatchNormalization``, ``Add``/``Sub``/``Mul``/``Div`` by constants, ``Relu`` and layout
+    operators (moved after the requantizer: they only move values) fold into one
+    requantizer per output channel ``c``: ``y[c] = A[c] acc + B[c]`` (``A[c] < 0`` is made
+    positive by negating the weights of ``c``), ``M[c] = A[c] / s_out``, the bias in
+    accumulator units ``bq[c] = round(B[c] / A[c])``. With every ``M[c] = 2**-shift[c]``
+    (``0 <= shift <= 31``) the requantizer is ``quant_shift`` (runtime shift, fused bias
+    ``bq + zp 2**shift``, the ``Quant`` node's rounding: ``ROUND`` -> ``half_even``), the
+    executor's arithmetic exactly wherever its float32 is exact. Otherwise
+    ``scheme=fixedpoint`` (default): ``quant_fixedpoint`` with TFLite's ``(m0, shift) =
+    quantize_multiplier(M[c])`` and ``bq`` in the accumulator's start value, or
+    ``scheme=float``: ``quant_float`` with ``scale = f32(M[c])``. These round a bias rounded
+    to the accumulator's LSB (error ``M |B/A - bq|``) and their own product (gemmlowp
+    rounds twice: first to ``2**-right`` of an LSB), not the executor's float32 expression:
+    a value that close to a rounding tie lands one LSB away (:func:`agreement` measures
+    it). A channel whose bias does not fit the accumulator (a vanishing BatchNorm gamma) is
+    constant, its value in the zero-point port with ``m0 = 0``, provided no accumulator can
+    move it across a tie.
+``Quant`` anywhere else, and a graph input feeding a layer unquantized
+    NumPy, as the executor computes it (float32 ``x / s + zp``, clip, round); an
+    unquantized graph input gets an assumed unsigned ``input_bits`` quantizer of scale
     ``1 / (2**input_bits - 1)`` (images in [0, 1], the ESPCN models' convention), stated in
     the lowering.
+``FloatQuant``
+    When its attributes are OCP E4M3 or E5M2 (exponent and mantissa bits, bias, maximum
+    ``448`` / ``57344``, ``ROUND``): codes ``encode(f32(x / s))``; a following
+    ``Gemm``/``MatMul``/``Conv`` on two FP8 operands is one ``fp8_dot`` per output (``acc``
+    fp32 by default, one chunk per dot product; or ``acc=fp16`` with ``chunk``), its fp32
+    result scaled and biased in float64 and rounded once to float32.
 ``Relu``, ``Add``/``Sub``/``Mul``/``Div`` by constants, ``Flatten``, ``Reshape``,
-``Transpose``, ``DepthToSpace``, ``Resize`` (nearest), ``Pad`` (constant 0), ``Identity``
-    NumPy (float32 on float tensors; layout operators also on integer codes).
+``Transpose``, ``DepthToSpace``, ``Resize`` (nearest), ``Pad`` (constant 0), ``MaxPool``,
+``Identity``
+    NumPy (float32 on float tensors; layout operators and MaxPool also on integer codes).
 
 Any other operator is a one-line :class:`QrtlError` naming the node, its op type and the
 supported list.
@@ -54,10 +56,11 @@ supported list.
 Recording (RTL replay)
     :meth:`QonnxNet.forward` computes every stage vectorised; with ``samples=N`` it picks
     ``N`` output pixels (seeded), walks back through the stages to every value they depend
-    on (the receptive field, through im2col and layout index maps) and records as unit
-    operations (:mod:`golden.nets.program`) only the dot products and requantizations of
-    those values, whose executor outputs replace the golden ones before the next stage.
-    ``samples=None`` records every operation (small networks only).
+    on (the receptive field, through im2col, pooling windows and layout index maps) and
+    records as unit operations (:mod:`golden.nets.program`) only the dot products and
+    requantizations at those positions, whose executor outputs replace the golden ones
+    before the next stage. ``samples=None`` records every operation (small networks only:
+    a MAC chain records every step).
 """
 
 from __future__ import annotations
@@ -853,7 +856,8 @@ class _Lowering:
         from onnx import numpy_helper
         self.model, self.params, self.path = model, params, path
         self.consts = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-        self.qw = {}        # constant Quant outputs: name -> (q int64, scale, zp, bits, signed, narrow)
+        # constant Quant outputs: name -> (q int64, scale, zp, bits, signed, narrow)
+        self.qw = {}
         self.fw = {}        # constant FloatQuant outputs: name -> (codes, scale, fmt)
         self.stages = []
         self.notes = []
@@ -899,7 +903,8 @@ class _Lowering:
 
             def deq(c, m=m):
                 from qrtl.golden.fp8 import decode
-                return (decode(c, m.fmt).astype(np.float32) * np.float32(m.scale)).astype(np.float32)
+                v = decode(c, m.fmt).astype(np.float32) * np.float32(m.scale)
+                return v.astype(np.float32)
             self.stages.append(NumpyStage(self._name("dequant"), (node.name,), "float",
                                           f"{m.describe()} -> float32", fn=deq))
         self.kind, self.meta = "float", None
@@ -928,7 +933,8 @@ class _Lowering:
         s_w = _per_channel(s_w, m, _where(node))
         a = self.meta
         A = a.scale * s_w * float(alpha)
-        B = np.zeros(m) if bias is None else np.broadcast_to(np.asarray(bias, np.float64), (m,)).copy()
+        B = np.zeros(m) if bias is None else \
+            np.broadcast_to(np.asarray(bias, np.float64), (m,)).copy()
         acc_base = -a.zp * q.sum(axis=1)
         base = "conv" if geom is not None else "fc"
         summ = (f"{node.op_type} {q.shape[1]} -> {m}" +
@@ -1006,8 +1012,8 @@ class _Lowering:
             bq = np.rint(bias_acc).astype(np.int64)
             bias_exact = bool(np.all(bq == bias_acc))
             sh = -np.log2(np.where(M > 0, M, 1.0))
-            pow2 = bool(not np.any(const) and np.all(M > 0) and np.all(sh == np.rint(sh)) and np.all(sh >= 0)
-                        and np.all(sh <= 31))
+            pow2 = bool(not np.any(const) and np.all(M > 0) and np.all(sh == np.rint(sh))
+                        and np.all(sh >= 0) and np.all(sh <= 31))
             out_lo = -(1 << (bits - 1)) if signed else 0
             out_hi = (1 << (bits - 1)) - 1 if signed else (1 << bits) - 1
             clamp = (out_lo + (narrow and signed), out_hi - (narrow and not signed)) \
@@ -1037,8 +1043,9 @@ class _Lowering:
                 bound = bound + np.abs(ports["bias"])
             else:
                 if rounding not in ("ROUND", "HALF_EVEN"):
-                    raise QrtlError(f"{_where(qnode)}: rounding_mode {rounding} needs a power-of-two "
-                                    f"scale (quant_shift); the other requantizers round to nearest")
+                    raise QrtlError(f"{_where(qnode)}: rounding_mode {rounding} needs a "
+                                    f"power-of-two scale (quant_shift); the other requantizers "
+                                    f"round to nearest")
                 if relu and zp > out_lo:
                     relu_zp = zp
                 acc0 = acc_base + bq
@@ -1117,11 +1124,13 @@ class _Lowering:
         if fmt != self.meta.fmt:
             raise QrtlError(f"{_where(node)}: activations {self.meta.fmt} and weights {fmt} differ "
                             f"(fp8_dot takes one format)")
-        c = codes.reshape(codes.shape[0], -1) if geom is not None else (codes.T if not trans_b else codes)
+        c = codes.reshape(codes.shape[0], -1) if geom is not None else \
+            (codes.T if not trans_b else codes)
         c = np.ascontiguousarray(c).astype(np.uint64)
         m, k = c.shape
         s = self.meta.scale * _per_channel(s_w, m, _where(node)) * float(alpha)
-        b = np.zeros(m) if bias is None else np.broadcast_to(np.asarray(bias, np.float64), (m,)).copy()
+        b = np.zeros(m) if bias is None else \
+            np.broadcast_to(np.asarray(bias, np.float64), (m,)).copy()
         acc = self.params["acc"]
         if acc == "fp32":
             chunk = _FP32_CHUNK if k <= _FP32_CHUNK else 1 << (k - 1).bit_length()
@@ -1350,7 +1359,8 @@ class _Lowering:
             dyn = [i for i in node.input if i and i not in self.consts and i not in self.qw
                    and i not in self.fw]
             if node.op_type in ("Quant", "IntQuant", "FloatQuant") and node.input[0] in self.consts:
-                (self.quant if node.op_type != "FloatQuant" else self.float_quant)(node, node.input[0])
+                fn = self.quant if node.op_type != "FloatQuant" else self.float_quant
+                fn(node, node.input[0])
                 continue
             if node.op_type not in SUPPORTED_OPS:
                 raise QrtlError(f"{_where(node)} is not supported (supported: "
@@ -1394,8 +1404,8 @@ class _Lowering:
                 raise QrtlError(f"{where}: only 2-D convolutions are supported")
             geom = ConvGeom(tuple(ks), tuple(a.get("strides", [1, 1])),
                             tuple(a.get("dilations", [1, 1])), tuple(a.get("pads", [0, 0, 0, 0])))
-            bias = self.const(node.input[2], node, "bias") if len(node.input) > 2 and node.input[2] \
-                else None
+            has_bias = len(node.input) > 2 and bool(node.input[2])
+            bias = self.const(node.input[2], node, "bias") if has_bias else None
             return self.layer(node, node.input[0], w, bias, geom, True)
         if op == "Gemm":
             if a.get("transA", 0):
