@@ -661,8 +661,8 @@ def _network_commands(sub) -> None:
                    + " (not with --qonnx)")
     p.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
                    help="network parameter, e.g. scheme=fixedpoint (int8), fmt=e5m2 acc=fp32 "
-                        "chunk=1 (fp8); with --qonnx: scheme=fixedpoint|float, acc=fp32|fp16, "
-                        "chunk=N, input_bits=N")
+                        "chunk=1 (fp8); with --qonnx: scheme=fixedpoint|float, variant=double|single, "
+                        "acc=fp32|fp16, chunk=N, input_bits=N")
     p.add_argument("--qonnx", metavar="MODEL.onnx",
                    help="import a QONNX model: its lowering onto the units, agreement with "
                         "qonnx's reference executor, --rtl replay")

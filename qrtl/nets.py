@@ -69,7 +69,8 @@ def load_qonnx(path, **params) -> QonnxNet:
         The ONNX file.
     **params
         ``scheme`` (``fixedpoint`` default, ``float``): the requantizer where a layer's scale
-        is not a power of two (power-of-two scales always use ``quant_shift``); ``acc``
+        is not a power of two (power-of-two scales always use ``quant_shift``);
+        ``variant`` (``double`` default, ``single``): quant_fixedpoint's rounding; ``acc``
         (``fp32``, ``fp16``) and ``chunk``: ``fp8_dot``'s accumulation for FP8 layers;
         ``input_bits`` (8): the assumed unsigned input quantizer (scale ``1/(2**bits-1)``)
         when the graph input feeds a layer unquantized.

@@ -141,6 +141,20 @@ def test_espcn_agreement(espcn, espcn_input, key):
     json.dumps(a.as_dict())
 
 
+def test_espcn_single_rounding_agrees_better(espcn_input):
+    """TFLite's single-rounding multiplier drops gemmlowp's first rounding: what remains is
+    the bias rounded to the accumulator's LSB (about as close as the binary32 scale)."""
+    net = load_qonnx(ESPCN["nn_resize"], variant="single")
+    units = {s.requant.params["variant"] for s in net.stages if isinstance(s, IntLayer)}
+    assert units == {"single"}
+    a = agreement(net, espcn_input)
+    assert (a.differing, a.max_diff) == (41962, 3)
+    assert a.differing < ESPCN_AGREEMENT["nn_resize", "fixedpoint"][0]
+    for L in a.layers:
+        assert L["local_max_tie_distance"] <= (L["bias_rounding_lsb"]
+                                               + L["multiplier_rounding_lsb"] + 1e-3), L
+
+
 # --- hand-made graphs: power-of-two scales, unsupported operators ----------------------
 
 def _quant(name, x, scale, bits, signed, narrow=0):

@@ -83,6 +83,9 @@ __all__ = ["QONNX_PARAMS", "SUPPORTED_OPS", "QonnxNet", "Agreement", "load_qonnx
 QONNX_PARAMS = (
     ChoiceParam("scheme", "fixedpoint", ("fixedpoint", "float"),
                 "requantizer where the scale is not a power of two (else quant_shift)"),
+    ChoiceParam("variant", "double", ("double", "single"),
+                "scheme=fixedpoint: gemmlowp's double rounding (TFLite's default) or "
+                "TFLITE_SINGLE_ROUNDING"),
     ChoiceParam("acc", "fp32", ("fp32", "fp16"), "FP8 layers: fp8_dot's chunk accumulator"),
     IntParam("chunk", 64, 1, 65536, "FP8 layers with acc=fp16: products per chunk"),
     IntParam("input_bits", 8, 2, 16,
@@ -1055,15 +1058,19 @@ class _Lowering:
                     except ValueError as exc:
                         raise QrtlError(f"{_where(qnode)}: {exc}") from None
                     unit = "quant_fixedpoint"
-                    params = {"out_width": bits, "signed_out": int(signed), "variant": "double"}
+                    variant = self.params["variant"]
+                    params = {"out_width": bits, "signed_out": int(signed), "variant": variant}
                     ports = {"m0": np.where(const, 0, np.array([v[0] for v in mq], np.int64)),
                              "shift": np.where(const, 0, np.array([v[1] for v in mq], np.int64)),
                              "zp": np.where(const, const_q, zp).astype(np.int64)}
-                    golden = (lambda x, bits=bits, signed=signed:
+                    golden = (lambda x, bits=bits, signed=signed, variant=variant:
                               {"q": gq.quant_fixedpoint(x["acc"], x["m0"], x["shift"], x["zp"],
-                                                        out_width=bits, signed_out=signed)})
+                                                        out_width=bits, signed_out=signed,
+                                                        variant=variant)})
                     note = (f"scale {M.min():.6g}" + (f"..{M.max():.6g}" if np.ptp(M) else "")
-                            + " (not a power of two): Q0.31 multiplier m0 * 2^(shift-31)")
+                            + " (not a power of two): Q0.31 multiplier m0 * 2^(shift-31), "
+                            + ("gemmlowp double rounding" if variant == "double"
+                               else "single rounding"))
                 else:
                     unit = "quant_float"
                     params = {"out_width": bits, "signed_out": int(signed)}
@@ -1092,8 +1099,9 @@ class _Lowering:
                 # gemmlowp's double rounding: SRDHM rounds to 2**-right of an LSB first;
                 # m0 itself is M to within 2**(shift - 32)
                 sh_ = ports["shift"]
-                mult = 0.5 * 2.0 ** (-np.maximum(-sh_, 0)) * (sh_ < 0) + \
-                    2.0 ** (sh_ - 32.0) * (bound + np.abs(acc0))
+                first = 0.5 * 2.0 ** (-np.maximum(-sh_, 0)) * (sh_ < 0) \
+                    if params["variant"] == "double" else 0.0
+                mult = first + 2.0 ** (sh_ - 32.0) * (bound + np.abs(acc0))
             elif unit == "quant_float":
                 mult = 2.0 ** -23 * M * (bound + np.abs(acc0))
             else:
