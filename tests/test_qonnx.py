@@ -278,6 +278,41 @@ def test_fp8_conv_graph_matches_the_executor(tmp_path, fmt):
     assert [(o.unit, o.count) for o in f["trace"].ops] == [("fp8_dot", 2 * 4 * 9 * 18)]
 
 
+def _affine_model(tmp_path, mul_shape):
+    """Quant -> Conv -> Mul by a per-channel constant (one factor negative) -> Add -> Relu ->
+    Quant, all scales powers of two."""
+    from onnx import helper
+    rng = np.random.default_rng(2)
+    n, inits = _quant("xq", "x", 2.0 ** -4, 8, 0)
+    nodes = [n]
+    inits.append(_init("w1", rng.integers(-7, 8, (2, 2, 3, 3)) * 2.0 ** -3))
+    n, i = _quant("w1q", "w1", 2.0 ** -3, 4, 1, narrow=1)
+    nodes.append(n)
+    inits += i + [_init("k", np.array([0.5, -2.0]).reshape(mul_shape)),
+                  _init("b", np.array([2.0 ** -6, -2.0 ** -5]).reshape(2, 1, 1))]
+    nodes += [helper.make_node("Conv", ["xq", "w1q"], ["c1"], kernel_shape=[3, 3],
+                               pads=[1, 1, 1, 1]),
+              helper.make_node("Mul", ["c1", "k"], ["m1"], name="the_mul"),
+              helper.make_node("Add", ["m1", "b"], ["a1"]),
+              helper.make_node("Relu", ["a1"], ["r1"])]
+    n, i = _quant("y", "r1", 2.0 ** -1, 4, 0)
+    nodes.append(n)
+    inits += i
+    return _save(tmp_path, nodes, inits, [2, 2, 4, 4], [2, 2, 4, 4])
+
+
+def test_per_channel_constants_fold_into_the_requantizer(tmp_path):
+    net = load_qonnx(_affine_model(tmp_path, (1, 2, 1, 1)))
+    layer, = [s for s in net.stages if isinstance(s, IntLayer)]
+    assert layer.nodes == ("Conv_0", "the_mul", "Add_0", "Relu_0", "Quant_2") and layer.relu
+    assert layer.requant.unit == "quant_shift" and net.exact
+    x = (np.random.default_rng(0).random((2, 2, 4, 4)) * 3).astype(np.float32)
+    assert agreement(net, x).identical
+    # a (2,) constant broadcasts along W, not along the channels: not foldable
+    with pytest.raises(QrtlError, match=r"node the_mul \(Mul\): constant of shape \(2,\)"):
+        load_qonnx(_affine_model(tmp_path, (2,)))
+
+
 @pytest.mark.parametrize("op", ["Sigmoid", "AveragePool"])
 def test_unsupported_operator_is_one_line(tmp_path, op):
     from onnx import helper

@@ -828,8 +828,17 @@ def _clean(path: str):
     except Exception as exc:
         raise QrtlError(f"qonnx could not clean ONNX model {str(path)!r}: {type(exc).__name__}: "
                         f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}") from None
+    taken = {n.name for n in model.graph.node if n.name}
+    count: dict = {}
+    for n in model.graph.node:          # name the unnamed nodes only: OpType_k
+        while not n.name:
+            count[n.op_type] = count.get(n.op_type, -1) + 1
+            name = f"{n.op_type}_{count[n.op_type]}"
+            if name not in taken:
+                n.name = name
+                taken.add(name)
     names = [n.name for n in model.graph.node]
-    if any(not v for v in names) or len(set(names)) != len(names):
+    if len(set(names)) != len(names):
         model = model.transform(GiveUniqueNodeNames())
     return model
 
@@ -1264,16 +1273,22 @@ class _Lowering:
             p = self.pending
             m = len(p.A)
             c = np.asarray(c, np.float64)
+            cv = None
             if c.size == 1:
                 cv = np.full(m, float(c.reshape(-1)[0]))
-            elif not p.layouts and c.size == m and (c.ndim == 1 and p.geom is None or
-                                                   c.shape[-3:] == (m, 1, 1)[-c.ndim:] or
-                                                   c.reshape(-1).size == m and c.ndim >= 3 and
-                                                   c.shape[-3] == m):
-                cv = c.reshape(m)
-            else:
-                cv = None
-            if cv is None or (p.layouts and c.size != 1):
+            elif not p.layouts:
+                # per channel iff, broadcast to the layer's output, it is constant along
+                # every axis but the channel axis 1 (ONNX broadcasting, right-aligned)
+                out_shape = self.model.get_tensor_shape(node.input[0])
+                try:
+                    cb = np.broadcast_to(c, np.broadcast_shapes(tuple(out_shape), c.shape))
+                except (TypeError, ValueError):
+                    cb = None
+                if cb is not None and cb.ndim >= 2 and cb.shape[1] == m:
+                    per = np.moveaxis(cb, 1, 0).reshape(m, -1)
+                    if np.all(per == per[:, :1]):
+                        cv = per[:, 0].copy()
+            if cv is None:
                 raise QrtlError(f"{where}: constant of shape {c.shape} is neither per-tensor nor "
                                 f"per-channel on the layer output")
             if p.relu and (op in ("Add", "Sub") or np.any(cv <= 0)):
