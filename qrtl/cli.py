@@ -361,9 +361,104 @@ def _net_params(name: str, args) -> dict:
     return nets.resolve_params(name, _params(args))
 
 
+#: Above this many unit operations, ``qrtl net --qonnx --rtl`` replays a sample of output
+#: pixels unless --samples is given.
+QONNX_FULL_REPLAY_OPS = 2_000_000
+QONNX_DEFAULT_SAMPLES = 4
+
+
+def _qonnx_input(net, args):
+    import numpy as np
+    from qrtl.golden.nets.qonnx import read_tensor
+    if args.input:
+        return read_tensor(args.input), args.input
+    rng = np.random.default_rng(args.seed)
+    return rng.random(net.input_shape, dtype=np.float32), f"uniform [0, 1) seed {args.seed}"
+
+
+def cmd_net_qonnx(args):
+    import numpy as np
+    from qrtl import nets as api_nets
+    for flag, value in (("--images", args.images), ("NAME", args.name)):
+        if value is not None:
+            raise QrtlError(f"{flag} cannot be used with --qonnx")
+    out = _output_file(args.output)
+    net = api_nets.load_qonnx(args.qonnx, **_params(args))
+    x, source = _qonnx_input(net, args)
+    t0 = time.perf_counter()
+    gold = net.run(x)
+    golden_s = time.perf_counter() - t0
+    agree = api_nets.agreement(net, x)
+    full_ops = sum(r["ops"] for r in net.op_counts())
+    rep = None
+    if args.rtl:
+        samples = args.samples
+        if samples is None and full_ops > QONNX_FULL_REPLAY_OPS:
+            samples = QONNX_DEFAULT_SAMPLES
+        rep = api_nets.replay_qonnx(net, x, samples=samples, seed=args.seed,
+                                    progress=not args.no_progress)
+    if out is not None:
+        from qrtl.golden.cache import atomic_output
+        with atomic_output(out, "wb") as fh:
+            np.save(fh, gold["output"])
+    if args.json:
+        _print_json({"model": args.qonnx, "params": net.params, "input": source,
+                     "input_shape": list(net.input_shape),
+                     "output_shape": list(gold["output"].shape), "notes": net.notes,
+                     "lowering": net.lowering(), "ops_per_inference": full_ops,
+                     "golden_seconds": golden_s, "agreement": agree.as_dict(),
+                     "rtl": rep.as_dict() if rep is not None else None})
+        return 0 if rep is None or rep.bit_exact else 1
+    print(f"{args.qonnx}: input {net.input_name} {list(net.input_shape)} ({source}), output "
+          f"{net.output_name} {list(gold['output'].shape)}")
+    for note in net.notes:
+        print(f"note: {note}")
+    print("lowering (stage: ONNX nodes -> units; what):")
+    for r in net.lowering():
+        units = " + ".join(r["units"]) if r["units"] else "NumPy"
+        print(f"  {r['stage']}: {', '.join(r['nodes']) or '-'} -> {units}; {r['summary']}")
+    print(f"golden inference: {golden_s:.2f} s, {full_ops:,} unit operations per inference")
+    a = agree
+    if a.identical:
+        print(f"qonnx executor: identical ({a.outputs:,} outputs)")
+    else:
+        hist = ", ".join(f"{k} {a.unit}: {v:,}" for k, v in a.histogram.items())
+        print(f"qonnx executor: {a.differing:,} of {a.outputs:,} outputs differ "
+              f"({100 * a.share:.2f}%), at most {a.max_diff} {a.unit} ({hist})")
+        print(f"  why: {a.why}")
+    for L in a.layers:
+        print(f"  {L['stage']} ({L['tensor']}): {L['differing']:,} of {L['outputs']:,} differ "
+              f"(max {L['max_lsb']} LSB); on the executor's inputs {L['local_differing']:,} "
+              f"(max {L['local_max_lsb']} LSB, all within {L['local_max_tie_distance']:.3g} LSB "
+              f"of a tie; bias rounding {L['bias_rounding_lsb']:.3g} + multiplier "
+              f"{L['multiplier_rounding_lsb']:.3g} LSB)")
+    if out is not None:
+        print(f"wrote {out} (float32 {list(gold['output'].shape)})", file=sys.stderr)
+    if rep is None:
+        return 0
+    what = "every operation" if rep.samples is None else f"{rep.samples} sampled output pixels"
+    per_unit = ", ".join(f"{u} {c:,}" for u, c in rep.ops.items())
+    print(f"RTL replay on Verilator ({what}): {rep.total_ops:,} operations ({per_unit}) in "
+          f"{rep.calls} simulator calls, {rep.total_mismatches} mismatch(es), "
+          f"{rep.seconds:.1f} s; outputs {'identical' if rep.outputs_identical else 'DIFFER'}")
+    if rep.first_mismatch:
+        m = rep.first_mismatch
+        print(f"first mismatch: {m['layer']} on {m['unit']}, operation {m['index']}: "
+              f"inputs {m['inputs']}, expected {m['expected']}, actual {m['actual']}")
+    return 0 if rep.bit_exact else 1
+
+
 def cmd_net(args):
     from qrtl import nets as api_nets
     from qrtl.golden import nets
+    if args.qonnx:
+        return cmd_net_qonnx(args)
+    if args.name is None:
+        raise QrtlError("qrtl net: give a network NAME or --qonnx MODEL.onnx")
+    for flag, value in (("--input", args.input), ("-o", args.output),
+                        ("--samples", args.samples)):
+        if value is not None:
+            raise QrtlError(f"{flag} needs --qonnx")
     params = _net_params(args.name, args)
     images = _test_images(args.images)
     label = nets.config_label(args.name, params)
@@ -560,11 +655,27 @@ def _network_commands(sub) -> None:
     from qrtl.golden.fp8 import RBITS_MAX
     from qrtl.reports.fp8_accuracy import DATASETS, DEFAULT_LENGTHS
 
-    p = sub.add_parser("net", help="test accuracy of a network; --rtl replays it on the RTL")
-    p.add_argument("name", help="network: " + ", ".join(nets.NETWORKS))
+    p = sub.add_parser("net", help="test accuracy of a network, or import a QONNX model "
+                                   "(--qonnx); --rtl replays it on the RTL")
+    p.add_argument("name", nargs="?", help="network: " + ", ".join(nets.NETWORKS)
+                   + " (not with --qonnx)")
     p.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
                    help="network parameter, e.g. scheme=fixedpoint (int8), fmt=e5m2 acc=fp32 "
-                        "chunk=1 (fp8)")
+                        "chunk=1 (fp8); with --qonnx: scheme=fixedpoint|float, variant=double|single, "
+                        "acc=fp32|fp16, chunk=N, input_bits=N")
+    p.add_argument("--qonnx", metavar="MODEL.onnx",
+                   help="import a QONNX model: its lowering onto the units, agreement with "
+                        "qonnx's reference executor, --rtl replay")
+    p.add_argument("--input", metavar="X.npy|X.pb",
+                   help="--qonnx: the input tensor (default: uniform random in [0, 1))")
+    p.add_argument("-o", "--output", metavar="Y.npy",
+                   help="--qonnx: write the output tensor (float32, as the executor gives it)")
+    p.add_argument("--samples", type=_int("--samples", 1, 10**6), default=None,
+                   help="--qonnx --rtl: replay the operations of N seeded output pixels "
+                        f"(default: every operation up to {QONNX_FULL_REPLAY_OPS:,}, else "
+                        f"{QONNX_DEFAULT_SAMPLES})")
+    p.add_argument("--seed", type=_SEED, default=0,
+                   help="--qonnx: seed of the sampled pixels and of the random input")
     p.add_argument("--images", type=_int("--images", 1, 10**6), default=None,
                    help="first N test images (default: the whole test split, 450)")
     p.add_argument("--rtl", action="store_true",

@@ -1,5 +1,9 @@
 """The networks: accuracy of the golden models and bit-exact replay on the RTL.
 
+``qrtl.nets.load_qonnx("model.onnx")`` imports a user's QONNX network onto the same units
+(:mod:`qrtl.golden.nets.qonnx`); :func:`agreement` compares it with qonnx's reference
+executor and :func:`replay_qonnx` replays its operations on the RTL.
+
 ``qrtl.nets.replay("int8", scheme="shift", images=20)`` runs the int8 digits MLP with
 ``quant_shift`` requantization on the first 20 test images, once on the golden models and
 once with every unit operation on Verilator, and says whether they agree.
@@ -10,10 +14,15 @@ from __future__ import annotations
 from typing import Optional
 
 from qrtl.golden import nets as _nets
-from qrtl.sim.net import Replay
+from qrtl.golden.nets.qonnx import Agreement, QonnxNet, read_tensor
+from qrtl.golden.nets.qonnx import agreement as _agreement
+from qrtl.golden.nets.qonnx import load_qonnx as _load_qonnx
+from qrtl.sim.net import QonnxReplay, Replay
 from qrtl.sim.net import replay as _replay
+from qrtl.sim.net import replay_qonnx as _replay_qonnx
 
-__all__ = ["names", "accuracy", "replay", "Replay"]
+__all__ = ["names", "accuracy", "replay", "Replay", "load_qonnx", "agreement", "replay_qonnx",
+           "read_tensor", "QonnxNet", "Agreement", "QonnxReplay"]
 
 
 def names() -> list[str]:
@@ -49,3 +58,42 @@ def replay(name: str, images: Optional[int] = None, progress: bool = False, **pa
         ``accuracy``, ``rtl_accuracy``, ``total_ops``, ``total_mismatches``, ``bit_exact``...
     """
     return _replay(name, params, images, progress=progress)
+
+
+def load_qonnx(path, **params) -> QonnxNet:
+    """Import a QONNX model (Brevitas, QKeras, ... export) onto the units' golden models.
+
+    Parameters
+    ----------
+    path : str or Path
+        The ONNX file.
+    **params
+        ``scheme`` (``fixedpoint`` default, ``float``): the requantizer where a layer's scale
+        is not a power of two (power-of-two scales always use ``quant_shift``);
+        ``variant`` (``double`` default, ``single``): quant_fixedpoint's rounding; ``acc``
+        (``fp32``, ``fp16``) and ``chunk``: ``fp8_dot``'s accumulation for FP8 layers;
+        ``input_bits`` (8): the assumed unsigned input quantizer (scale ``1/(2**bits-1)``)
+        when the graph input feeds a layer unquantized.
+
+    Returns
+    -------
+    QonnxNet
+        ``lowering()`` (layers -> units), ``run(x)`` (golden inference: ``output`` float32
+        as the reference executor produces it), ``forward(x, samples=N)`` (recorded unit
+        operations), ``op_counts()``.
+    """
+    return _load_qonnx(path, **params)
+
+
+def agreement(net: QonnxNet, x) -> Agreement:
+    """Compare ``net``'s golden output on input ``x`` with qonnx's reference executor
+    (``execute_onnx``): identical, or the share of outputs that differ and by how many LSBs
+    of the output quantizer (float32 ulps for an unquantized output), per layer too."""
+    return _agreement(net, x)
+
+
+def replay_qonnx(net: QonnxNet, x, samples: Optional[int] = None, seed: int = 0,
+                 progress: bool = False) -> QonnxReplay:
+    """Replay ``net``'s unit operations on Verilator: every one (``samples=None``) or those
+    that ``samples`` seeded output pixels depend on; ``bit_exact`` says 0 mismatches."""
+    return _replay_qonnx(net, x, samples=samples, seed=seed, progress=progress)

@@ -15,6 +15,10 @@ Networks (``NETWORKS``; parameters declared like unit parameters):
   ``mode`` = ``ternary`` (on ``ternary_dot``) | ``decoupled`` (on ``xnor_popcount``, the
   ``bnn`` network's architecture) (:mod:`golden.nets.binaryduo`).
 
+Users' own networks, imported from QONNX onto the same units: :mod:`golden.nets.qonnx`
+(not in ``NETWORKS``: they come with their own input, and are compared with qonnx's
+executor rather than with labels).
+
 Data and split: :mod:`golden.nets.data`. Each forward pass records every unit operation
 (:mod:`golden.nets.program`), which gives the RTL replay (``qrtl net --rtl``), the
 operation counts per inference (:func:`op_counts`) and the real operand streams
