@@ -48,7 +48,7 @@ from qrtl.golden.params import check_float, check_int
 from .program import Trace, run_map
 
 __all__ = ["TrainConfig", "CONFIGS", "DEFAULT_CONFIGS", "ACCS", "SIZES", "Hyper", "gemm",
-           "dot_params", "EpochStats", "TrainRun", "train", "step_trace", "NOCHUNK"]
+           "dot_params", "update_round", "EpochStats", "TrainRun", "train", "step_trace", "NOCHUNK"]
 
 #: Layer sizes of the MLP (input, hidden, hidden, classes).
 SIZES = (64, 128, 64, 10)
@@ -288,11 +288,7 @@ class _Fp8Net:
         return hs, zs
 
     def _round(self, values):
-        from qrtl.golden.fp8 import encode
-        if self.cfg.update == "stochastic":
-            rnd = self.rng.integers(0, 1 << self.hp.rbits, np.shape(values), dtype=np.int64)
-            return encode(values, self.hp.acc, rounding="stochastic", rnd=rnd, rbits=self.hp.rbits)
-        return encode(values, self.hp.acc)
+        return update_round(values, self.hp.acc, self.cfg.update, self.rng, self.hp.rbits)
 
     def step(self, x, y, record=None):
         from qrtl.golden.fp8 import decode, encode
@@ -321,6 +317,23 @@ class _Fp8Net:
 
     def predict(self, x):
         return np.argmax(self.forward(x)[1][-1], axis=1)
+
+
+def update_round(values, fmt: str, rounding: str, rng: np.random.Generator,
+                 rbits: int = 16) -> np.ndarray:
+    """Codes of ``fmt`` for float64 ``values``, rounded once as the weight update rounds.
+
+    ``rounding="stochastic"``: :func:`golden.fp8.encode` with ``rbits`` uniform random bits
+    per value drawn from ``rng`` (so ``E[decode(code)] = value`` up to ``2^-rbits`` of an
+    ulp); ``"rne"``: round to nearest, ties to even (``rng`` unused).
+    """
+    from qrtl.golden.fp8 import encode
+    if rounding == "stochastic":
+        rnd = rng.integers(0, 1 << rbits, np.shape(values), dtype=np.int64)
+        return encode(values, fmt, rounding="stochastic", rnd=rnd, rbits=rbits)
+    if rounding != "rne":
+        raise QrtlError(f"update rounding={rounding!r} is not valid (allowed: stochastic, rne)")
+    return encode(values, fmt)
 
 
 def _softmax_xent(logits: np.ndarray, y: np.ndarray):
