@@ -497,9 +497,17 @@ def cmd_fp8_train(args) -> int:
     with pd.option_context("display.width", 200, "display.max_columns", 100,
                            "display.float_format", "{:.2f}".format):
         print((100 * pivot(df)).to_string())
-        s = summary(df).set_index("config")
-        s[["final_accuracy", "best_accuracy"]] *= 100
-        print(s.to_string())
+    s = summary(df).set_index("config")
+    table = pd.DataFrame({
+        "final %": s["final_accuracy"].map(lambda v: f"{100 * v:.2f}"),
+        "best %": s["best_accuracy"].map(lambda v: f"{100 * v:.2f}"),
+        "vs fp32 (pp)": s["gap_to_fp32_pp"].map(lambda v: f"{v:+.2f}"),
+        **{f"{k} GEMM error": s[f"{k}_err"].map(lambda v: f"{v:.2e}")
+           for k in ("fwd", "bwd", "wgrad")},
+        "s/epoch": s["seconds_per_epoch"].map(lambda v: f"{v:.1f}")})
+    print("final accuracy; relative accumulation error of the training GEMMs (RMS over "
+          "epochs, against the exact sum of the same FP8 products):")
+    print(table.to_string())
     print(f"trained in {train_seconds:.0f} s")
     for r in replays:
         per = ", ".join(f"{g['layer']} {g['dot_products']}x{g['length']}" for g in r.gemms)

@@ -14,6 +14,7 @@ and the test accuracy (450 test images) is measured after every epoch.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from qrtl.golden.errors import QrtlError
@@ -26,7 +27,8 @@ def fp8_train(configs=DEFAULT_CONFIGS, hyper: Hyper = Hyper(), progress=None) ->
     """Train every configuration in ``configs`` with ``hyper``; one row per (config, epoch).
 
     Columns: ``config, epoch, train_loss, test_accuracy, seconds`` (wall time of the epoch,
-    training plus evaluation) and the shared settings ``acc, batch, lr, momentum,
+    training plus evaluation), ``fwd_err, bwd_err, wgrad_err`` (relative accumulation error
+    of the epoch's training GEMMs of each kind, :class:`golden.nets.fp8train.EpochStats`) and the shared settings ``acc, batch, lr, momentum,
     loss_scale, train_images, seed``. ``progress(config, epoch, step)`` is called after every
     SGD step.
     """
@@ -45,6 +47,7 @@ def fp8_train(configs=DEFAULT_CONFIGS, hyper: Hyper = Hyper(), progress=None) ->
         for e in run.epochs:
             rows.append({"config": c, "epoch": e.epoch, "train_loss": e.train_loss,
                          "test_accuracy": e.test_accuracy, "seconds": e.seconds,
+                         "fwd_err": e.fwd_err, "bwd_err": e.bwd_err, "wgrad_err": e.wgrad_err,
                          "acc": hp.acc, "batch": hp.batch, "lr": hp.lr, "momentum": hp.momentum,
                          "loss_scale": hp.loss_scale,
                          "train_images": run.hyper["train_images"], "seed": hp.seed})
@@ -60,7 +63,8 @@ def pivot(df: pd.DataFrame, value: str = "test_accuracy") -> pd.DataFrame:
 
 def summary(df: pd.DataFrame) -> pd.DataFrame:
     """Per configuration: final and best test accuracy, the gap to ``fp32`` (final, in
-    percentage points; NaN without an ``fp32`` row), seconds per epoch (mean)."""
+    percentage points; NaN without an ``fp32`` row), seconds per epoch (mean) and the
+    relative accumulation error of each GEMM kind over all epochs (RMS of the epochs')."""
     rows = []
     last = df.sort_values("epoch").groupby("config", sort=False).tail(1).set_index("config")
     ref = float(last.loc["fp32", "test_accuracy"]) if "fp32" in last.index else float("nan")
@@ -70,5 +74,7 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
         rows.append({"config": c, "final_accuracy": fin,
                      "best_accuracy": float(d["test_accuracy"].max()),
                      "gap_to_fp32_pp": 100 * (fin - ref),
-                     "seconds_per_epoch": float(d["seconds"].mean())})
+                     "seconds_per_epoch": float(d["seconds"].mean()),
+                     **{k: float(np.sqrt(np.mean(d[k] ** 2)))
+                        for k in ("fwd_err", "bwd_err", "wgrad_err")}})
     return pd.DataFrame(rows)

@@ -6,9 +6,9 @@ records ``sample`` dot products of each of its eight GEMMs (forward ``fwd1..3``,
 ``bwd2..3``, weight gradient ``wgrad1..3``) as ``fp8_dot`` operation streams (one product
 per cycle, ``last`` on the final product of each dot product), with the golden model's
 results. :func:`replay_step` runs every recorded stream through the RTL of the unit with
-the configuration's parameters (:class:`sim.net.RtlExecutor`, one batched simulator call
-per GEMM) and counts mismatches of every output cycle (``result`` and ``result_valid``)
-against the golden model.
+the configuration's parameters (:class:`sim.net.RtlExecutor`), the eight streams
+concatenated into one simulator call, and counts the output cycles (``result`` or
+``result_valid``) that differ from the golden model, per GEMM.
 
 The weight update is not replayed: its operands are 16-bit (the gradient and the velocity),
 and no unit of the registry adds a 16-bit product into a 16-bit accumulator (``fp8_mac``
@@ -74,6 +74,7 @@ def replay_step(config: str, hyper=None, sample: int = 8, progress: bool = False
     import numpy as np
 
     from qrtl.golden.nets.fp8train import CONFIGS, Hyper, dot_params, step_trace
+    from qrtl.golden.nets.program import Op
     from qrtl.sim.net import RtlExecutor
     hp = (hyper or Hyper()).checked()
     t0 = time.perf_counter()
@@ -85,24 +86,37 @@ def replay_step(config: str, hyper=None, sample: int = 8, progress: bool = False
                    file=sys.stderr, desc=f"{config} on RTL", dynamic_ncols=True)
     ex = RtlExecutor(progress=bar)
     out = StepReplay(config, dot_params(CONFIGS[config], hp.acc), sample)
+    # One stream for the whole step (one simulator call): each GEMM's stream ends with
+    # last = 1, so they concatenate; the result register then shows the previous GEMM's last
+    # result (not 0) until the next GEMM's first result, which the expected outputs say.
+    merged_in = {port: np.concatenate([op.inputs[port] for op in trace.ops])
+                 for port in trace.ops[0].inputs}
+    results, valids, bounds, prev = [], [], [0], np.uint64(0)
+    for op in trace.ops:
+        r = np.asarray(op.outputs["result"], np.uint64).copy()
+        v = np.asarray(op.outputs["result_valid"], np.uint64)
+        first = int(np.flatnonzero(v)[0])
+        r[:first] = prev
+        prev = r[-1]
+        results.append(r)
+        valids.append(v)
+        bounds.append(bounds[-1] + op.count)
+    step = Op("step", "fp8_dot", trace.ops[0].params, merged_in,
+              {"result": np.concatenate(results), "result_valid": np.concatenate(valids)}, 1)
     try:
-        for op in trace.ops:
-            before = ex.mismatches.get(op.unit, 0)
-            got = ex(op)
-            # the executor compares with the golden outputs; check the results here too
-            for port, want in op.outputs.items():
-                if not np.array_equal(np.asarray(got[port]).astype(np.uint64),
-                                      np.asarray(want).astype(np.uint64)):
-                    if ex.mismatches.get(op.unit, 0) == before:
-                        raise QrtlError(f"{op.layer}: RTL outputs differ from the golden model "
-                                        "but the simulator reported no mismatch")
-            k = int(np.flatnonzero(op.inputs["last"])[0]) + 1
-            out.gemms.append({"layer": op.layer, "dot_products": op.count // k, "length": k,
-                              "ops": op.count,
-                              "mismatches": ex.mismatches.get(op.unit, 0) - before})
+        got = ex(step)
     finally:
         if bar is not None:
             bar.close()
+    bad = np.zeros(step.count, bool)
+    for port, want in step.outputs.items():
+        bad |= np.asarray(got[port]).astype(np.uint64) != want
+    if bad.any() != (ex.mismatches.get("fp8_dot", 0) > 0):
+        raise QrtlError(f"{config}: the simulator's mismatch count disagrees with the outputs")
+    for op, lo, hi in zip(trace.ops, bounds[:-1], bounds[1:]):
+        k = int(np.flatnonzero(op.inputs["last"])[0]) + 1
+        out.gemms.append({"layer": op.layer, "dot_products": op.count // k, "length": k,
+                          "ops": op.count, "mismatches": int(bad[lo:hi].sum())})
     out.total_ops = sum(g["ops"] for g in out.gemms)
     out.total_mismatches = sum(g["mismatches"] for g in out.gemms)
     out.calls, out.first_mismatch = ex.calls, ex.first_mismatch

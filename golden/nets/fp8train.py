@@ -271,6 +271,28 @@ class _Fp8Net:
         self.w = [encode(w, hp.acc) for w in _init(hp.seed)]
         self.v = [np.zeros_like(w) for w in self.w]
         self.rng = np.random.default_rng([hp.seed, 2])   # the stochastic-rounding stream
+        self.err = {}
+
+    def _gemm(self, a, b, layer, record):
+        """:func:`gemm`, decoded, plus its error against the exact sum of the same FP8
+        products (float64: products are exact, the sum's own error is ~K 2^-53) summed
+        per GEMM kind (``fwd``, ``bwd``, ``wgrad``) for :meth:`gemm_errors`."""
+        from qrtl.golden.fp8 import decode
+        r = decode(gemm(a, b, self.p, layer=layer, record=record), self.hp.acc)
+        exact = decode(a, FMT) @ decode(b, FMT).T
+        kind = layer.rstrip("0123456789")
+        num, den = self.err.get(kind, (0.0, 0.0))
+        self.err[kind] = (num + float(np.sum((r - exact) ** 2)), den + float(np.sum(exact ** 2)))
+        return r
+
+    def gemm_errors(self, reset: bool = True) -> dict:
+        """``{kind: sqrt(sum (C - C_exact)^2 / sum C_exact^2)}`` over the GEMMs since the
+        last reset."""
+        out = {k: float(np.sqrt(n / d)) if d > 0 else float("nan")
+               for k, (n, d) in self.err.items()}
+        if reset:
+            self.err = {}
+        return out
 
     def forward(self, x, record=None):
         from qrtl.golden.fp8 import decode, encode
@@ -281,7 +303,7 @@ class _Fp8Net:
             ha = np.concatenate([np.full((len(h), 1), one, np.uint64), h], axis=1)
             hs.append(ha)
             wq = encode(decode(w, self.hp.acc), FMT, saturate=True)
-            z = decode(gemm(ha, wq, self.p, layer=f"fwd{i + 1}", record=record), self.hp.acc)
+            z = self._gemm(ha, wq, f"fwd{i + 1}", record)
             zs.append(z)
             if i < len(self.w) - 1:
                 h = encode(np.maximum(z, 0.0), FMT, saturate=True)
@@ -299,12 +321,10 @@ class _Fp8Net:
         grads = [None] * len(self.w)
         for i in reversed(range(len(self.w))):
             # weight gradient: K = batch
-            grads[i] = decode(gemm(d.T, hs[i].T, self.p, layer=f"wgrad{i + 1}", record=record),
-                              acc) / s
+            grads[i] = self._gemm(d.T, hs[i].T, f"wgrad{i + 1}", record) / s
             if i:
                 wq = encode(decode(self.w[i][:, 1:], acc), FMT, saturate=True)
-                dh = decode(gemm(d, np.ascontiguousarray(wq.T), self.p, layer=f"bwd{i + 1}",
-                                 record=record), acc)
+                dh = self._gemm(d, np.ascontiguousarray(wq.T), f"bwd{i + 1}", record)
                 d = encode(dh * (zs[i - 1] > 0), FMT, saturate=True)
         mu, lr = self.hp.momentum, self.hp.lr
         for i, g in enumerate(grads):
@@ -349,12 +369,18 @@ def _softmax_xent(logits: np.ndarray, y: np.ndarray):
 @dataclass
 class EpochStats:
     """After epoch ``epoch`` (1-based): mean training loss over its steps, test accuracy,
-    wall seconds of the epoch (training and evaluation)."""
+    wall seconds of the epoch (training and evaluation), and the relative error of the
+    epoch's training GEMMs of each kind (``fwd_err``, ``bwd_err``, ``wgrad_err``:
+    ``sqrt(sum (C - C_exact)^2 / sum C_exact^2)`` against the exact sum of the same FP8
+    products; NaN for ``fp32``) - the accumulation error alone, operand rounding excluded."""
 
     epoch: int
     train_loss: float
     test_accuracy: float
     seconds: float
+    fwd_err: float = float("nan")
+    bwd_err: float = float("nan")
+    wgrad_err: float = float("nan")
 
 
 @dataclass
@@ -420,9 +446,13 @@ def train(config, hyper: Hyper = Hyper(),
                 losses.append(net.step(x[idx], y[idx]))
                 if progress is not None:
                     progress(cfg.name, ep, j + 1)
+            errors = net.gemm_errors() if cfg.fp8 else {}   # training GEMMs only
             pred = np.concatenate([net.predict(xt[lo:lo + 150]) for lo in range(0, len(yt), 150)])
+            if cfg.fp8:
+                net.gemm_errors()                            # the evaluation's: dropped
             run.epochs.append(EpochStats(ep, float(np.mean(losses)), float(np.mean(pred == yt)),
-                                         time.perf_counter() - t0))
+                                         time.perf_counter() - t0,
+                                         **{f"{k}_err": v for k, v in errors.items()}))
     return run
 
 
