@@ -68,9 +68,11 @@ class StepReplay:
         return {**asdict(self), "bit_exact": self.bit_exact}
 
 
-def replay_step(config: str, hyper=None, sample: int = 8, progress: bool = False) -> StepReplay:
+def replay_step(config: str, hyper=None, sample: int = 8, progress: bool = False,
+                trace=None) -> StepReplay:
     """Record one training step of ``config`` and replay ``sample`` dot products of each of
-    its GEMMs on the RTL ``fp8_dot`` (see the module docstring)."""
+    its GEMMs on the RTL ``fp8_dot`` (see the module docstring). ``trace``: replay this
+    recorded step (a :func:`golden.nets.fp8train.step_trace` result) instead."""
     import numpy as np
 
     from qrtl.golden.nets.fp8train import CONFIGS, Hyper, dot_params, step_trace
@@ -78,7 +80,8 @@ def replay_step(config: str, hyper=None, sample: int = 8, progress: bool = False
     from qrtl.sim.net import RtlExecutor
     hp = (hyper or Hyper()).checked()
     t0 = time.perf_counter()
-    trace = step_trace(config, hp, sample)
+    if trace is None:
+        trace = step_trace(config, hp, sample)
     bar = None
     if progress:
         from tqdm import tqdm

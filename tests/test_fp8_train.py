@@ -132,6 +132,20 @@ def test_rtl_replay_of_a_training_step(config):
     assert r.total_ops == sum(3 * g["length"] for g in r.gemms)
 
 
+def test_rtl_replay_reports_a_wrong_golden_result():
+    """The replay can fail: one flipped bit in one recorded golden result of fwd2 is one
+    mismatch, counted against fwd2."""
+    from qrtl.sim.fp8_train import replay_step
+    hp = Hyper(train_images=64)
+    trace = step_trace("fp8-chunk64-sr", hp, sample=2)
+    op = next(op for op in trace.ops if op.layer == "fwd2")
+    at = int(np.flatnonzero(op.outputs["result_valid"])[0])   # one cycle: the next ones are intact
+    op.outputs["result"][at] ^= np.uint64(1)
+    r = replay_step("fp8-chunk64-sr", hp, sample=2, trace=trace)
+    assert r.total_mismatches == 1 and not r.bit_exact
+    assert {g["layer"]: g["mismatches"] for g in r.gemms}["fwd2"] == 1
+
+
 def test_fp8_train_cli(cli, tmp_path):
     out = tmp_path / "train.csv"
     code, stdout, err = cli("fp8-train", "--configs", "fp32,fp8-nochunk-sr", "--epochs", "1",
