@@ -504,9 +504,11 @@ def cmd_fp8_train(args) -> int:
         "vs fp32 (pp)": s["gap_to_fp32_pp"].map(lambda v: f"{v:+.2f}"),
         **{f"{k} GEMM error": s[f"{k}_err"].map(lambda v: f"{v:.2e}")
            for k in ("fwd", "bwd", "wgrad")},
+        "lost updates %": s["lost_updates"].map(lambda v: f"{100 * v:.1f}"),
         "s/epoch": s["seconds_per_epoch"].map(lambda v: f"{v:.1f}")})
     print("final accuracy; relative accumulation error of the training GEMMs (RMS over "
-          "epochs, against the exact sum of the same FP8 products):")
+          "epochs, against the exact sum of the same FP8 products); nonzero weight updates "
+          "that left the 16-bit weight unchanged:")
     print(table.to_string())
     print(f"trained in {train_seconds:.0f} s")
     for r in replays:

@@ -28,7 +28,9 @@ def fp8_train(configs=DEFAULT_CONFIGS, hyper: Hyper = Hyper(), progress=None) ->
 
     Columns: ``config, epoch, train_loss, test_accuracy, seconds`` (wall time of the epoch,
     training plus evaluation), ``fwd_err, bwd_err, wgrad_err`` (relative accumulation error
-    of the epoch's training GEMMs of each kind, :class:`golden.nets.fp8train.EpochStats`) and the shared settings ``acc, batch, lr, momentum,
+    of the epoch's training GEMMs of each kind), ``lost_updates`` (share of nonzero weight
+    updates that left the 16-bit weight unchanged; :class:`golden.nets.fp8train.EpochStats`)
+    and the shared settings ``acc, batch, lr, momentum,
     loss_scale, train_images, seed``. ``progress(config, epoch, step)`` is called after every
     SGD step.
     """
@@ -48,6 +50,7 @@ def fp8_train(configs=DEFAULT_CONFIGS, hyper: Hyper = Hyper(), progress=None) ->
             rows.append({"config": c, "epoch": e.epoch, "train_loss": e.train_loss,
                          "test_accuracy": e.test_accuracy, "seconds": e.seconds,
                          "fwd_err": e.fwd_err, "bwd_err": e.bwd_err, "wgrad_err": e.wgrad_err,
+                         "lost_updates": e.lost_updates,
                          "acc": hp.acc, "batch": hp.batch, "lr": hp.lr, "momentum": hp.momentum,
                          "loss_scale": hp.loss_scale,
                          "train_images": run.hyper["train_images"], "seed": hp.seed})
@@ -64,7 +67,8 @@ def pivot(df: pd.DataFrame, value: str = "test_accuracy") -> pd.DataFrame:
 def summary(df: pd.DataFrame) -> pd.DataFrame:
     """Per configuration: final and best test accuracy, the gap to ``fp32`` (final, in
     percentage points; NaN without an ``fp32`` row), seconds per epoch (mean) and the
-    relative accumulation error of each GEMM kind over all epochs (RMS of the epochs')."""
+    relative accumulation error of each GEMM kind over all epochs (RMS of the epochs'), and
+    the share of lost weight updates (mean of the epochs')."""
     rows = []
     last = df.sort_values("epoch").groupby("config", sort=False).tail(1).set_index("config")
     ref = float(last.loc["fp32", "test_accuracy"]) if "fp32" in last.index else float("nan")
@@ -76,5 +80,6 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
                      "gap_to_fp32_pp": 100 * (fin - ref),
                      "seconds_per_epoch": float(d["seconds"].mean()),
                      **{k: float(np.sqrt(np.mean(d[k] ** 2)))
-                        for k in ("fwd_err", "bwd_err", "wgrad_err")}})
+                        for k in ("fwd_err", "bwd_err", "wgrad_err")},
+                     "lost_updates": float(d["lost_updates"].mean())})
     return pd.DataFrame(rows)

@@ -272,6 +272,7 @@ class _Fp8Net:
         self.v = [np.zeros_like(w) for w in self.w]
         self.rng = np.random.default_rng([hp.seed, 2])   # the stochastic-rounding stream
         self.err = {}
+        self.lost = [0, 0]   # nonzero weight updates that left the weight's code unchanged, all
 
     def _gemm(self, a, b, layer, record):
         """:func:`gemm`, decoded, plus its error against the exact sum of the same FP8
@@ -290,8 +291,10 @@ class _Fp8Net:
         last reset."""
         out = {k: float(np.sqrt(n / d)) if d > 0 else float("nan")
                for k, (n, d) in self.err.items()}
+        if self.lost[1]:
+            out["lost"] = self.lost[0] / self.lost[1]
         if reset:
-            self.err = {}
+            self.err, self.lost = {}, [0, 0]
         return out
 
     def forward(self, x, record=None):
@@ -332,7 +335,12 @@ class _Fp8Net:
                 raise QrtlError(f"{self.cfg.name}: the weight gradient of layer {i + 1} "
                                 f"overflowed {acc} (lower loss_scale)")
             self.v[i] = self._round(mu * decode(self.v[i], acc) + g)
-            self.w[i] = self._round(decode(self.w[i], acc) - lr * decode(self.v[i], acc))
+            step = lr * decode(self.v[i], acc)
+            new = self._round(decode(self.w[i], acc) - step)
+            moved = step != 0
+            self.lost[0] += int(np.count_nonzero(moved & (new == self.w[i])))
+            self.lost[1] += int(np.count_nonzero(moved))
+            self.w[i] = new
         return loss
 
     def predict(self, x):
@@ -372,7 +380,11 @@ class EpochStats:
     wall seconds of the epoch (training and evaluation), and the relative error of the
     epoch's training GEMMs of each kind (``fwd_err``, ``bwd_err``, ``wgrad_err``:
     ``sqrt(sum (C - C_exact)^2 / sum C_exact^2)`` against the exact sum of the same FP8
-    products; NaN for ``fp32``) - the accumulation error alone, operand rounding excluded."""
+    products; NaN for ``fp32``) - the accumulation error alone, operand rounding excluded -
+    and ``lost_updates``, the share of nonzero weight updates ``lr v`` after which the
+    16-bit weight is unchanged (an update below half an ulp under RNE; under stochastic
+    rounding the same update moves the weight by one ulp with probability
+    ``|lr v| / ulp``)."""
 
     epoch: int
     train_loss: float
@@ -381,6 +393,7 @@ class EpochStats:
     fwd_err: float = float("nan")
     bwd_err: float = float("nan")
     wgrad_err: float = float("nan")
+    lost_updates: float = float("nan")
 
 
 @dataclass
@@ -452,7 +465,8 @@ def train(config, hyper: Hyper = Hyper(),
                 net.gemm_errors()                            # the evaluation's: dropped
             run.epochs.append(EpochStats(ep, float(np.mean(losses)), float(np.mean(pred == yt)),
                                          time.perf_counter() - t0,
-                                         **{f"{k}_err": v for k, v in errors.items()}))
+                                         **{("lost_updates" if k == "lost" else f"{k}_err"): v
+                                            for k, v in errors.items()}))
     return run
 
 
