@@ -277,7 +277,7 @@ class _Fp8Net:
     def _gemm(self, a, b, layer, record):
         """:func:`gemm`, decoded, plus its error against the exact sum of the same FP8
         products (float64: products are exact, the sum's own error is ~K 2^-53) summed
-        per GEMM kind (``fwd``, ``bwd``, ``wgrad``) for :meth:`gemm_errors`."""
+        per GEMM kind (``fwd``, ``bwd``, ``wgrad``) for :meth:`epoch_stats`."""
         from qrtl.golden.fp8 import decode
         r = decode(gemm(a, b, self.p, layer=layer, record=record), self.hp.acc)
         exact = decode(a, FMT) @ decode(b, FMT).T
@@ -286,9 +286,10 @@ class _Fp8Net:
         self.err[kind] = (num + float(np.sum((r - exact) ** 2)), den + float(np.sum(exact ** 2)))
         return r
 
-    def gemm_errors(self, reset: bool = True) -> dict:
+    def epoch_stats(self, reset: bool = True) -> dict:
         """``{kind: sqrt(sum (C - C_exact)^2 / sum C_exact^2)}`` over the GEMMs since the
-        last reset."""
+        last reset, and ``lost``: the share of nonzero weight updates since then that left
+        the weight's code unchanged."""
         out = {k: float(np.sqrt(n / d)) if d > 0 else float("nan")
                for k, (n, d) in self.err.items()}
         if self.lost[1]:
@@ -459,10 +460,10 @@ def train(config, hyper: Hyper = Hyper(),
                 losses.append(net.step(x[idx], y[idx]))
                 if progress is not None:
                     progress(cfg.name, ep, j + 1)
-            errors = net.gemm_errors() if cfg.fp8 else {}   # training GEMMs only
+            errors = net.epoch_stats() if cfg.fp8 else {}   # training GEMMs only
             pred = np.concatenate([net.predict(xt[lo:lo + 150]) for lo in range(0, len(yt), 150)])
             if cfg.fp8:
-                net.gemm_errors()                            # the evaluation's: dropped
+                net.epoch_stats()                            # the evaluation's: dropped
             run.epochs.append(EpochStats(ep, float(np.mean(losses)), float(np.mean(pred == yt)),
                                          time.perf_counter() - t0,
                                          **{("lost_updates" if k == "lost" else f"{k}_err"): v
