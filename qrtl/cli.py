@@ -545,6 +545,79 @@ def cmd_fp8_accuracy(args) -> int:
     return 0
 
 
+def cmd_fp8_train(args) -> int:
+    import pandas as pd
+    from tqdm import tqdm
+
+    from qrtl.golden.nets.data import load_split
+    from qrtl.golden.nets.fp8train import CONFIGS, Hyper
+    from qrtl.reports.fp8_train import fp8_train, pivot, summary
+    configs = _list_arg(args.configs)
+    for c in configs:  # refused before any training
+        if c not in CONFIGS:
+            raise QrtlError(f"--configs: {c!r} is not one of {', '.join(CONFIGS)}")
+    hp = Hyper(epochs=args.epochs, batch=args.batch, lr=args.lr, momentum=args.momentum,
+               loss_scale=args.loss_scale, acc=args.acc, train_images=args.train_images,
+               seed=args.seed).checked()
+    if args.rtl and not any(CONFIGS[c].fp8 for c in configs):
+        raise QrtlError("--rtl needs an FP8 configuration in --configs")
+    out = _output_file(args.output, make_parents=True)
+    ntrain = hp.train_images or len(load_split().y_train)
+    steps = -(-ntrain // hp.batch)
+    t0 = time.perf_counter()
+    with tqdm(total=len(configs) * hp.epochs * steps, desc="fp8-train", unit="step",
+              disable=args.no_progress, file=sys.stderr, dynamic_ncols=True) as bar:
+        def progress(config: str, epoch: int, step: int) -> None:
+            bar.set_postfix_str(f"{config} epoch {epoch}")
+            bar.update()
+        df = fp8_train(configs, hp, progress)
+    train_seconds = time.perf_counter() - t0
+    replays = []
+    if args.rtl:
+        from qrtl.sim.fp8_train import replay_step
+        replays = [replay_step(c, hp, args.rtl, progress=not args.no_progress)
+                   for c in configs if CONFIGS[c].fp8]
+    _write_text(out, df.to_csv(index=False))
+    bad = any(not r.bit_exact for r in replays)
+    if args.json:
+        _print_json({"hyper": {k: v for k, v in vars(hp).items()}, "seconds": train_seconds,
+                     "epochs": df.to_dict(orient="records"),
+                     "summary": summary(df).to_dict(orient="records"),
+                     "rtl": [r.as_dict() for r in replays], "csv": str(out)})
+        return 1 if bad else 0
+    print(f"test accuracy (%) after each epoch: MLP 64-128-64-10 on digits, {ntrain} training "
+          f"images, batch {hp.batch}, SGD lr {hp.lr:g} momentum {hp.momentum:g}, seed {hp.seed}; "
+          f"FP8 configurations: e5m2 GEMM operands, {hp.acc} accumulation and weights, "
+          f"loss scale {hp.loss_scale:g}")
+    with pd.option_context("display.width", 200, "display.max_columns", 100,
+                           "display.float_format", "{:.2f}".format):
+        print((100 * pivot(df)).to_string())
+    s = summary(df).set_index("config")
+    table = pd.DataFrame({
+        "final %": s["final_accuracy"].map(lambda v: f"{100 * v:.2f}"),
+        "best %": s["best_accuracy"].map(lambda v: f"{100 * v:.2f}"),
+        "vs fp32 (pp)": s["gap_to_fp32_pp"].map(lambda v: f"{v:+.2f}"),
+        **{f"{k} GEMM error": s[f"{k}_err"].map(lambda v: f"{v:.2e}")
+           for k in ("fwd", "bwd", "wgrad")},
+        "lost updates %": s["lost_updates"].map(lambda v: f"{100 * v:.1f}"),
+        "s/epoch": s["seconds_per_epoch"].map(lambda v: f"{v:.1f}")})
+    print("final accuracy; relative accumulation error of the training GEMMs (RMS over "
+          "epochs, against the exact sum of the same FP8 products); nonzero weight updates "
+          "that left the 16-bit weight unchanged:")
+    print(table.to_string())
+    print(f"trained in {train_seconds:.0f} s")
+    for r in replays:
+        per = ", ".join(f"{g['layer']} {g['dot_products']}x{g['length']}" for g in r.gemms)
+        print(f"RTL replay of one training step of {r.config} on fp8_dot "
+              f"(chunk={r.params['chunk']}, acc=outer={r.params['acc']}): {r.total_ops:,} "
+              f"products in {r.calls} simulator calls ({per} dot products x length), "
+              f"{r.total_mismatches} mismatch(es), {r.seconds:.1f} s")
+        if r.first_mismatch:
+            print(f"first mismatch: {r.first_mismatch}")
+    print(f"wrote {out}")
+    return 1 if bad else 0
+
+
 # --- the report ------------------------------------------------------------------------
 
 def cmd_report(args):
@@ -650,7 +723,7 @@ def _cost_commands(sub) -> None:
 
 
 def _network_commands(sub) -> None:
-    """net, train, fp8-accuracy."""
+    """net, train, fp8-accuracy, fp8-train."""
     from qrtl.golden import nets
     from qrtl.golden.fp8 import RBITS_MAX
     from qrtl.reports.fp8_accuracy import DATASETS, DEFAULT_LENGTHS
@@ -706,6 +779,33 @@ def _network_commands(sub) -> None:
     p.add_argument("-o", "--output", default="build/reports/fp8_accuracy.csv", help="CSV file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_fp8_accuracy)
+
+    from qrtl.golden.nets.fp8train import ACCS, DEFAULT_CONFIGS, Hyper
+    hp = Hyper()
+    p = sub.add_parser("fp8-train", help="FP8 training emulation (e5m2 GEMMs, chunked 16-bit "
+                                         "accumulation, stochastic rounding) vs float32")
+    p.add_argument("--configs", default=",".join(DEFAULT_CONFIGS),
+                   help="comma-separated configurations (default: all)")
+    p.add_argument("--epochs", type=_int("--epochs", 1, 1000), default=hp.epochs)
+    p.add_argument("--batch", type=_int("--batch", 1, 1347), default=hp.batch,
+                   help="images per SGD step (K of the weight-gradient GEMM)")
+    p.add_argument("--lr", type=_float("--lr", 0.0, 10.0), default=hp.lr, help="learning rate")
+    p.add_argument("--momentum", type=float, default=hp.momentum, help="SGD momentum")
+    p.add_argument("--loss-scale", type=_float("--loss-scale", 0.0, 2.0 ** 24),
+                   default=hp.loss_scale, help="loss scale (a power of two; FP8 configurations)")
+    p.add_argument("--acc", choices=ACCS, default=hp.acc,
+                   help="16-bit format of accumulation, weights and velocity (e6m9 = the "
+                        "paper's (1,6,9); fp16 = IEEE binary16)")
+    p.add_argument("--train-images", type=_int("--train-images", 1, 1347), default=None,
+                   help="first N training images (default: all 1,347)")
+    p.add_argument("--seed", type=_SEED, default=hp.seed)
+    p.add_argument("--rtl", type=_int("--rtl", 1, 4096), default=0, metavar="N",
+                   help="replay N dot products of every GEMM of one training step of each FP8 "
+                        "configuration on the RTL fp8_dot (Verilator)")
+    p.add_argument("-o", "--output", default="build/reports/fp8_train.csv", help="CSV file")
+    p.add_argument("--json", action="store_true", help="one JSON object")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_fp8_train)
 
 
 def build_parser() -> argparse.ArgumentParser:
