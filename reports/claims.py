@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from typing import Optional
 
-__all__ = ["paired", "abc_claim", "binaryduo_claim", "CLAIM_COLUMNS"]
+__all__ = ["paired", "abc_claim", "binaryduo_claim", "fp8_train_claim", "CLAIM_COLUMNS"]
 
 CLAIM_COLUMNS = ["paper", "claim", "measured", "verdict"]
 
@@ -107,5 +107,46 @@ def binaryduo_claim(networks: list[dict], seeds, equal_ops: bool) -> dict:
             f"= {p['mean']:+.2f} +- {p['se']:.2f} points (t = {p['t']:.1f}); energy per "
             f"inference decoupled {e_d:.3g} nJ ({e_d / e_b:.3g}x bnn {e_b:.3g} nJ), ternary on "
             f"ternary_dot {e_t:.3g} nJ ({e_t / e_b:.3g}x bnn)"),
+        "verdict": verdict,
+    }
+
+
+def fp8_train_claim(summary_rows: list[dict], fp32_seeds: list[float], hyper: dict) -> dict:
+    """FP8 training (chunk-based accumulation, stochastic rounding) matches float32, while
+    unchunked 16-bit accumulation does not.
+
+    ``summary_rows``: :func:`qrtl.reports.fp8_train.summary` rows (``config``,
+    ``final_accuracy`` as a fraction); ``fp32_seeds``: final accuracies of the ``fp32``
+    configuration retrained with other seeds (the training noise). Rule: a configuration
+    *matches* float32 when its final accuracy is within two standard deviations of the
+    ``fp32`` seeds of the seed-0 ``fp32`` run; part 1 holds when the paper's recipe
+    (``fp8-chunk64-sr``) matches, part 2 when the unchunked round-to-nearest configuration
+    (``fp8-nochunk-rne``) does not. Both: ``holds``; one: ``partly``; none: ``does not
+    hold``.
+    """
+    acc = {r["config"]: 100.0 * r["final_accuracy"] for r in summary_rows}
+    n = len(fp32_seeds)
+    mean = sum(fp32_seeds) / n * 100.0
+    sd = math.sqrt(sum((100.0 * a - mean) ** 2 for a in fp32_seeds) / (n - 1)) if n > 1 else math.nan
+    ref = acc["fp32"]
+    within = {c: abs(a - ref) <= 2 * sd for c, a in acc.items()}
+    part1 = within.get("fp8-chunk64-sr", False)
+    part2 = not within.get("fp8-nochunk-rne", True)
+    verdict = "holds" if part1 and part2 else "partly" if part1 or part2 else "does not hold"
+    others = ", ".join(f"{c} {a:.2f}%" for c, a in acc.items() if c != "fp32")
+    return {
+        "paper": "FP8 training (Wang, Choi, Brand, Chen, Gopalakrishnan, NeurIPS 2018)",
+        "claim": "every GEMM with (1,5,2) operands and chunk-based 16-bit accumulation, weight "
+                 "updates in 16 bits with stochastic rounding, matches float32 accuracy; "
+                 "unchunked accumulation does not",
+        "measured": (
+            f"digits MLP, {hyper['epochs']} epochs, batch {hyper['batch']}, "
+            f"{hyper['acc']} accumulation: final test accuracy fp32 {ref:.2f}% (over {n} seeds "
+            f"{mean:.2f} +- {sd:.2f}%), {others}; the recipe "
+            f"{'matches' if part1 else 'does not match'} float32 and unchunked RNE "
+            f"{'matches it too' if not part2 else 'does not'} (within 2 sd of the seed spread); "
+            f"the longest dot product has {max(129, int(hyper['batch']))} products (the MLP's "
+            f"widest layer plus its bias, or the batch in the weight gradient), so chunks of 64 "
+            f"split few of them"),
         "verdict": verdict,
     }

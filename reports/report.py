@@ -28,6 +28,7 @@ from typing import Callable, Optional
 from tqdm import tqdm
 
 from qrtl.golden.cache import Cache, atomic_output, atomic_write
+from qrtl.golden.nets.fp8train import Hyper
 from qrtl.golden.procs import pool_map
 from qrtl.hw.registry import STREAMS
 from qrtl.hw.units import all_units, configure
@@ -88,7 +89,8 @@ REPORT_FILES = [
     "quant_cost.png", "quant_cost.svg", "accuracy_energy.png", "accuracy_energy.svg",
     "fp8_accuracy.png", "fp8_accuracy.svg", "verification.csv", "qor.csv", "qor.md",
     "lean.csv", "lean.md", "lean_cost.png", "lean_cost.svg", "glitch.png", "glitch.svg",
-    "claims.csv", "claims.md", "seeds.csv", "seeds.md", "seeds.tex",
+    "claims.csv", "claims.md", "seeds.csv", "seeds.md", "seeds.tex", "fp8_train.csv",
+    "fp8_train.md", "fp8_train.tex",
     "report.md",
 ]
 
@@ -343,12 +345,39 @@ def _seed_study(seeds: int):
     return cache.value(key, lambda: nets.seed_study(range(seeds), progress=True))
 
 
-def _claims(networks: list[dict], seeds) -> list[dict]:
+def _claims(networks: list[dict], seeds, fp8train: dict) -> list[dict]:
     from qrtl.golden import nets
 
-    from .claims import abc_claim, binaryduo_claim
+    from .claims import abc_claim, binaryduo_claim, fp8_train_claim
+    from .fp8_train import summary
     equal = nets.op_counts("binaryduo", {"mode": "decoupled"}) == nets.op_counts("bnn")
-    return [abc_claim(networks, seeds), binaryduo_claim(networks, seeds, equal)]
+    return [abc_claim(networks, seeds), binaryduo_claim(networks, seeds, equal),
+            fp8_train_claim(summary(fp8train["df"]).to_dict("records"), fp8train["fp32_seeds"],
+                            fp8train["hyper"])]
+
+
+def _fp8_train(hyper) -> dict:
+    """The FP8 training study (every configuration) and the ``fp32`` configuration's final
+    accuracy over seeds 1..9 (its training noise), cached on the training code and settings."""
+    from dataclasses import asdict, replace
+
+    import numpy as np
+    from qrtl.golden import nets
+    from . import fp8_train as ft
+    folder = Path(nets.__file__).parent
+    code = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(folder.glob("*.py")))
+                          + Path(ft.__file__).read_bytes()).hexdigest()
+    cache = Cache("fp8-train-study", "1")
+    key = cache.key(code, asdict(hyper), np.__version__)
+
+    def run():
+        df = ft.fp8_train(hyper=hyper)
+        seeds = [float(df[df["config"] == "fp32"].sort_values("epoch")["test_accuracy"].iloc[-1])]
+        for s in range(1, 10):
+            d = ft.fp8_train(["fp32"], replace(hyper, seed=hyper.seed + s))
+            seeds.append(float(d.sort_values("epoch")["test_accuracy"].iloc[-1]))
+        return {"df": df, "fp32_seeds": seeds, "hyper": asdict(hyper)}
+    return cache.value(key, run)
 
 
 def _fp8_accuracy():
@@ -673,6 +702,12 @@ def _report_md(out: Path, tables: dict, claim_rows: list[dict], prov: dict, nets
         "retrained seeds is at least twice its standard error.", "",
         _claims_md(claim_rows), "",
         tables["seeds"].markdown(), "",
+        "## FP8 training (`fp8_train.csv`)", "",
+        "Every GEMM of training (forward, backward, weight gradient) on the bit-exact "
+        "`fp8_dot` golden model with (1,5,2) = e5m2 operands, 16-bit accumulation in chunks of "
+        "64 (`chunk64`) or in one chunk (`nochunk`), 16-bit weights and momentum updated with "
+        "stochastic (`sr`) or nearest (`rne`) rounding, against float32 (`qrtl fp8-train`).", "",
+        tables["fp8_train"].markdown(), "",
         "## FP8 accumulation error (`fp8_accuracy.csv`)", "",
         "![FP8 accumulation error](fp8_accuracy.png)", "",
         "## Every unit (`units.csv`)", "",
@@ -728,14 +763,15 @@ def _claims_md(rows: list[dict]) -> str:
 
 def run_report(out: Path, *, verify: Callable, replay: Callable, liberty=None, jobs: int = 1,
                images: Optional[int] = None, verify_vectors: int = VERIFY_VECTORS,
-               progress: bool = True, seeds: int = SEEDS) -> list[Path]:
+               progress: bool = True, seeds: int = SEEDS, fp8_train_hyper=None) -> list[Path]:
     """Produce the whole report under ``out``; returns the files written.
 
     ``verify(unit, vectors=, seed=)`` and ``replay(network, params, images)`` run the RTL
     (:func:`qrtl.sim.runner.verify`, :func:`qrtl.sim.net.replay`); ``images``: test images
     for the networks (None: the whole split); ``verify_vectors``: random vectors per unit
     where verification cannot be exhaustive; ``seeds``: seeds of the seed study (networks
-    retrained, for the paper claims).
+    retrained, for the paper claims); ``fp8_train_hyper``: settings of the FP8 training study
+    (:class:`qrtl.golden.nets.fp8train.Hyper`; default: its defaults).
     """
     out = Path(out)
     from .cost import DEFAULT_CLOCK_NS, compare_quant
@@ -745,7 +781,7 @@ def run_report(out: Path, *, verify: Callable, replay: Callable, liberty=None, j
     lib_key = [lib_obj.key]  # the library's contents, not its path
     written: list[Path] = []
     steps = ["verilog", "verify", "units", "quant", "clocked", "lean", "mac", "qor", "networks",
-             "seeds", "fp8", "claims", "plots", "report"]
+             "seeds", "fp8", "fp8train", "claims", "plots", "report"]
     bar = tqdm(steps, desc="qrtl report", unit="step", file=sys.stderr, disable=not progress)
     tables: dict = {}
     for step in bar:
@@ -812,8 +848,18 @@ def run_report(out: Path, *, verify: Callable, replay: Callable, liberty=None, j
                                     caption=f"Test accuracy of each network retrained with seeds "
                                     f"0..{seeds - 1} (deployed network, golden model)",
                                     label="tab:seeds")
+        elif step == "fp8train":
+            ftrain = _fp8_train(fp8_train_hyper or Hyper())
+            from .fp8_train import pivot, summary
+            acc = pivot(ftrain["df"]) * 100.0
+            summ = summary(ftrain["df"]).set_index("config")
+            tables["fp8_train"] = Table(
+                [{"config": c, **{f"epoch{e}": acc.loc[c, e] for e in acc.columns},
+                  **{k: summ.loc[c, k] for k in summ.columns}} for c in acc.index],
+                caption="FP8 training of the digits MLP: test accuracy (%) per epoch",
+                label="tab:fp8train")
         elif step == "claims":
-            claim_rows = _claims(nrows, seed_df)
+            claim_rows = _claims(nrows, seed_df, ftrain)
             tables["claims"] = Table(claim_rows, caption="The cited papers' claims, measured",
                                      label="tab:claims")
         elif step == "fp8":
@@ -826,7 +872,7 @@ def run_report(out: Path, *, verify: Callable, replay: Callable, liberty=None, j
             written += _lean_plot(out, lean_rows)
             written += _glitch_plot(out, tables["units"], qrows)
         elif step == "report":
-            for name in ("quant_ops", "mac", "networks", "quant_clocked", "seeds"):
+            for name in ("quant_ops", "mac", "networks", "quant_clocked", "seeds", "fp8_train"):
                 written += tables[name].write(out / name)
             written += tables["claims"].write(out / "claims", formats=("csv", "md"))
             written += tables["mac_clocked"].write(out / "mac_clocked", formats=("csv", "md"))

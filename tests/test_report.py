@@ -13,7 +13,9 @@ import pytest
 from qrtl.golden.nets import TABLE_CONFIGS
 from qrtl.hw.units import all_units
 import qrtl
-from qrtl.reports.report import MAC_CONFIGS, REPORT_FILES
+from qrtl.sim.runner import verify as _verify
+from qrtl.reports.report import MAC_CONFIGS, REPORT_FILES, run_report
+from qrtl.sim.net import replay
 
 # one worker builds the report once for every test here (make test runs --dist loadgroup)
 pytestmark = pytest.mark.xdist_group("report")
@@ -23,7 +25,10 @@ pytestmark = pytest.mark.xdist_group("report")
 def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
     # a small run: 20 test images, 20k random vectors per unit (the CLI uses the full split)
-    written = qrtl.report(out, jobs=2, images=20, verify_vectors=20_000, progress=False, seeds=2)
+    from qrtl.golden.nets.fp8train import Hyper
+    written = run_report(out, verify=_verify, replay=replay, jobs=2, images=20,
+                         verify_vectors=20_000, progress=False, seeds=2,
+                         fp8_train_hyper=Hyper(epochs=1, train_images=256))
     return out, written
 
 
@@ -142,12 +147,15 @@ def test_paper_claims_and_seed_study(report):
         assert 80 <= min(accs) and max(accs) <= 100
         assert float(r["mean_pct"]) == pytest.approx(sum(accs) / 2, abs=1e-3)
     claims = read_csv(out / "claims.csv")
-    assert [r["paper"].split()[0] for r in claims][:2] == ["ABC-Net", "BinaryDuo"]
+    assert [r["paper"].split()[0] for r in claims][:3] == ["ABC-Net", "BinaryDuo", "FP8"]
     for r in claims:
         assert r["verdict"] in ("holds", "not significant", "does not hold", "partly"), r
         assert re.search(r"\d+\.\d+%", r["measured"]) and "seeds" in r["measured"], r
     md = (out / "report.md").read_text()
     assert all(r["measured"] in md for r in claims)
+    train = read_csv(out / "fp8_train.csv")
+    assert [r["config"] for r in train][:3] == ["fp32", "fp8-chunk64-sr", "fp8-nochunk-rne"]
+    assert all(50 <= float(r["epoch1"]) <= 100 for r in train)
 
 
 def test_every_number_in_report_md_comes_from_a_csv(report):
