@@ -17,12 +17,16 @@ from qrtl.golden import nets as _nets
 from qrtl.golden.nets.qonnx import Agreement, QonnxNet, read_tensor
 from qrtl.golden.nets.qonnx import agreement as _agreement
 from qrtl.golden.nets.qonnx import load_qonnx as _load_qonnx
+from qrtl.reports.qonnx_cost import QonnxCost
+from qrtl.reports.qonnx_cost import qonnx_cost as _qonnx_cost
+from qrtl.reports.qonnx_cost import qonnx_report_rows
 from qrtl.sim.net import QonnxReplay, Replay
 from qrtl.sim.net import replay as _replay
 from qrtl.sim.net import replay_qonnx as _replay_qonnx
 
 __all__ = ["names", "accuracy", "replay", "Replay", "load_qonnx", "agreement", "replay_qonnx",
-           "read_tensor", "QonnxNet", "Agreement", "QonnxReplay"]
+           "read_tensor", "QonnxNet", "Agreement", "QonnxReplay", "qonnx_cost", "QonnxCost",
+           "qonnx_report_rows"]
 
 
 def names() -> list[str]:
@@ -97,3 +101,40 @@ def replay_qonnx(net: QonnxNet, x, samples: Optional[int] = None, seed: int = 0,
     """Replay ``net``'s unit operations on Verilator: every one (``samples=None``) or those
     that ``samples`` seeded output pixels depend on; ``bit_exact`` says 0 mismatches."""
     return _replay_qonnx(net, x, samples=samples, seed=seed, progress=progress)
+
+
+def qonnx_cost(net: QonnxNet, x, *, liberty=None, vectors: Optional[int] = None,
+               clock_ns: Optional[float] = None, seed: int = 0, jobs: int = 1,
+               progress: bool = False) -> QonnxCost:
+    """Cost of one inference of ``net`` on its units, by layer.
+
+    Parameters
+    ----------
+    net : QonnxNet
+        From :func:`load_qonnx`.
+    x : array
+        The input (the model's input shape) whose operand streams are measured.
+    liberty : str or Path, optional
+        The cell library (default: the shipped SKY130 HD subset).
+    vectors : int, optional
+        Operations simulated per layer and unit (default 4096).
+    clock_ns : float, optional
+        Clock period of the leakage term (default 10 ns).
+    seed : int
+        Where in the output each layer's stream starts.
+    jobs : int
+        Measurements in parallel.
+
+    Returns
+    -------
+    QonnxCost
+        ``layers`` (operations, energy per operation measured on the layer's own operand
+        stream, energy per inference, share), ``units`` (area of one instance of each unit
+        configuration), ``energy_nj_per_inference``, ``table()``, ``write(dir)`` (CSV,
+        Markdown, bar plot). Memory and data movement are not counted (``scope``).
+    """
+    from qrtl.reports.cost import DEFAULT_CLOCK_NS, DEFAULT_VECTORS
+    return _qonnx_cost(net, x, liberty=liberty,
+                       vectors=DEFAULT_VECTORS if vectors is None else vectors,
+                       clock_ns=DEFAULT_CLOCK_NS if clock_ns is None else clock_ns, seed=seed,
+                       jobs=jobs, progress=progress)

@@ -772,6 +772,45 @@ class QonnxNet:
         return rows
 
 
+    def streams(self, x, vectors: int, seed: int = 0) -> list[dict]:
+        """Real operand streams of every layer: the first ``vectors`` operations (at least)
+        of each unit of each layer, in the order a layer-by-layer datapath performs them.
+
+        For every stage that runs on units, a run of consecutive output positions (image
+        major, then raster order; its start drawn with ``numpy.random.default_rng(seed)``,
+        so that an image's border is not all the stream sees) long enough for ``vectors``
+        operations of each of its units is recorded (:meth:`Stage.record`, golden executor)
+        on the stage's golden input. Returns ``[{"stage", "unit", "params", "inputs"}]``
+        (``inputs``: port -> array, one entry per operation, cut to ``vectors``).
+        """
+        if int(vectors) < 1:
+            raise QrtlError(f"vectors={vectors} must be at least 1")
+        gold = self.run(x)
+        cur = self.check_input(x)
+        rng = np.random.default_rng(seed)
+        out = []
+        for s in self.stages:
+            y = gold["tensors"][s.name]
+            if s.units():
+                shape = np.shape(y)
+                pos = _positions(shape) if len(shape) >= 2 else shape
+                total = int(np.prod(pos))
+                m = shape[1] if len(shape) >= 2 else 1
+                p = min(total, -(-int(vectors) // m))
+                start = int(rng.integers(0, total - p + 1))
+                pm = np.zeros(total, bool)
+                pm[start:start + p] = True
+                mask = np.broadcast_to(np.expand_dims(pm.reshape(pos), 1), shape).copy()
+                trace = Trace()
+                s.record(cur, y, mask, trace, None, int(np.shape(cur)[0]))
+                for op in trace.ops:
+                    out.append({"stage": s.name, "unit": op.unit, "params": dict(op.params),
+                                "inputs": {k: np.asarray(v)[:int(vectors)]
+                                           for k, v in op.inputs.items()}})
+            cur = y
+        return out
+
+
 # --- reading inputs ------------------------------------------------------------------
 
 def read_tensor(path) -> np.ndarray:
