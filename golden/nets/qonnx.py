@@ -1036,6 +1036,15 @@ class _Lowering:
             acc0 = acc_base
             rq = None
             note = "float32 output relu?(A acc + B) in NumPy"
+            with np.errstate(divide="ignore", invalid="ignore"):
+                bias_acc = np.where(A > 0, B / np.where(A > 0, A, 1.0), np.nan)
+            if np.all(np.isfinite(bias_acc)) and np.all(bias_acc == np.rint(bias_acc)) and \
+                    np.all(np.abs(bias_acc) + bound + np.abs(acc_base) < 1 << (_ACC_WIDTH - 1)):
+                # an integral bias in accumulator units (an int32 bias, dequantized) starts
+                # the accumulator, as in TFLite: the same value, A (acc + bq)
+                acc0 = acc_base + bias_acc.astype(np.int64)
+                B = np.zeros_like(B)
+                note = "float32 output relu?(A acc) in NumPy, the integral bias in the accumulator"
         else:
             qnode, s_out, zp, bits, signed, narrow, rounding = quant
             out_meta = IntMeta(bits, signed, narrow, s_out, zp)
@@ -1076,10 +1085,14 @@ class _Lowering:
                 unit_relu = relu and zp == 0 and signed
                 if relu and not unit_relu and zp > out_lo:
                     relu_zp = zp
-                params = {"in_width": _ACC_WIDTH, "out_width": bits, "signed_out": int(signed),
-                          "runtime_shift": 1, "rounding": _ROUNDING[rounding], "bias": 1,
-                          "relu": int(unit_relu)}
                 rnd = _ROUNDING[rounding]
+                if unit_relu and rnd == "half_away":
+                    # the unit's ReLU clamps every negative value to 0, so ties away from
+                    # zero and ties toward +inf give the same codes: the cheaper half_up
+                    rnd = "half_up"
+                params = {"in_width": _ACC_WIDTH, "out_width": bits, "signed_out": int(signed),
+                          "runtime_shift": 1, "rounding": rnd, "bias": 1,
+                          "relu": int(unit_relu)}
                 ports = {"bias": bq + (zp << shift), "shift": shift}
                 golden = (lambda x, rnd=rnd, bits=bits, signed=signed, ur=unit_relu:
                           {"q": gq.quant_shift(x["acc"], x["shift"], out_width=bits,
@@ -1534,12 +1547,14 @@ class _Lowering:
             value = 0.0
             if len(node.input) > 2 and node.input[2]:
                 value = float(np.asarray(self.const(node.input[2], node, "value")).reshape(-1)[0])
-            if mode != "constant" or value != 0.0 or pads is None or min(pads) < 0:
-                raise QrtlError(f"{where}: only constant zero padding is supported")
+            if mode != "constant" or pads is None or min(pads) < 0 or \
+                    (value != 0.0 and self.kind != "float"):
+                raise QrtlError(f"{where}: only constant padding is supported (on quantized "
+                                f"codes with the value 0)")
             if self.kind == "pending":
                 raise QrtlError(f"{where}: padding between a layer and its Quant is not supported")
-            fill = self.meta.zp if self.kind == "int" else (0 if self.kind == "fp8" else 0.0)
-            return self.layout(node, _pad(pads, fill), f"Pad {list(pads)} with the value 0")
+            fill = self.meta.zp if self.kind == "int" else (0 if self.kind == "fp8" else value)
+            return self.layout(node, _pad(pads, fill), f"Pad {list(pads)} with the value {value:g}")
         raise QrtlError(f"{where} is not supported (supported: {', '.join(SUPPORTED_OPS)})")
 
 
