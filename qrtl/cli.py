@@ -379,7 +379,8 @@ def _qonnx_input(net, args):
 def cmd_net_qonnx(args):
     import numpy as np
     from qrtl import nets as api_nets
-    for flag, value in (("--images", args.images), ("NAME", args.name)):
+    for flag, value in (("--images", args.images), ("NAME", args.name),
+                        ("--export-qonnx", args.export_qonnx)):
         if value is not None:
             raise QrtlError(f"{flag} cannot be used with --qonnx")
     out = _output_file(args.output)
@@ -474,6 +475,29 @@ def cmd_net_qonnx(args):
     return 0 if rep.bit_exact else 1
 
 
+def _export_qonnx(args, params, images, label):
+    from qrtl.golden.nets.qonnx_export import round_trip
+    if args.rtl:
+        raise QrtlError("--rtl cannot be used with --export-qonnx (replay the exported model "
+                        "with qrtl net --qonnx FILE --rtl)")
+    out = _output_file(args.export_qonnx)
+    if out is None:
+        raise QrtlError("--export-qonnx needs a file name (not -)")
+    r = round_trip(args.name, params, images=images, path=out)
+    if args.json:
+        _print_json(r)
+        return 0
+    extra = " ".join(f"-p {k}={v}" for k, v in r["import_params"].items())
+    print(f"{label}: wrote {r['path']} (QONNX; import with qrtl net --qonnx {r['path']}"
+          f"{' ' + extra if extra else ''})")
+    print(f"imported back: {' | '.join(' + '.join(u) for u in r['lowering'])}; predictions "
+          f"{'identical' if r['predictions_identical'] else 'DIFFER'} on {r['images']} test "
+          f"images ({r['differing_predictions']} differ; accuracy {100 * r['accuracy']:.2f}% "
+          f"-> {100 * r['imported_accuracy']:.2f}%); operations of the first {r['op_images']} "
+          f"images: {r['ops']:,}, {r['ops_differing']:,} with other operands")
+    return 0 if r["predictions_identical"] else 1
+
+
 def cmd_net(args):
     from qrtl import nets as api_nets
     from qrtl.golden import nets
@@ -489,6 +513,8 @@ def cmd_net(args):
     params = _net_params(args.name, args)
     images = _test_images(args.images)
     label = nets.config_label(args.name, params)
+    if args.export_qonnx:
+        return _export_qonnx(args, params, images, label)
     if not args.rtl:
         r = nets.run(args.name, params, images)
         n = len(r["labels"])
@@ -703,6 +729,9 @@ def _network_commands(sub) -> None:
                         f"{QONNX_DEFAULT_SAMPLES})")
     p.add_argument("--seed", type=_SEED, default=0,
                    help="--qonnx: seed of the sampled pixels and of the random input")
+    p.add_argument("--export-qonnx", metavar="FILE.onnx",
+                   help="NAME (bnn, int8, fp8): write the network as a QONNX model, import it "
+                        "back and compare the predictions")
     p.add_argument("--cost", action="store_true",
                    help="--qonnx: operations, energy and area per inference, by layer and unit "
                         "(energy per op measured on each layer's own operand stream)")

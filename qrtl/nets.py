@@ -26,7 +26,7 @@ from qrtl.sim.net import replay_qonnx as _replay_qonnx
 
 __all__ = ["names", "accuracy", "replay", "Replay", "load_qonnx", "agreement", "replay_qonnx",
            "read_tensor", "QonnxNet", "Agreement", "QonnxReplay", "qonnx_cost", "QonnxCost",
-           "qonnx_report_rows"]
+           "qonnx_report_rows", "export_qonnx", "round_trip"]
 
 
 def names() -> list[str]:
@@ -138,3 +138,49 @@ def qonnx_cost(net: QonnxNet, x, *, liberty=None, vectors: Optional[int] = None,
                        vectors=DEFAULT_VECTORS if vectors is None else vectors,
                        clock_ns=DEFAULT_CLOCK_NS if clock_ns is None else clock_ns, seed=seed,
                        jobs=jobs, progress=progress)
+
+
+def export_qonnx(name: str, path, batch: int = 1, **params):
+    """Write digits network ``name`` (``bnn``, ``int8``, ``fp8``) with ``params`` as a QONNX
+    model at ``path`` (``onnx.helper`` and qonnx's operators; see
+    :mod:`qrtl.golden.nets.qonnx_export`); returns the path. Its input ``x`` (``batch``,
+    64) is ``pixels / 16`` (int8, fp8) or the pixels (bnn)."""
+    from qrtl.golden.nets.qonnx_export import export_qonnx as _export
+    return _export(name, path, params, batch)
+
+
+def round_trip(name: str, folder=".", images: Optional[int] = None, rtl_images: int = 0,
+               **params) -> dict:
+    """Export network ``name`` to QONNX under ``folder``, import it back, and compare.
+
+    Parameters
+    ----------
+    name : str
+        ``bnn``, ``int8`` or ``fp8``.
+    folder : str or Path
+        Where the ONNX file goes (``NAME_PARAMS.onnx``).
+    images : int, optional
+        Test images whose predictions are compared (default: all 450).
+    rtl_images : int
+        Replay the imported network's operations of that many test images on Verilator.
+    **params
+        The network's parameters (``scheme``; ``fmt``, ``acc``, ``chunk``).
+
+    Returns
+    -------
+    dict
+        ``predictions_identical``, ``differing_predictions``, ``accuracy``,
+        ``imported_accuracy``, ``same_units``, ``ops_differing`` (operations of the first
+        images whose operands differ from the network's), ``lowering``, ``path``, and with
+        ``rtl_images`` the replay's ``rtl_ops``, ``rtl_mismatches``, ``rtl_bit_exact``.
+    """
+    from qrtl.golden.nets.data import load_split
+    from qrtl.golden.nets.qonnx_export import import_params, network_input
+    from qrtl.golden.nets.qonnx_export import round_trip as _round_trip
+    r = _round_trip(name, params, folder, images)
+    if rtl_images:
+        net = _load_qonnx(r["path"], **import_params(name, r["params"]))
+        rep = _replay_qonnx(net, network_input(name, load_split().x_test[:int(rtl_images)]))
+        r.update(rtl_images=int(rtl_images), rtl_ops=rep.total_ops,
+                 rtl_mismatches=rep.total_mismatches, rtl_bit_exact=rep.bit_exact)
+    return r

@@ -666,3 +666,18 @@ def test_cli_qonnx_cost(cli, tmp_path):
     assert code == 2 and "--liberty needs --cost" in err
     code, _, err = cli("net", "int8", "--cost")
     assert code == 2 and "--cost needs --qonnx" in err
+
+
+def test_cli_export_qonnx(cli, tmp_path):
+    out = tmp_path / "int8.onnx"
+    code, text, err = cli("net", "int8", "-p", "scheme=float", "--export-qonnx", str(out),
+                          "--images", "50")
+    assert code == 0, err
+    assert f"wrote {out}" in text and "-p scheme=float" in text
+    assert "predictions identical on 50 test images" in text
+    assert [r["units"] for r in load_qonnx(out, scheme="float").lowering() if r["units"]][0] == \
+        ["int_mac", "quant_float"]
+    code, _, err = cli("net", "abc", "--export-qonnx", str(out))
+    assert code == 2 and "cannot be exported to QONNX" in err
+    code, _, err = cli("net", "--qonnx", str(out), "--export-qonnx", str(out))
+    assert code == 2 and "--export-qonnx cannot be used with --qonnx" in err

@@ -889,17 +889,22 @@ class QonnxNet:
 
 
     def streams(self, x, vectors: int, seed: int = 0) -> list[dict]:
-        """Real operand streams of every layer: the first ``vectors`` operations (at least)
-        of each unit of each layer, in the order a layer-by-layer datapath performs them.
+        """Real operand streams of every layer: ``vectors`` operations (or all the layer has)
+        of each unit of each layer, as a layer-by-layer datapath performs them.
 
-        For every stage that runs on units, a run of consecutive output positions (image
-        major, then raster order; its start drawn with ``numpy.random.default_rng(seed)``,
-        so that an image's border is not all the stream sees) long enough for ``vectors``
-        operations of each of its units is recorded (:meth:`Stage.record`, golden executor)
-        on the stage's golden input. Returns ``[{"stage", "unit", "params", "inputs"}]``
+        For every stage that runs on units, ``ceil(vectors / M)`` output positions (``M``
+        channels; drawn with ``numpy.random.default_rng(seed)``, image-major order) are
+        recorded (:meth:`Stage.record`, golden executor) on the stage's golden input. A
+        unit with one operation per output (a requantizer, ``xnor_popcount``) streams them
+        in order, position by position, channel by channel; a unit that steps through dot
+        products (``int_mac``, ``fp8_dot``) streams ``ceil(vectors / K)`` whole dot products
+        of those positions and channels, drawn at random and kept in datapath order, each
+        ``K`` consecutive steps: many positions and neurons, rather than the first few
+        neurons of one position. Returns ``[{"stage", "unit", "params", "inputs"}]``
         (``inputs``: port -> array, one entry per operation, cut to ``vectors``).
         """
-        if int(vectors) < 1:
+        vectors = int(vectors)
+        if vectors < 1:
             raise QrtlError(f"vectors={vectors} must be at least 1")
         gold = self.run(x)
         cur = self.check_input(x)
@@ -912,17 +917,22 @@ class QonnxNet:
                 pos = _positions(shape) if len(shape) >= 2 else shape
                 total = int(np.prod(pos))
                 m = shape[1] if len(shape) >= 2 else 1
-                p = min(total, -(-int(vectors) // m))
-                start = int(rng.integers(0, total - p + 1))
+                p = min(total, -(-vectors // m))
                 pm = np.zeros(total, bool)
-                pm[start:start + p] = True
+                pm[rng.choice(total, size=p, replace=False)] = True
                 mask = np.broadcast_to(np.expand_dims(pm.reshape(pos), 1), shape).copy()
                 trace = Trace()
                 s.record(cur, y, mask, trace, None, int(np.shape(cur)[0]))
                 for op in trace.ops:
+                    steps = op.count // (p * m)
+                    ins = {k: np.asarray(v) for k, v in op.inputs.items()}
+                    if steps > 1:
+                        d = min(p * m, -(-vectors // steps))
+                        pick = np.sort(rng.choice(p * m, size=d, replace=False))
+                        ins = {k: v.reshape((p * m, steps) + v.shape[1:])[pick]
+                               .reshape((d * steps,) + v.shape[1:]) for k, v in ins.items()}
                     out.append({"stage": s.name, "unit": op.unit, "params": dict(op.params),
-                                "inputs": {k: np.asarray(v)[:int(vectors)]
-                                           for k, v in op.inputs.items()}})
+                                "inputs": {k: v[:vectors] for k, v in ins.items()}})
             cur = y
         return out
 

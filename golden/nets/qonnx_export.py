@@ -234,8 +234,10 @@ def _same_ops(a: list, b: list) -> tuple:
     return True, bad
 
 
-def round_trip(name: str, params=None, folder=".", images=None, op_images: int = 10) -> dict:
-    """Export network ``name`` to QONNX (:func:`export_qonnx`), import it back
+def round_trip(name: str, params=None, folder=".", images=None, op_images: int = 10,
+               path=None) -> dict:
+    """Export network ``name`` to QONNX (:func:`export_qonnx`; at ``path``, default
+    ``folder/NAME_PARAMS.onnx``), import it back
     (:func:`golden.nets.qonnx.load_qonnx`) and compare on the test split.
 
     Returns ``{"network", "params", "path", "images", "accuracy", "imported_accuracy",
@@ -249,7 +251,7 @@ def round_trip(name: str, params=None, folder=".", images=None, op_images: int =
     from .qonnx import load_qonnx
     p = resolve_params(name, params)
     label = "_".join([name] + [str(v) for v in p.values()])
-    path = export_qonnx(name, Path(folder) / f"{label}.onnx", p)
+    path = export_qonnx(name, Path(folder) / f"{label}.onnx" if path is None else path, p)
     ip = import_params(name, p)
     net = load_qonnx(path, **ip)
     s = load_split()
