@@ -103,6 +103,8 @@ _KEEP_OPS = ["Quant", "IntQuant", "BipolarQuant", "FloatQuant", "Trunc", "MultiT
 _ROUNDING = {"ROUND": "half_even", "HALF_EVEN": "half_even", "FLOOR": "floor",
              "HALF_UP": "half_away"}
 _ACC_WIDTH = 32
+#: Consecutive MAC steps per piece of a layer's operand stream (:meth:`QonnxNet.streams`).
+_SEGMENT = 32
 _FP32_CHUNK = 256
 
 
@@ -899,8 +901,10 @@ class QonnxNet:
         in order, position by position, channel by channel; a unit that steps through dot
         products (``int_mac``, ``fp8_dot``) streams ``ceil(vectors / K)`` whole dot products
         of those positions and channels, drawn at random and kept in datapath order, each
-        ``K`` consecutive steps: many positions and neurons, rather than the first few
-        neurons of one position. Returns ``[{"stage", "unit", "params", "inputs"}]``
+        ``K`` consecutive steps (a stream unit, whose state runs through a dot product), or
+        runs of 32 consecutive steps of them (a MAC with an ``acc_in`` port: each step is a
+        whole operation): many positions and neurons, rather than the first few neurons of
+        one position. Returns ``[{"stage", "unit", "params", "inputs"}]``
         (``inputs``: port -> array, one entry per operation, cut to ``vectors``).
         """
         vectors = int(vectors)
@@ -927,10 +931,15 @@ class QonnxNet:
                     steps = op.count // (p * m)
                     ins = {k: np.asarray(v) for k, v in op.inputs.items()}
                     if steps > 1:
-                        d = min(p * m, -(-vectors // steps))
-                        pick = np.sort(rng.choice(p * m, size=d, replace=False))
-                        ins = {k: v.reshape((p * m, steps) + v.shape[1:])[pick]
-                               .reshape((d * steps,) + v.shape[1:]) for k, v in ins.items()}
+                        # a stream unit (a ``last`` port) keeps its state through whole dot
+                        # products; a MAC with an acc_in port takes any run of steps
+                        seg = steps if "last" in ins else min(steps, _SEGMENT)
+                        per = steps // seg
+                        d = min(p * m * per, -(-vectors // seg))
+                        pick = np.sort(rng.choice(p * m * per, size=d, replace=False))
+                        ins = {k: v.reshape((p * m, steps) + v.shape[1:])[:, :per * seg]
+                               .reshape((p * m * per, seg) + v.shape[1:])[pick]
+                               .reshape((d * seg,) + v.shape[1:]) for k, v in ins.items()}
                     out.append({"stage": s.name, "unit": op.unit, "params": dict(op.params),
                                 "inputs": {k: v[:vectors] for k, v in ins.items()}})
             cur = y
@@ -2046,6 +2055,9 @@ def agreement(net: QonnxNet, x) -> Agreement:
     elif unit == "ulp":
         why = ("float32 output: the units' exact products and fp32/int32 sums with one final "
                "scaling, against the executor's float32 dequantized operands and sums")
+        if any(isinstance(s, Fp8Layer) and s.dot["acc"] == "fp16" for s in net.stages):
+            why += ("; acc=fp16 rounds every partial sum of a chunk to fp16 (the executor "
+                    "sums in float32)")
     else:
         why = ("scales that are not powers of two: the requantizer rounds a fixed-point (or "
                "binary32) product and a bias rounded to the accumulator's LSB, the executor its "
