@@ -19,7 +19,7 @@ from qrtl.golden.nets.qonnx import agreement as _agreement
 from qrtl.golden.nets.qonnx import load_qonnx as _load_qonnx
 from qrtl.reports.qonnx_cost import QonnxCost
 from qrtl.reports.qonnx_cost import qonnx_cost as _qonnx_cost
-from qrtl.reports.qonnx_cost import qonnx_report_rows
+from qrtl.reports.qonnx_cost import qonnx_report_rows as _qonnx_report_rows
 from qrtl.sim.net import QonnxReplay, Replay
 from qrtl.sim.net import replay as _replay
 from qrtl.sim.net import replay_qonnx as _replay_qonnx
@@ -184,3 +184,14 @@ def round_trip(name: str, folder=".", images: Optional[int] = None, rtl_images: 
         r.update(rtl_images=int(rtl_images), rtl_ops=rep.total_ops,
                  rtl_mismatches=rep.total_mismatches, rtl_bit_exact=rep.bit_exact)
     return r
+
+
+def qonnx_report_rows(liberty=None, jobs: int = 1, rtl: bool = True, samples: int = 1,
+                      progress: bool = False) -> dict:
+    """The report's "networks from QONNX" rows, tables and costs for the models in the
+    qonnx wheel (:func:`qrtl.reports.qonnx_cost.qonnx_report_rows`), with ``rtl`` the RTL
+    replay of every operation of the FP8 model and of ``samples`` output pixels of each
+    ESPCN model. Write the plot with ``qrtl.reports.qonnx_cost.qonnx_figure(r["costs"],
+    out)``."""
+    return _qonnx_report_rows(liberty, jobs, replay=_replay_qonnx if rtl else None,
+                              samples=samples, progress=progress)

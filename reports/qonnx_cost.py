@@ -23,7 +23,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from qrtl.golden.errors import QrtlError
 from qrtl.golden.procs import pool_map
@@ -281,15 +281,18 @@ def shipped_models() -> list[tuple]:
 
 
 def qonnx_report_rows(liberty=None, jobs: int = 1, *, vectors: int = DEFAULT_VECTORS,
-                      rtl: bool = True, samples: int = 1, progress: bool = False) -> dict:
+                      replay: Optional[Callable] = None, samples: int = 1,
+                      progress: bool = False) -> dict:
     """Everything the report's "networks from QONNX" section needs, for the models in the
     qonnx wheel (:data:`SHIPPED_MODELS`, on their shipped inputs).
 
     Returns ``{"models": rows, "layers": rows, "costs": [QonnxCost], "tables": {"qonnx_models":
     Table, "qonnx_layers": Table}}``: per model its lowering (units), operations and energy
-    per inference, unit area, agreement with qonnx's executor and (``rtl``) the RTL replay
-    of every operation (the FP8 model) or of ``samples`` output pixels (ESPCN); per layer
-    the breakdown of :func:`qonnx_cost`. Write the figure with :func:`qonnx_figure`.
+    per inference, unit area, agreement with qonnx's executor and, with ``replay``
+    (:func:`qrtl.sim.net.replay_qonnx`, given by the caller: reports does not import sim),
+    the RTL replay of every operation (the FP8 model) or of ``samples`` output pixels
+    (ESPCN); per layer the breakdown of :func:`qonnx_cost`. Write the figure with
+    :func:`qonnx_figure`.
     """
     from qrtl.golden.nets.qonnx import agreement, load_qonnx, read_tensor
     models, layers, costs = [], [], []
@@ -306,11 +309,10 @@ def qonnx_report_rows(liberty=None, jobs: int = 1, *, vectors: int = DEFAULT_VEC
                "agreement": ("identical" if agree.identical else
                              f"{agree.differing} of {agree.outputs} differ, max "
                              f"{agree.max_diff} {agree.unit}"),
-               "rtl_ops": None, "rtl_mismatches": None}
-        if rtl:
-            from qrtl.sim.net import replay_qonnx
+               "rtl_ops": None, "rtl_mismatches": None, "rtl_scope": None}
+        if replay is not None:
             small = c.ops_per_inference * c.batch <= 2_000_000
-            rep = replay_qonnx(net, x, samples=None if small else samples)
+            rep = replay(net, x, samples=None if small else samples)
             row.update(rtl_ops=rep.total_ops, rtl_mismatches=rep.total_mismatches,
                        rtl_scope="every operation" if small else f"{samples} output pixel(s)")
         models.append(row)
