@@ -45,13 +45,28 @@ chain (every node has one data input; the others are constants), to a list of *s
     ``Gemm``/``MatMul``/``Conv`` on two FP8 operands is one ``fp8_dot`` per output (``acc``
     fp32 by default, one chunk per dot product; or ``acc=fp16`` with ``chunk``), its fp32
     result scaled and biased in float64 and rounded once to float32.
+``BipolarQuant``, ``XnorPopcountMatMul``, ``MultiThreshold``
+    ``BipolarQuant`` weights (bits ``w >= 0``) and activations; ``MatMul``/``Gemm``/``Conv``
+    (no padding: a 0 is not bipolar) on bipolar operands, and ``XnorPopcountMatMul`` on 0/1
+    activations (``popcount = (dot + K) / 2``), are ``xnor_popcount`` dot products
+    (``n = K``). The layer's value ``relu?(A dot + B)`` (scales, float bias, BatchNorm,
+    constant ``Add``/``Sub``/``Mul``/``Div`` folded; a negative ``A`` inverts the row's
+    weight bits) followed by a ``MultiThreshold`` with one threshold ``t`` per channel and a
+    bipolar (``out_scale 2c, out_bias -c``) or 0/1 (``out_scale c``) output is the unit's
+    threshold ``dot >= ceil((t - B) / A)``; without one, a float32 output. A
+    ``MultiThreshold`` on a float tensor runs in NumPy (qonnx's float32 comparison), giving
+    bits when it is bipolar or 0/1.
 ``Relu``, ``Add``/``Sub``/``Mul``/``Div`` by constants, ``Flatten``, ``Reshape``,
-``Transpose``, ``DepthToSpace``, ``Resize`` (nearest), ``Pad`` (constant 0), ``MaxPool``,
-``Identity``
+``Transpose``, ``Tile``, ``DepthToSpace``, ``Resize`` (nearest), ``Pad`` (constant; a
+nonzero value on float tensors only), ``MaxPool``, ``Identity``
     NumPy (float32 on float tensors; layout operators and MaxPool also on integer codes).
 
 Any other operator is a one-line :class:`QrtlError` naming the node, its op type and the
 supported list.
+
+Operand streams (cost)
+    :meth:`QonnxNet.streams` records, for each layer, a few thousand of its operations at
+    seeded random output positions: the real operands the cost model measures energy on.
 
 Recording (RTL replay)
     :meth:`QonnxNet.forward` computes every stage vectorised; with ``samples=N`` it picks
