@@ -224,20 +224,24 @@ def qonnx_figure(costs: list, out, stem: str = "qonnx_cost") -> list[Path]:
     plt.rcParams.update({"font.size": 8, "figure.dpi": 150, "savefig.bbox": "tight"})
     fig, axes = plt.subplots(1, len(costs), figsize=(max(5.0, 3.4 * len(costs)), 2.8),
                              squeeze=False)
+    fig.subplots_adjust(wspace=0.4)
     for ax, c in zip(axes[0], costs):
         stages = list(dict.fromkeys(r["stage"] for r in c.layers))
         units = list(dict.fromkeys(r["unit"] for r in c.layers))
         bottom = [0.0] * len(stages)
+        big = c.energy_nj_per_inference >= 1e3       # plot in µJ
+        div, label = (1e3, "µJ") if big else (1.0, "nJ")
         for u in units:
             vals = [sum(r["energy_nj_per_inference"] for r in c.layers
-                        if r["stage"] == s and r["unit"] == u) for s in stages]
+                        if r["stage"] == s and r["unit"] == u) / div for s in stages]
             ax.bar(range(len(stages)), vals, 0.6, bottom=bottom, label=u)
             bottom = [b + v for b, v in zip(bottom, vals)]
+        ax.set_ylim(0, max(bottom + [0.0]) * 1.35 or 1.0)     # room for the legend
         ax.set_xticks(range(len(stages)))
         ax.set_xticklabels(stages)
-        ax.set_ylabel("energy per inference (nJ)")
+        ax.set_ylabel(f"energy per inference ({label})")
         ax.set_title(f"{Path(c.model).parent.name}/{Path(c.model).name}\n"
-                     f"{c.energy_nj_per_inference:.4g} nJ in total", fontsize=8)
+                     f"{c.energy_nj_per_inference / div:.4g} {label} in total", fontsize=8)
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=7, frameon=False)
     lib = costs[0].library.get("name", "") if costs else ""
