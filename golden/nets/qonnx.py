@@ -647,6 +647,7 @@ class XnorLayer(Stage):
     B: np.ndarray = None
     relu: bool = False
     unit_params: dict = None
+    exact: bool = False          # the executor's float32 arithmetic is exact here
 
     def _cols(self, x):
         if self.geom is None:
@@ -761,8 +762,19 @@ class QonnxNet:
         for s in self.stages:
             if isinstance(s, Fp8Layer) or s.kind == "input (assumed)":
                 return False
-            if isinstance(s, IntLayer) and (s.requant is None or s.requant.unit != "quant_shift"
-                                            or "inexact" in s.requant.note):
+            if isinstance(s, XnorLayer) and not s.exact:
+                return False
+            if isinstance(s, IntLayer) and s.requant is None:
+                # a float32 output A acc: exact with power-of-two A, no float bias and
+                # every partial sum within float32's 24-bit integers
+                e = np.log2(np.where(s.A > 0, s.A, 1.0))
+                a = s.in_meta
+                bound = np.abs(s.qw).sum(axis=1) * max(abs(a.lo), abs(a.hi)) + np.abs(s.acc0)
+                if not (np.all(s.A > 0) and np.all(e == np.rint(e)) and np.all(s.B == 0)
+                        and np.all(bound < 1 << 24)):
+                    return False
+            elif isinstance(s, IntLayer) and (s.requant.unit != "quant_shift"
+                                              or "inexact" in s.requant.note):
                 return False
         return True
 
@@ -1462,10 +1474,19 @@ class _Lowering:
         params = {"n": n, "pipeline": 0, "threshold": int(thr is not None), "popcount": "tree"}
         note = (f"threshold dot >= thr per channel ({int(thr_i.min())}..{int(thr_i.max())})"
                 if thr is not None else "float32 output relu?(A dot + B) in NumPy")
+        # With A a power of two and B a multiple of it, the executor's float32 value
+        # A (dot + B/A) is exact, so its comparison and output are ours
+        e = np.log2(np.where(A > 0, A, 1.0))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            k = np.where(A > 0, B / np.where(A > 0, A, 1.0), 0.5)
+        exact = bool(np.all(A > 0) and np.all(e == np.rint(e)) and np.all(k == np.rint(k))
+                     and np.all(np.abs(k) + n < 1 << 24))
+        if not exact:
+            note += " (inexact: A not a power of two or B not a multiple of it)"
         self.stages.append(XnorLayer(p.name, tuple(p.nodes), "bipolar", p.summary + "; " + note,
                                      wb=wb, geom=p.geom,
                                      thr=thr_i if thr is not None else None, A=A, B=B,
-                                     relu=p.relu, unit_params=params))
+                                     relu=p.relu, unit_params=params, exact=exact))
 
     def multithreshold(self, node):
         where = _where(node)
@@ -2066,7 +2087,8 @@ def agreement(net: QonnxNet, x) -> Agreement:
     differing = int((d != 0).sum())
     if net.exact:
         why = ("integer arithmetic (quant_shift with power-of-two scales, xnor_popcount with "
-               "integer thresholds): the executor's float32 arithmetic is exact here")
+               "power-of-two scales and integral biases): the executor's float32 arithmetic "
+               "is exact here")
     elif unit == "ulp":
         why = ("float32 output: the units' exact products and fp32/int32 sums with one final "
                "scaling, against the executor's float32 dequantized operands and sums")
