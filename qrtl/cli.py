@@ -379,10 +379,16 @@ def _qonnx_input(net, args):
 def cmd_net_qonnx(args):
     import numpy as np
     from qrtl import nets as api_nets
-    for flag, value in (("--images", args.images), ("NAME", args.name)):
+    for flag, value in (("--images", args.images), ("NAME", args.name),
+                        ("--export-qonnx", args.export_qonnx)):
         if value is not None:
             raise QrtlError(f"{flag} cannot be used with --qonnx")
     out = _output_file(args.output)
+    if args.liberty is not None and not args.cost:
+        raise QrtlError("--liberty needs --cost")
+    if args.cost_dir is not None and not args.cost:
+        raise QrtlError("--cost-dir needs --cost")
+    liberty = _liberty(args.liberty)
     net = api_nets.load_qonnx(args.qonnx, **_params(args))
     x, source = _qonnx_input(net, args)
     t0 = time.perf_counter()
@@ -397,6 +403,12 @@ def cmd_net_qonnx(args):
             samples = QONNX_DEFAULT_SAMPLES
         rep = api_nets.replay_qonnx(net, x, samples=samples, seed=args.seed,
                                     progress=not args.no_progress)
+    cost = None
+    if args.cost:
+        cost = api_nets.qonnx_cost(net, x, liberty=liberty, jobs=args.jobs,
+                                   progress=not args.no_progress)
+        if args.cost_dir is not None:
+            cost_files = cost.write(args.cost_dir)
     if out is not None:
         from qrtl.golden.cache import atomic_output
         with atomic_output(out, "wb") as fh:
@@ -407,7 +419,8 @@ def cmd_net_qonnx(args):
                      "output_shape": list(gold["output"].shape), "notes": net.notes,
                      "lowering": net.lowering(), "ops_per_inference": full_ops,
                      "golden_seconds": golden_s, "agreement": agree.as_dict(),
-                     "rtl": rep.as_dict() if rep is not None else None})
+                     "rtl": rep.as_dict() if rep is not None else None,
+                     "cost": cost.as_dict() if cost is not None else None})
         return 0 if rep is None or rep.bit_exact else 1
     print(f"{args.qonnx}: input {net.input_name} {list(net.input_shape)} ({source}), output "
           f"{net.output_name} {list(gold['output'].shape)}")
@@ -434,6 +447,20 @@ def cmd_net_qonnx(args):
               f"{L['multiplier_rounding_lsb']:.3g} LSB)")
     if out is not None:
         print(f"wrote {out} (float32 {list(gold['output'].shape)})", file=sys.stderr)
+    if cost is not None:
+        print(f"cost per inference ({cost.library['name']}, clock {cost.clock_ns:g} ns; energy "
+              f"per operation on each layer's own operand stream, {cost.vectors} vectors):")
+        for r in cost.layers:
+            print(f"  {r['stage']} {r['unit']}: {r['ops_per_inference']:,} ops x "
+                  f"{r['energy_pj_per_op']:.4g} pJ = {r['energy_nj_per_inference']:.4g} nJ "
+                  f"({r['share_pct']:.1f}%)")
+        for u in cost.units:
+            print(f"  area of one {u['config']}: {u['area_um2']:.1f} um^2")
+        print(f"  total: {cost.energy_nj_per_inference:.4g} nJ per inference, "
+              f"{cost.ops_per_inference:,} operations, {cost.area_um2:.1f} um^2 of units")
+        print(f"  scope: {cost.scope}")
+        if args.cost_dir is not None:
+            print(f"wrote {', '.join(str(f) for f in cost_files)}", file=sys.stderr)
     if rep is None:
         return 0
     what = "every operation" if rep.samples is None else f"{rep.samples} sampled output pixels"
@@ -448,6 +475,29 @@ def cmd_net_qonnx(args):
     return 0 if rep.bit_exact else 1
 
 
+def _export_qonnx(args, params, images, label):
+    from qrtl.golden.nets.qonnx_export import round_trip
+    if args.rtl:
+        raise QrtlError("--rtl cannot be used with --export-qonnx (replay the exported model "
+                        "with qrtl net --qonnx FILE --rtl)")
+    out = _output_file(args.export_qonnx)
+    if out is None:
+        raise QrtlError("--export-qonnx needs a file name (not -)")
+    r = round_trip(args.name, params, images=images, path=out)
+    if args.json:
+        _print_json(r)
+        return 0
+    extra = " ".join(f"-p {k}={v}" for k, v in r["import_params"].items())
+    print(f"{label}: wrote {r['path']} (QONNX; import with qrtl net --qonnx {r['path']}"
+          f"{' ' + extra if extra else ''})")
+    print(f"imported back: {' | '.join(' + '.join(u) for u in r['lowering'])}; predictions "
+          f"{'identical' if r['predictions_identical'] else 'DIFFER'} on {r['images']} test "
+          f"images ({r['differing_predictions']} differ; accuracy {100 * r['accuracy']:.2f}% "
+          f"-> {100 * r['imported_accuracy']:.2f}%); operations of the first {r['op_images']} "
+          f"images: {r['ops']:,}, {r['ops_differing']:,} with other operands")
+    return 0 if r["predictions_identical"] else 1
+
+
 def cmd_net(args):
     from qrtl import nets as api_nets
     from qrtl.golden import nets
@@ -456,12 +506,15 @@ def cmd_net(args):
     if args.name is None:
         raise QrtlError("qrtl net: give a network NAME or --qonnx MODEL.onnx")
     for flag, value in (("--input", args.input), ("-o", args.output),
-                        ("--samples", args.samples)):
+                        ("--samples", args.samples), ("--cost", args.cost or None),
+                        ("--liberty", args.liberty), ("--cost-dir", args.cost_dir)):
         if value is not None:
             raise QrtlError(f"{flag} needs --qonnx")
     params = _net_params(args.name, args)
     images = _test_images(args.images)
     label = nets.config_label(args.name, params)
+    if args.export_qonnx:
+        return _export_qonnx(args, params, images, label)
     if not args.rtl:
         r = nets.run(args.name, params, images)
         n = len(r["labels"])
@@ -749,6 +802,18 @@ def _network_commands(sub) -> None:
                         f"{QONNX_DEFAULT_SAMPLES})")
     p.add_argument("--seed", type=_SEED, default=0,
                    help="--qonnx: seed of the sampled pixels and of the random input")
+    p.add_argument("--export-qonnx", metavar="FILE.onnx",
+                   help="NAME (bnn, int8, fp8): write the network as a QONNX model, import it "
+                        "back and compare the predictions")
+    p.add_argument("--cost", action="store_true",
+                   help="--qonnx: operations, energy and area per inference, by layer and unit "
+                        "(energy per op measured on each layer's own operand stream)")
+    p.add_argument("--liberty", metavar="FILE",
+                   help="--qonnx --cost: Liberty file (plain or .gz); default: the built-in library")
+    p.add_argument("--cost-dir", metavar="DIR",
+                   help="--qonnx --cost: write the per-layer table (CSV, Markdown) and bar plot "
+                        "(PNG, SVG) there")
+    p.add_argument("-j", "--jobs", type=_JOBS, default=1, help="--cost: parallel measurements")
     p.add_argument("--images", type=_int("--images", 1, 10**6), default=None,
                    help="first N test images (default: the whole test split, 450)")
     p.add_argument("--rtl", action="store_true",

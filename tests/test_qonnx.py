@@ -430,3 +430,258 @@ def test_power_of_two_graph_rtl_replay_is_bit_exact(tmp_path):
     x = (np.random.default_rng(0).random((3, 2, 4, 4)) * 20).astype(np.float32)
     r = api_nets.replay_qonnx(net, x)
     assert r.bit_exact and r.ops == {"int_mac": 1848, "quant_shift": 111}
+
+
+# --- bipolar layers -----------------------------------------------------------------------
+
+def _mt(name, x, thr, scale, bias):
+    from onnx import helper
+    return helper.make_node("MultiThreshold", [x, f"{name}_t"], [name], domain=DOMAIN,
+                            out_dtype="BIPOLAR" if bias else "BINARY", out_scale=scale,
+                            out_bias=bias), [_init(f"{name}_t", np.asarray(thr, np.float32))]
+
+
+def _bq(name, w, scale):
+    from onnx import helper
+    return helper.make_node("BipolarQuant", [f"{name}_w", f"{name}_s"], [name], domain=DOMAIN), \
+        [_init(f"{name}_w", w), _init(f"{name}_s", scale)]
+
+
+DOMAIN = "qonnx.custom_op.general"
+
+
+def _xnor_model(tmp_path, steps=1):
+    """MultiThreshold (0/1) -> XnorPopcountMatMul -> Mul per channel (one negative) -> Add ->
+    MultiThreshold (bipolar) -> MatMul (BipolarQuant weights, scale 0.5)."""
+    from onnx import helper
+    rng = np.random.default_rng(5)
+    nodes, inits = [], []
+    n, i = _mt("b0", "x", [[0.0]], 1.0, 0.0)
+    nodes.append(n)
+    inits += i + [_init("w1", rng.integers(0, 2, (16, 8))),
+                  _init("k", np.array([0.5, -1.0, 2.0, 1.0, 0.25, -0.5, 1.0, 3.0])),
+                  _init("c", rng.normal(size=8))]
+    nodes += [helper.make_node("XnorPopcountMatMul", ["b0", "w1"], ["p1"], domain=DOMAIN,
+                               name="the_xnor"),
+              helper.make_node("Mul", ["p1", "k"], ["m1"]),
+              helper.make_node("Add", ["m1", "c"], ["a1"])]
+    thr = np.sort(rng.normal(size=(8, steps)) * 3 + 0.37, axis=1)
+    n, i = _mt("h1", "a1", thr, 2.0, -1.0)
+    n.name = "the_thr"
+    nodes.append(n)
+    inits += i
+    n, i = _bq("w2q", np.where(rng.random((8, 4)) < 0.5, -1.0, 1.0) * 0.7, 0.5)
+    nodes += [n, helper.make_node("MatMul", ["h1", "w2q"], ["y"])]
+    inits += i
+    return _save(tmp_path, nodes, inits, [6, 16], [6, 4])
+
+
+def _bconv_model(tmp_path, pads=(0, 0, 0, 0)):
+    """BipolarQuant -> Conv 3x3 (BipolarQuant weights) -> BatchNorm (a negative gamma) ->
+    MultiThreshold (bipolar) -> Flatten -> MatMul (BipolarQuant weights)."""
+    from onnx import helper
+    rng = np.random.default_rng(6)
+    nodes, inits = [helper.make_node("BipolarQuant", ["x", "xs"], ["xb"], domain=DOMAIN)], \
+        [_init("xs", 1.0)]
+    n, i = _bq("w1q", rng.normal(size=(3, 2, 3, 3)), 1.0)
+    nodes.append(n)
+    inits += i + [_init("g", [1.5, -0.5, 2.0]), _init("be", [0.3, -0.2, 0.1]),
+                  _init("mu", [1.2, -2.6, 0.4]), _init("var", [4.0, 1.0, 2.5])]
+    nodes += [helper.make_node("Conv", ["xb", "w1q"], ["c1"], kernel_shape=[3, 3],
+                               pads=list(pads), name="the_conv"),
+              helper.make_node("BatchNormalization", ["c1", "g", "be", "mu", "var"], ["n1"])]
+    n, i = _mt("h1", "n1", [[0.0], [0.0], [0.0]], 2.0, -1.0)
+    nodes.append(n)
+    inits += i
+    ho = 5 - 2 + pads[0] + pads[2]
+    nodes.append(helper.make_node("Flatten", ["h1"], ["f1"], axis=1))
+    n, i = _bq("w2q", rng.normal(size=(3 * ho * ho, 5)), 1.0)
+    nodes += [n, helper.make_node("MatMul", ["f1", "w2q"], ["y"])]
+    inits += i
+    return _save(tmp_path, nodes, inits, [2, 2, 5, 5], [2, 5])
+
+
+def test_xnor_popcount_matmul_graph_is_identical_to_the_executor(tmp_path):
+    """0/1 activations into XnorPopcountMatMul, per-channel Mul (a negative factor inverts
+    the row's bits) and Add folded with the MultiThreshold into one integer threshold per
+    channel of xnor_popcount; then a bipolar MatMul (scale 0.5) with a float32 output."""
+    net = load_qonnx(_xnor_model(tmp_path))
+    low = net.lowering()
+    assert [r["units"] for r in low] == [[], ["xnor_popcount"], ["xnor_popcount"]]
+    assert low[1]["nodes"] == ["the_xnor", "Mul_0", "Add_0", "the_thr"]
+    assert net.stages[1].unit_params == {"n": 16, "pipeline": 0, "threshold": 1,
+                                         "popcount": "tree"}
+    # the random Add makes the threshold's boundary a float32 expression: not claimed exact,
+    # identical all the same (no value lies that close to a threshold)
+    assert not net.exact and net.stages[2].exact
+    x = np.random.default_rng(0).normal(size=(6, 16)).astype(np.float32)
+    a = agreement(net, x)
+    assert a.identical and a.outputs == 24 and a.unit == "ulp", a
+    r = api_nets.replay_qonnx(net, x)
+    assert r.bit_exact and r.ops == {"xnor_popcount": 6 * 8 + 6 * 4}
+
+
+def test_bipolar_conv_graph_is_identical_to_the_executor(tmp_path):
+    net = load_qonnx(_bconv_model(tmp_path))
+    assert [r["units"] for r in net.lowering() if r["units"]] == [["xnor_popcount"]] * 2
+    conv = net.stages[1]
+    assert conv.geom is not None and conv.wb.shape == (3, 18) and conv.thr is not None
+    assert not conv.exact and net.stages[-1].exact         # BatchNorm: float32 boundaries
+    for seed in range(3):
+        x = np.random.default_rng(seed).normal(size=(2, 2, 5, 5)).astype(np.float32)
+        assert agreement(net, x).identical
+    assert [r["ops"] for r in net.op_counts()] == [2 * 9 * 3, 2 * 5]
+
+
+def test_bipolar_errors_are_one_line(tmp_path):
+    with pytest.raises(QrtlError, match=r"node the_thr \(MultiThreshold\): after a bipolar "
+                                        r"layer only one threshold per channel"):
+        load_qonnx(_xnor_model(tmp_path, steps=3))
+    with pytest.raises(QrtlError, match=r"node the_conv \(Conv\): padding a bipolar tensor"):
+        load_qonnx(_bconv_model(tmp_path, pads=(1, 1, 1, 1)))
+
+
+# --- round trip of our digits networks ---------------------------------------------------
+
+@pytest.fixture(scope="module")
+def trips(tmp_path_factory):
+    from qrtl.golden.nets.qonnx_export import ROUND_TRIP_CONFIGS, round_trip
+    d = tmp_path_factory.mktemp("trip")
+    return {(n, tuple(p.items())): round_trip(n, p, d) for n, p in ROUND_TRIP_CONFIGS}
+
+
+def test_round_trip_predictions_are_identical(trips):
+    """Every exported network, imported back, predicts the same class for each of the 450
+    test images, on the same unit configurations in the same order. bnn, int8 shift (power-
+    of-two scales) and fp8 run the very same operations; int8 fixedpoint/float differ in the
+    requantizer's multiplier (QONNX scales are float32: M to within float32 rounding) and in
+    the output layer's start value (its bias, dequantized to float32, is no longer integral
+    in accumulator units)."""
+    assert len(trips) == 6
+    for (name, params), r in trips.items():
+        assert r["images"] == 450 and r["predictions_identical"], r
+        assert r["imported_accuracy"] == r["accuracy"] and r["same_units"], r
+        exact = name != "int8" or dict(params)["scheme"] == "shift"
+        assert (r["ops_differing"] == 0) == exact, r
+    assert trips["bnn", ()]["lowering"] == [["xnor_popcount"]] * 3
+    assert trips["int8", (("scheme", "shift"),)]["lowering"] == \
+        [["int_mac", "quant_shift"]] * 2 + [["int_mac"]]
+
+
+@pytest.mark.parametrize("name,params", [("bnn", {}), ("int8", {"scheme": "shift"}),
+                                         ("fp8", {"fmt": "e5m2", "acc": "fp32"})])
+def test_round_trip_matches_the_executor(trips, name, params):
+    """Integer thresholds, power-of-two scales, and FP8 with fp32 accumulation: the imported
+    network is identical to qonnx's executor on the exported graph."""
+    from qrtl.golden.nets.data import load_split
+    from qrtl.golden.nets.qonnx_export import import_params, network_input
+    r = trips[name, tuple(params.items())]
+    net = load_qonnx(r["path"], **import_params(name, r["params"]))
+    assert net.exact == (name != "fp8")         # integer thresholds, power-of-two scales
+    x = network_input(name, load_split().x_test[:3])
+    for i in range(3):          # the exported graph's batch is 1
+        a = agreement(net, x[i:i + 1])
+        assert a.identical, a
+
+
+@pytest.mark.parametrize("name,params", [("bnn", {}), ("int8", {"scheme": "fixedpoint"}),
+                                         ("fp8", {"fmt": "e4m3"})])
+def test_round_trip_rtl_replay_is_bit_exact(trips, name, params):
+    from qrtl.golden.nets.data import load_split
+    from qrtl.golden.nets.qonnx_export import import_params, network_input
+    r = trips[name, tuple(params.items())]
+    net = api_nets.load_qonnx(r["path"], **import_params(name, r["params"]))
+    rep = api_nets.replay_qonnx(net, network_input(name, load_split().x_test[:2]))
+    assert rep.bit_exact and rep.total_mismatches == 0, rep.first_mismatch
+    assert rep.total_ops == {"bnn": 2 * 522, "int8": 2 * (64 * 128 + 128 * 64 + 64 * 10 + 192),
+                             "fp8": 2 * (65 * 128 + 129 * 64 + 65 * 10)}[name]
+
+
+def test_export_errors_are_one_line(tmp_path):
+    from qrtl.golden.nets.qonnx_export import export_qonnx
+    with pytest.raises(QrtlError, match="network 'abc' cannot be exported"):
+        export_qonnx("abc", tmp_path / "a.onnx")
+    with pytest.raises(QrtlError, match="scheme"):
+        export_qonnx("int8", tmp_path / "a.onnx", {"scheme": "nope"})
+
+
+# --- cost per inference -------------------------------------------------------------------
+
+def test_layer_streams_are_the_layers_operations(tmp_path):
+    """Each layer's stream is ``vectors`` operations of that layer, on its golden input: the
+    requantizer sees the layer's own accumulators, the MAC chains step through dot products
+    of its activations and weights."""
+    from qrtl.hw.units import configure
+    net = load_qonnx(_pow2_model(tmp_path))
+    x = (np.random.default_rng(0).random((3, 2, 4, 4)) * 20).astype(np.float32)
+    st = net.streams(x, 40, seed=2)
+    assert [(s["stage"], s["unit"]) for s in st] == [
+        ("conv1", "int_mac"), ("conv1", "quant_shift"), ("fc1", "int_mac"), ("fc1", "quant_shift")]
+    gold = net.run(x)
+    conv1 = next(s for s in net.stages if s.name == "conv1")
+    accs = set(conv1.accumulate(net.stages[0].run(x)).reshape(-1).tolist())
+    for s in st:
+        inst = configure(s["unit"], s["params"])
+        assert sorted(s["inputs"]) == sorted(p.name for p in inst.inputs)
+        inst.golden(s["inputs"])
+    # fc1 has 3 x 5 requantizations in all: its whole layer
+    assert [{len(v) for v in s["inputs"].values()} for s in st] == [{40}, {40}, {40}, {15}]
+    rq = st[1]["inputs"]
+    assert len(rq["acc"]) == 40 and set(rq["acc"].tolist()) <= accs
+    mac = st[0]["inputs"]
+    assert set(mac["b"].tolist()) <= set(conv1.qw.reshape(-1).tolist())
+    assert gold["codes"].shape == (3, 5)
+
+
+def test_cost_unit_takes_a_stimulus_as_arrays():
+    from qrtl.reports.cost import cost_unit
+    with pytest.raises(QrtlError, match=r"stimulus arrays for int_mac have ports a \(the "
+                                        r"unit's inputs: a, b, acc_in\)"):
+        cost_unit("int_mac", stimulus={"a": np.zeros(4, np.int64)}, vectors=4)
+
+
+def test_qonnx_cost_of_the_fp8_model(tmp_path):
+    """Operations, energy per operation on the layer's own operand stream, energy per
+    inference and area of the FP8 model's one unit; table and plot written."""
+    net = api_nets.load_qonnx(FP8_MODEL)
+    c = api_nets.qonnx_cost(net, np.load(FP8 / "test_data" / "input.npy"), vectors=512)
+    (row,) = c.layers
+    assert row["unit"] == "fp8_dot" and row["ops_per_inference"] == 48
+    assert row["stimulus"] == "qonnx_act_weight_fp8:fp8_fc1"
+    assert 1 < row["energy_pj_per_op"] < 1000 and c.area_um2 > 1000
+    assert c.energy_nj_per_inference == pytest.approx(48 * row["energy_pj_per_op"] / 1000)
+    assert row["share_pct"] == pytest.approx(100.0)
+    assert "memory" in c.scope and "data movement" in c.scope
+    files = c.write(tmp_path)
+    assert {f.name for f in files} == {"qonnx_cost.csv", "qonnx_cost_units.csv",
+                                       "qonnx_cost.md", "qonnx_cost.png", "qonnx_cost.svg"}
+    assert "fp8_fc1" in (tmp_path / "qonnx_cost.csv").read_text()
+    json.dumps(c.as_dict())
+
+
+def test_cli_qonnx_cost(cli, tmp_path):
+    code, text, err = cli("net", "--qonnx", str(FP8_MODEL), "--input",
+                          str(FP8 / "test_data" / "input.npy"), "--cost", "--cost-dir",
+                          str(tmp_path), "--no-progress")
+    assert code == 0, err
+    assert "fp8_fc1 fp8_dot: 48 ops x" in text and "nJ per inference" in text
+    assert "scope: arithmetic units only" in text and (tmp_path / "qonnx_cost.png").is_file()
+    code, _, err = cli("net", "--qonnx", str(FP8_MODEL), "--liberty", "x.lib")
+    assert code == 2 and "--liberty needs --cost" in err
+    code, _, err = cli("net", "int8", "--cost")
+    assert code == 2 and "--cost needs --qonnx" in err
+
+
+def test_cli_export_qonnx(cli, tmp_path):
+    out = tmp_path / "int8.onnx"
+    code, text, err = cli("net", "int8", "-p", "scheme=float", "--export-qonnx", str(out),
+                          "--images", "50")
+    assert code == 0, err
+    assert f"wrote {out}" in text and "-p scheme=float" in text
+    assert "predictions identical on 50 test images" in text
+    assert [r["units"] for r in load_qonnx(out, scheme="float").lowering() if r["units"]][0] == \
+        ["int_mac", "quant_float"]
+    code, _, err = cli("net", "abc", "--export-qonnx", str(out))
+    assert code == 2 and "cannot be exported to QONNX" in err
+    code, _, err = cli("net", "--qonnx", str(out), "--export-qonnx", str(out))
+    assert code == 2 and "--export-qonnx cannot be used with --qonnx" in err

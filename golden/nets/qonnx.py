@@ -45,13 +45,28 @@ chain (every node has one data input; the others are constants), to a list of *s
     ``Gemm``/``MatMul``/``Conv`` on two FP8 operands is one ``fp8_dot`` per output (``acc``
     fp32 by default, one chunk per dot product; or ``acc=fp16`` with ``chunk``), its fp32
     result scaled and biased in float64 and rounded once to float32.
+``BipolarQuant``, ``XnorPopcountMatMul``, ``MultiThreshold``
+    ``BipolarQuant`` weights (bits ``w >= 0``) and activations; ``MatMul``/``Gemm``/``Conv``
+    (no padding: a 0 is not bipolar) on bipolar operands, and ``XnorPopcountMatMul`` on 0/1
+    activations (``popcount = (dot + K) / 2``), are ``xnor_popcount`` dot products
+    (``n = K``). The layer's value ``relu?(A dot + B)`` (scales, float bias, BatchNorm,
+    constant ``Add``/``Sub``/``Mul``/``Div`` folded; a negative ``A`` inverts the row's
+    weight bits) followed by a ``MultiThreshold`` with one threshold ``t`` per channel and a
+    bipolar (``out_scale 2c, out_bias -c``) or 0/1 (``out_scale c``) output is the unit's
+    threshold ``dot >= ceil((t - B) / A)``; without one, a float32 output. A
+    ``MultiThreshold`` on a float tensor runs in NumPy (qonnx's float32 comparison), giving
+    bits when it is bipolar or 0/1.
 ``Relu``, ``Add``/``Sub``/``Mul``/``Div`` by constants, ``Flatten``, ``Reshape``,
-``Transpose``, ``DepthToSpace``, ``Resize`` (nearest), ``Pad`` (constant 0), ``MaxPool``,
-``Identity``
+``Transpose``, ``Tile``, ``DepthToSpace``, ``Resize`` (nearest), ``Pad`` (constant; a
+nonzero value on float tensors only), ``MaxPool``, ``Identity``
     NumPy (float32 on float tensors; layout operators and MaxPool also on integer codes).
 
 Any other operator is a one-line :class:`QrtlError` naming the node, its op type and the
 supported list.
+
+Operand streams (cost)
+    :meth:`QonnxNet.streams` records, for each layer, a few thousand of its operations at
+    seeded random output positions: the real operands the cost model measures energy on.
 
 Recording (RTL replay)
     :meth:`QonnxNet.forward` computes every stage vectorised; with ``samples=N`` it picks
@@ -77,7 +92,7 @@ from qrtl.golden.params import ChoiceParam, IntParam, resolve
 
 from .program import Trace, run_chain, run_map
 
-__all__ = ["QONNX_PARAMS", "SUPPORTED_OPS", "QonnxNet", "Agreement", "load_qonnx",
+__all__ = ["QONNX_PARAMS", "SUPPORTED_OPS", "QonnxNet", "Agreement", "BinMeta", "load_qonnx",
            "read_tensor", "agreement", "compare_float"]
 
 QONNX_PARAMS = (
@@ -93,15 +108,18 @@ QONNX_PARAMS = (
              "graph's input feeds a layer unquantized"),
 )
 
-SUPPORTED_OPS = ("Quant", "IntQuant", "FloatQuant", "Conv", "Gemm", "MatMul",
-                 "BatchNormalization", "Relu", "Add", "Sub", "Mul", "Div", "Flatten", "Reshape",
-                 "Transpose", "DepthToSpace", "Resize", "Pad", "MaxPool", "Identity")
+SUPPORTED_OPS = ("Quant", "IntQuant", "FloatQuant", "BipolarQuant", "MultiThreshold", "Conv",
+                 "Gemm", "MatMul", "XnorPopcountMatMul", "BatchNormalization", "Relu", "Add",
+                 "Sub", "Mul", "Div", "Flatten", "Reshape", "Transpose", "Tile", "DepthToSpace",
+                 "Resize", "Pad", "MaxPool", "Identity")
 
 _KEEP_OPS = ["Quant", "IntQuant", "BipolarQuant", "FloatQuant", "Trunc", "MultiThreshold",
              "QuantizeLinear", "DequantizeLinear"]
 _ROUNDING = {"ROUND": "half_even", "HALF_EVEN": "half_even", "FLOOR": "floor",
              "HALF_UP": "half_away"}
 _ACC_WIDTH = 32
+#: Consecutive MAC steps per piece of a layer's operand stream (:meth:`QonnxNet.streams`).
+_SEGMENT = 32
 _FP32_CHUNK = 256
 
 
@@ -598,6 +616,110 @@ class Fp8Layer(Stage):
         return [("fp8_dot", self.dot)]
 
 
+@dataclass(frozen=True)
+class BinMeta:
+    """Bits ``b`` (uint8 0/1) with value ``(2 b - 1) * scale`` (bipolar) or ``b * scale``
+    (``binary``: the 0/1 encoding that ``XnorPopcountMatMul`` takes)."""
+
+    scale: float
+    binary: bool = False
+
+    def describe(self) -> str:
+        return f"{'binary 0/1' if self.binary else 'bipolar +-1'} x {self.scale:.6g}"
+
+    def value(self, bits) -> np.ndarray:
+        b = np.asarray(bits).astype(np.float32)
+        v = b if self.binary else np.float32(2) * b - np.float32(1)
+        return (v * np.float32(self.scale)).astype(np.float32)
+
+
+@dataclass
+class XnorLayer(Stage):
+    """``xnor_popcount`` dot products of bits (Conv by im2col without padding, or
+    Gemm/MatMul): ``dot = sum s(a_k) s(w_k)`` with ``s(1) = 1, s(0) = -1``; with ``thr``
+    (a folded ``MultiThreshold``) the output bits ``dot >= thr[c]``, else the float32
+    ``relu?(A dot + B)``."""
+
+    wb: np.ndarray = None        # (M, K) uint8 bits, rows of negative-A channels inverted
+    geom: Optional[ConvGeom] = None
+    thr: Optional[np.ndarray] = None
+    A: np.ndarray = None
+    B: np.ndarray = None
+    relu: bool = False
+    unit_params: dict = None
+    exact: bool = False          # the executor's float32 arithmetic is exact here
+
+    def _cols(self, x):
+        if self.geom is None:
+            return x, None
+        n, _, h, w = x.shape
+        return self.geom.im2col(x, 0), (n,) + self.geom.out_hw(h, w)
+
+    _shape = Fp8Layer._shape
+    need = IntLayer.need
+
+    def _finish(self, dot):
+        if self.thr is not None:
+            return (dot >= self.thr[None, :]).astype(np.uint8)
+        y = dot * self.A[None, :] + self.B[None, :]
+        if self.relu:
+            y = np.maximum(y, 0.0)
+        return y.astype(np.float32)
+
+    def run(self, x):
+        cols, pos = self._cols(np.asarray(x))
+        dot = _exact_matmul(2 * cols.astype(np.int64) - 1, 2 * self.wb.astype(np.int64) - 1)
+        return self._shape(self._finish(dot), pos)
+
+    def record(self, x, y, mask, trace, execute, images):
+        from qrtl.golden.xnor import xnor_popcount
+
+        from .bnn import layer_operands
+        cols, pos = self._cols(np.asarray(x))
+        rows = np.flatnonzero(mask.any(axis=1).reshape(-1))
+        if len(rows) == 0:
+            return y
+        m, n = self.wb.shape
+        ops = layer_operands(np.ascontiguousarray(cols[rows]).astype(np.uint8), self.wb,
+                             self.thr)
+        if self.thr is not None:
+            def gold(v, n=n):
+                dot, bit = xnor_popcount(v["a"], v["w"], n, v["thr"])
+                return {"dot": dot, "y": bit}
+        else:
+            def gold(v, n=n):
+                return {"dot": xnor_popcount(v["a"], v["w"], n)}
+        got = run_map(trace, execute, self.name, "xnor_popcount", self.unit_params, ops, gold,
+                      images)
+        if self.thr is not None:
+            v = np.asarray(got["y"]).astype(np.uint8).reshape(len(rows), m)
+        else:
+            dot = np.asarray(got["dot"]).astype(np.int64).reshape(len(rows), m)
+            z = dot * self.A[None, :] + self.B[None, :]
+            v = (np.maximum(z, 0.0) if self.relu else z).astype(np.float32)
+        y = y.copy()
+        if pos is None:
+            y[rows] = v
+        else:
+            nn, ho, wo = pos
+            ni, hi, wi = np.unravel_index(rows, (nn, ho, wo))
+            y[ni[:, None], np.arange(m)[None, :], hi[:, None], wi[:, None]] = v
+        return y
+
+    def units(self) -> list:
+        return [("xnor_popcount", self.unit_params)]
+
+
+def _multithreshold(v, thr, out_scale: float, out_bias: float) -> np.ndarray:
+    """qonnx's ``multithreshold`` (channel axis 1, float32): the number of thresholds of
+    each channel that ``v`` is at or above, times ``out_scale`` plus ``out_bias``."""
+    v = np.asarray(v, np.float32)
+    vm = np.expand_dims(np.moveaxis(v, 1, -1), -1)
+    cnt = np.count_nonzero(vm >= np.asarray(thr, np.float32), axis=-1).astype(np.float32)
+    return (np.float32(out_scale) * np.moveaxis(cnt, -1, 1) + np.float32(out_bias)) \
+        .astype(np.float32)
+
+
 # --- the network ----------------------------------------------------------------------
 
 @dataclass
@@ -640,8 +762,19 @@ class QonnxNet:
         for s in self.stages:
             if isinstance(s, Fp8Layer) or s.kind == "input (assumed)":
                 return False
-            if isinstance(s, IntLayer) and (s.requant is None or s.requant.unit != "quant_shift"
-                                            or "inexact" in s.requant.note):
+            if isinstance(s, XnorLayer) and not s.exact:
+                return False
+            if isinstance(s, IntLayer) and s.requant is None:
+                # a float32 output A acc: exact with power-of-two A, no float bias and
+                # every partial sum within float32's 24-bit integers
+                e = np.log2(np.where(s.A > 0, s.A, 1.0))
+                a = s.in_meta
+                bound = np.abs(s.qw).sum(axis=1) * max(abs(a.lo), abs(a.hi)) + np.abs(s.acc0)
+                if not (np.all(s.A > 0) and np.all(e == np.rint(e)) and np.all(s.B == 0)
+                        and np.all(bound < 1 << 24)):
+                    return False
+            elif isinstance(s, IntLayer) and (s.requant.unit != "quant_shift"
+                                              or "inexact" in s.requant.note):
                 return False
         return True
 
@@ -676,6 +809,8 @@ class QonnxNet:
         m = self.output_meta
         if m is None:
             return np.asarray(y, np.float32)
+        if isinstance(m, BinMeta):
+            return m.value(y)
         if isinstance(m, Fp8Meta):
             from qrtl.golden.fp8 import decode
             return (decode(y, m.fmt).astype(np.float32) * np.float32(m.scale)).astype(np.float32)
@@ -749,7 +884,17 @@ class QonnxNet:
         rows = []
         shape = tuple(self.input_shape)
         for s in self.stages:
-            if isinstance(s, (IntLayer, Fp8Layer)):
+            if isinstance(s, XnorLayer):
+                m = s.wb.shape[0]
+                if s.geom is None:
+                    npos, out = shape[0], (shape[0], m)
+                else:
+                    ho, wo = s.geom.out_hw(shape[2], shape[3])
+                    npos, out = shape[0] * ho * wo, (shape[0], m, ho, wo)
+                rows.append({"stage": s.name, "unit": "xnor_popcount", "params": s.unit_params,
+                             "ops": npos * m})
+                shape = out
+            elif isinstance(s, (IntLayer, Fp8Layer)):
                 w = s.qw if isinstance(s, IntLayer) else s.wc
                 m, k = w.shape
                 if s.geom is None:
@@ -770,6 +915,62 @@ class QonnxNet:
                 shape = np.shape(s.run(np.zeros(shape, np.float32 if s.kind.startswith(
                     ("float", "input")) else np.int64)))
         return rows
+
+
+    def streams(self, x, vectors: int, seed: int = 0) -> list[dict]:
+        """Real operand streams of every layer: ``vectors`` operations (or all the layer has)
+        of each unit of each layer, as a layer-by-layer datapath performs them.
+
+        For every stage that runs on units, ``ceil(vectors / M)`` output positions (``M``
+        channels; drawn with ``numpy.random.default_rng(seed)``, image-major order) are
+        recorded (:meth:`Stage.record`, golden executor) on the stage's golden input. A
+        unit with one operation per output (a requantizer, ``xnor_popcount``) streams them
+        in order, position by position, channel by channel; a unit that steps through dot
+        products (``int_mac``, ``fp8_dot``) streams ``ceil(vectors / K)`` whole dot products
+        of those positions and channels, drawn at random and kept in datapath order, each
+        ``K`` consecutive steps (a stream unit, whose state runs through a dot product), or
+        runs of 32 consecutive steps of them (a MAC with an ``acc_in`` port: each step is a
+        whole operation): many positions and neurons, rather than the first few neurons of
+        one position. Returns ``[{"stage", "unit", "params", "inputs"}]``
+        (``inputs``: port -> array, one entry per operation, cut to ``vectors``).
+        """
+        vectors = int(vectors)
+        if vectors < 1:
+            raise QrtlError(f"vectors={vectors} must be at least 1")
+        gold = self.run(x)
+        cur = self.check_input(x)
+        rng = np.random.default_rng(seed)
+        out = []
+        for s in self.stages:
+            y = gold["tensors"][s.name]
+            if s.units():
+                shape = np.shape(y)
+                pos = _positions(shape) if len(shape) >= 2 else shape
+                total = int(np.prod(pos))
+                m = shape[1] if len(shape) >= 2 else 1
+                p = min(total, -(-vectors // m))
+                pm = np.zeros(total, bool)
+                pm[rng.choice(total, size=p, replace=False)] = True
+                mask = np.broadcast_to(np.expand_dims(pm.reshape(pos), 1), shape).copy()
+                trace = Trace()
+                s.record(cur, y, mask, trace, None, int(np.shape(cur)[0]))
+                for op in trace.ops:
+                    steps = op.count // (p * m)
+                    ins = {k: np.asarray(v) for k, v in op.inputs.items()}
+                    if steps > 1:
+                        # a stream unit (a ``last`` port) keeps its state through whole dot
+                        # products; a MAC with an acc_in port takes any run of steps
+                        seg = steps if "last" in ins else min(steps, _SEGMENT)
+                        per = steps // seg
+                        d = min(p * m * per, -(-vectors // seg))
+                        pick = np.sort(rng.choice(p * m * per, size=d, replace=False))
+                        ins = {k: v.reshape((p * m, steps) + v.shape[1:])[:, :per * seg]
+                               .reshape((p * m * per, seg) + v.shape[1:])[pick]
+                               .reshape((d * seg,) + v.shape[1:]) for k, v in ins.items()}
+                    out.append({"stage": s.name, "unit": op.unit, "params": dict(op.params),
+                                "inputs": {k: v[:vectors] for k, v in ins.items()}})
+            cur = y
+        return out
 
 
 # --- reading inputs ------------------------------------------------------------------
@@ -863,6 +1064,22 @@ class _Pending:
     in_tensor: str = ""
 
 
+@dataclass
+class _PendingBin:
+    """A bipolar layer whose output is still ``relu?(A dot + B)`` (before its
+    ``MultiThreshold``)."""
+
+    name: str
+    nodes: list
+    wb: np.ndarray            # (M, K) bits
+    geom: Optional[ConvGeom]
+    A: np.ndarray
+    B: np.ndarray
+    relu: bool = False
+    layouts: list = field(default_factory=list)
+    summary: str = ""
+
+
 class _Lowering:
     def __init__(self, model, params, path):
         from onnx import numpy_helper
@@ -871,6 +1088,7 @@ class _Lowering:
         # constant Quant outputs: name -> (q int64, scale, zp, bits, signed, narrow)
         self.qw = {}
         self.fw = {}        # constant FloatQuant outputs: name -> (codes, scale, fmt)
+        self.bw = {}        # constant BipolarQuant outputs: name -> (bits, scale)
         self.stages = []
         self.notes = []
         self.kind = "float"     # of the current data tensor: float | int | fp8 | pending
@@ -895,6 +1113,14 @@ class _Lowering:
         p = self.pending
         if p is None:
             return
+        if isinstance(p, _PendingBin):
+            self._emit_bin(p, None)
+            for name, fn, summ, onnx_name in p.layouts:
+                self.stages.append(NumpyStage(name, (onnx_name,), "float", summ, fn=fn,
+                                              layout=True))
+            self.pending = None
+            self.kind, self.meta = "float", None
+            return
         self._emit_int(p, None)
         for name, fn, summ, onnx_name in p.layouts:
             self.stages.append(NumpyStage(name, (onnx_name,), "float", summ, fn=fn, layout=True))
@@ -910,6 +1136,10 @@ class _Lowering:
                 self._name("dequant"), (node.name,), "float", f"{m.describe()} -> float32",
                 fn=lambda q, m=m: ((q.astype(np.float32) - np.float32(m.zp)) * np.float32(m.scale))
                 .astype(np.float32)))
+        elif self.kind == "bin":
+            m = self.meta
+            self.stages.append(NumpyStage(self._name("dequant"), (node.name,), "float",
+                                          f"{m.describe()} -> float32", fn=m.value))
         elif self.kind == "fp8":
             m = self.meta
 
@@ -923,6 +1153,8 @@ class _Lowering:
 
     # --- integer and FP8 layers
     def layer(self, node, x_name, w_name, bias, geom, trans_b, alpha=1.0):
+        if w_name in self.bw or self.kind == "bin":
+            return self.bin_layer(node, x_name, w_name, bias, geom, trans_b, alpha)
         if w_name in self.fw or self.kind == "fp8":
             return self.fp8_layer(node, w_name, bias, geom, trans_b, alpha)
         if w_name not in self.qw:
@@ -997,6 +1229,15 @@ class _Lowering:
             acc0 = acc_base
             rq = None
             note = "float32 output relu?(A acc + B) in NumPy"
+            with np.errstate(divide="ignore", invalid="ignore"):
+                bias_acc = np.where(A > 0, B / np.where(A > 0, A, 1.0), np.nan)
+            if np.all(np.isfinite(bias_acc)) and np.all(bias_acc == np.rint(bias_acc)) and \
+                    np.all(np.abs(bias_acc) + bound + np.abs(acc_base) < 1 << (_ACC_WIDTH - 1)):
+                # an integral bias in accumulator units (an int32 bias, dequantized) starts
+                # the accumulator, as in TFLite: the same value, A (acc + bq)
+                acc0 = acc_base + bias_acc.astype(np.int64)
+                B = np.zeros_like(B)
+                note = "float32 output relu?(A acc) in NumPy, the integral bias in the accumulator"
         else:
             qnode, s_out, zp, bits, signed, narrow, rounding = quant
             out_meta = IntMeta(bits, signed, narrow, s_out, zp)
@@ -1037,10 +1278,14 @@ class _Lowering:
                 unit_relu = relu and zp == 0 and signed
                 if relu and not unit_relu and zp > out_lo:
                     relu_zp = zp
-                params = {"in_width": _ACC_WIDTH, "out_width": bits, "signed_out": int(signed),
-                          "runtime_shift": 1, "rounding": _ROUNDING[rounding], "bias": 1,
-                          "relu": int(unit_relu)}
                 rnd = _ROUNDING[rounding]
+                if unit_relu and rnd == "half_away":
+                    # the unit's ReLU clamps every negative value to 0, so ties away from
+                    # zero and ties toward +inf give the same codes: the cheaper half_up
+                    rnd = "half_up"
+                params = {"in_width": _ACC_WIDTH, "out_width": bits, "signed_out": int(signed),
+                          "runtime_shift": 1, "rounding": rnd, "bias": 1,
+                          "relu": int(unit_relu)}
                 ports = {"bias": bq + (zp << shift), "shift": shift}
                 golden = (lambda x, rnd=rnd, bits=bits, signed=signed, ur=unit_relu:
                           {"q": gq.quant_shift(x["acc"], x["shift"], out_width=bits,
@@ -1163,6 +1408,146 @@ class _Lowering:
                                     out_scale=s, bias=b))
         self.kind, self.meta = "float", None
 
+    # --- bipolar layers
+    def bin_layer(self, node, x_name, w_name, bias, geom, trans_b, alpha):
+        where = _where(node)
+        if w_name not in self.bw:
+            raise QrtlError(f"{where}: bipolar activations need BipolarQuant weights")
+        if self.kind != "bin" or self.meta.binary:
+            what = "binary 0/1" if self.kind == "bin" else f"a {self.kind}"
+            raise QrtlError(f"{where}: BipolarQuant weights need bipolar activations (got "
+                            f"{what} tensor; 0/1 activations feed XnorPopcountMatMul)")
+        if geom is not None and any(geom.pads):
+            raise QrtlError(f"{where}: padding a bipolar tensor with 0 leaves +-1: only "
+                            f"unpadded convolutions are supported")
+        bits, s_w = self.bw[w_name]
+        self._check_rank(node, x_name, geom)
+        if geom is None and not trans_b and np.ndim(s_w) == 2:
+            s_w = np.asarray(s_w).T
+        wb = bits.reshape(bits.shape[0], -1) if geom is not None else \
+            (bits.T if not trans_b else bits)
+        wb = np.ascontiguousarray(wb).astype(np.uint8)
+        m, k = wb.shape
+        A = self.meta.scale * _per_channel(s_w, m, where) * float(alpha)
+        B = np.zeros(m) if bias is None else \
+            np.broadcast_to(np.asarray(bias, np.float64), (m,)).copy()
+        summ = (f"{node.op_type} {k} -> {m} on xnor_popcount (n={k}); activations "
+                f"{self.meta.describe()}, weights bipolar")
+        self.pending = _PendingBin(self._name("bconv" if geom is not None else "bfc"),
+                                   [node.name], wb, geom, A, B, summary=summ)
+        self.kind, self.meta = "pending", None
+
+    def xnor_matmul(self, node):
+        where = _where(node)
+        w = self.const(node.input[1], node, "weights")
+        if self.kind != "bin" or not self.meta.binary:
+            raise QrtlError(f"{where}: XnorPopcountMatMul needs binary 0/1 activations (a "
+                            f"MultiThreshold with out_scale 1, out_bias 0)")
+        if w.ndim != 2 or not np.all((w == 0) | (w == 1)):
+            raise QrtlError(f"{where}: weights must be a 2-D constant of 0/1 values")
+        self._check_rank(node, node.input[0], None)
+        wb = np.ascontiguousarray(np.asarray(w).T).astype(np.uint8)
+        m, k = wb.shape
+        # popcount of the XNOR = (dot + K) / 2, times the activations' scale
+        sc = self.meta.scale
+        self.pending = _PendingBin(self._name("bfc"), [node.name], wb, None,
+                                   np.full(m, 0.5 * sc), np.full(m, 0.5 * k * sc),
+                                   summary=f"XnorPopcountMatMul {k} -> {m} on xnor_popcount "
+                                           f"(n={k}); popcount = (dot + {k}) / 2")
+        self.kind, self.meta = "pending", None
+
+    def _emit_bin(self, p: _PendingBin, thr):
+        wb, A, B = p.wb.copy(), p.A.copy(), p.B.copy()
+        neg = A < 0
+        wb[neg] ^= 1                 # inverting a row's bits negates its dot product
+        A[neg] = -A[neg]
+        m, n = wb.shape
+        if thr is not None:
+            t = np.broadcast_to(np.asarray(thr, np.float64), (m,))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                # relu?(A dot + B) >= t  <=>  dot >= (t - B) / A  (dot is an integer)
+                lim = np.where(A > 0, np.ceil((t - B) / np.where(A > 0, A, 1.0)),
+                               np.where(B >= t, -n, n + 1))
+            if p.relu:
+                lim = np.where(t <= 0, -n, lim)
+            thr_i = np.clip(lim, -n, n + 1).astype(np.int64)
+        params = {"n": n, "pipeline": 0, "threshold": int(thr is not None), "popcount": "tree"}
+        note = (f"threshold dot >= thr per channel ({int(thr_i.min())}..{int(thr_i.max())})"
+                if thr is not None else "float32 output relu?(A dot + B) in NumPy")
+        # With A a power of two and B a multiple of it, the executor's float32 value
+        # A (dot + B/A) is exact, so its comparison and output are ours
+        e = np.log2(np.where(A > 0, A, 1.0))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            k = np.where(A > 0, B / np.where(A > 0, A, 1.0), 0.5)
+        exact = bool(np.all(A > 0) and np.all(e == np.rint(e)) and np.all(k == np.rint(k))
+                     and np.all(np.abs(k) + n < 1 << 24))
+        if not exact:
+            note += " (inexact: A not a power of two or B not a multiple of it)"
+        self.stages.append(XnorLayer(p.name, tuple(p.nodes), "bipolar", p.summary + "; " + note,
+                                     wb=wb, geom=p.geom,
+                                     thr=thr_i if thr is not None else None, A=A, B=B,
+                                     relu=p.relu, unit_params=params, exact=exact))
+
+    def multithreshold(self, node):
+        where = _where(node)
+        a = _attrs(node)
+        thr = np.asarray(self.const(node.input[1], node, "thresholds"), np.float64)
+        if thr.ndim != 2:
+            raise QrtlError(f"{where}: thresholds of shape {thr.shape} (expected channels x "
+                            f"steps)")
+        layout = str(a.get("data_layout", ""))
+        if layout not in ("", "NC", "NCHW"):
+            raise QrtlError(f"{where}: data_layout={layout} is not supported (NC, NCHW)")
+        osc, obi = float(a.get("out_scale", 1.0)), float(a.get("out_bias", 0.0))
+        steps = thr.shape[1]
+        bipolar = steps == 1 and osc > 0 and obi == -osc / 2
+        binary = steps == 1 and osc > 0 and obi == 0.0
+        if self.kind == "pending" and isinstance(self.pending, _PendingBin):
+            p = self.pending
+            if not (bipolar or binary):
+                raise QrtlError(f"{where}: after a bipolar layer only one threshold per channel "
+                                f"with a bipolar (out_scale 2c, out_bias -c) or 0/1 output "
+                                f"folds into xnor_popcount (got {steps} step(s), out_scale "
+                                f"{osc:g}, out_bias {obi:g})")
+            if p.layouts:
+                raise QrtlError(f"{where}: layout operators between a bipolar layer and its "
+                                f"MultiThreshold are not supported")
+            if thr.shape[0] not in (1, len(p.A)):
+                raise QrtlError(f"{where}: {thr.shape[0]} threshold rows for {len(p.A)} channels")
+            p.nodes.append(node.name)
+            self._emit_bin(p, thr[:, 0])
+            self.pending = None
+            self.kind, self.meta = "bin", BinMeta(osc / 2 if bipolar else osc, binary)
+            return
+        self.as_float(node)
+        if bipolar or binary:
+            meta = BinMeta(osc / 2 if bipolar else osc, binary)
+            self.stages.append(NumpyStage(
+                self._name("threshold"), (node.name,), "float -> bits",
+                f"MultiThreshold ({thr.shape[0]} channel(s), one step) -> {meta.describe()} "
+                f"(float32 compare)", fn=lambda v, t=thr: _multithreshold(v, t, 1.0, 0.0)
+                .astype(np.uint8)))
+            self.kind, self.meta = "bin", meta
+            return
+        self.stages.append(NumpyStage(
+            self._name("threshold"), (node.name,), "float",
+            f"MultiThreshold ({thr.shape[0]} channel(s), {steps} steps, out_scale {osc:g}, "
+            f"out_bias {obi:g}) in float32",
+            fn=lambda v, t=thr, o=osc, b=obi: _multithreshold(v, t, o, b)))
+
+    def bipolar_quant(self, node, x):
+        s = self.const(node.input[1], node, "scale")
+        if x in self.consts:
+            w = self.consts[x].astype(np.float32)
+            self.bw[node.output[0]] = ((w >= 0).astype(np.uint8), np.asarray(s, np.float64))
+            return
+        meta = BinMeta(_scalar(s, "activation scale", _where(node)))
+        self.as_float(node)
+        self.stages.append(NumpyStage(self._name("bquant"), (node.name,), "float -> bits",
+                                      f"float32 -> {meta.describe()} (x >= 0)",
+                                      fn=lambda v: (np.asarray(v) >= 0).astype(np.uint8)))
+        self.kind, self.meta = "bin", meta
+
     # --- quantizers
     def quant(self, node, x):
         a = _attrs(node)
@@ -1195,11 +1580,13 @@ class _Lowering:
         s_f = np.asarray(s, np.float64)
         if s_f.size != 1:
             if self.kind == "pending" and not self.pending.layouts and s_f.size == \
-                    self.pending.qw.shape[0]:
+                    len(self.pending.A):
                 raise QrtlError(f"{where}: per-channel activation scales are not supported "
                                 f"(the next layer's dot products need one scale)")
             raise QrtlError(f"{where}: activation scale of shape {s_f.shape} is not per-tensor")
         meta = IntMeta(bits, signed, narrow, float(s_f.reshape(-1)[0]), int(zp_f))
+        if self.kind == "pending" and isinstance(self.pending, _PendingBin):
+            self.flush()
         if self.kind == "pending":
             p = self.pending
             p.nodes.append(node.name)
@@ -1380,9 +1767,11 @@ class _Lowering:
         cur = g.input[0].name
         for node in g.node:
             dyn = [i for i in node.input if i and i not in self.consts and i not in self.qw
-                   and i not in self.fw]
-            if node.op_type in ("Quant", "IntQuant", "FloatQuant") and node.input[0] in self.consts:
-                fn = self.quant if node.op_type != "FloatQuant" else self.float_quant
+                   and i not in self.fw and i not in self.bw]
+            if node.op_type in ("Quant", "IntQuant", "FloatQuant", "BipolarQuant") and \
+                    node.input[0] in self.consts:
+                fn = {"FloatQuant": self.float_quant,
+                      "BipolarQuant": self.bipolar_quant}.get(node.op_type, self.quant)
                 fn(node, node.input[0])
                 continue
             if node.op_type not in SUPPORTED_OPS:
@@ -1412,6 +1801,12 @@ class _Lowering:
             return self.quant(node, node.input[0])
         if op == "FloatQuant":
             return self.float_quant(node, node.input[0])
+        if op == "BipolarQuant":
+            return self.bipolar_quant(node, node.input[0])
+        if op == "MultiThreshold":
+            return self.multithreshold(node)
+        if op == "XnorPopcountMatMul":
+            return self.xnor_matmul(node)
         if op == "Conv":
             if a.get("group", 1) != 1:
                 raise QrtlError(f"{where}: group={a['group']} is not supported (only group=1)")
@@ -1465,6 +1860,9 @@ class _Lowering:
                 raise QrtlError(f"{where}: allowzero=1 is not supported")
             shp = self.const(node.input[1], node, "shape")
             return self.layout(node, _reshape(shp), f"Reshape to {list(shp)}")
+        if op == "Tile":
+            reps = [int(v) for v in self.const(node.input[1], node, "repeats")]
+            return self.layout(node, lambda x, r=tuple(reps): np.tile(x, r), f"Tile {reps}")
         if op == "Transpose":
             perm = a.get("perm")
             fn = (lambda x, p=perm: np.transpose(x, p))
@@ -1495,12 +1893,14 @@ class _Lowering:
             value = 0.0
             if len(node.input) > 2 and node.input[2]:
                 value = float(np.asarray(self.const(node.input[2], node, "value")).reshape(-1)[0])
-            if mode != "constant" or value != 0.0 or pads is None or min(pads) < 0:
-                raise QrtlError(f"{where}: only constant zero padding is supported")
+            if mode != "constant" or pads is None or min(pads) < 0 or \
+                    (value != 0.0 and self.kind != "float"):
+                raise QrtlError(f"{where}: only constant padding is supported (on quantized "
+                                f"codes with the value 0)")
             if self.kind == "pending":
                 raise QrtlError(f"{where}: padding between a layer and its Quant is not supported")
-            fill = self.meta.zp if self.kind == "int" else (0 if self.kind == "fp8" else 0.0)
-            return self.layout(node, _pad(pads, fill), f"Pad {list(pads)} with the value 0")
+            fill = self.meta.zp if self.kind == "int" else (0 if self.kind == "fp8" else value)
+            return self.layout(node, _pad(pads, fill), f"Pad {list(pads)} with the value {value:g}")
         raise QrtlError(f"{where} is not supported (supported: {', '.join(SUPPORTED_OPS)})")
 
 
@@ -1552,9 +1952,7 @@ def load_qonnx(path, **params) -> QonnxNet:
     kind, meta = low.lower()
     inp = model.graph.input[0]
     shape = tuple(int(d) for d in model.get_tensor_shape(inp.name))
-    if kind == "int":
-        out_meta = meta
-    elif kind == "fp8":
+    if kind in ("int", "fp8", "bin"):
         out_meta = meta
     else:
         out_meta = None
@@ -1688,10 +2086,15 @@ def agreement(net: QonnxNet, x) -> Agreement:
     vals, counts = np.unique(d[d != 0], return_counts=True)
     differing = int((d != 0).sum())
     if net.exact:
-        why = "power-of-two scales on quant_shift: the executor's float32 arithmetic is exact here"
+        why = ("integer arithmetic (quant_shift with power-of-two scales, xnor_popcount with "
+               "power-of-two scales and integral biases): the executor's float32 arithmetic "
+               "is exact here")
     elif unit == "ulp":
         why = ("float32 output: the units' exact products and fp32/int32 sums with one final "
                "scaling, against the executor's float32 dequantized operands and sums")
+        if any(isinstance(s, Fp8Layer) and s.dot["acc"] == "fp16" for s in net.stages):
+            why += ("; acc=fp16 rounds every partial sum of a chunk to fp16 (the executor "
+                    "sums in float32)")
     else:
         why = ("scales that are not powers of two: the requantizer rounds a fixed-point (or "
                "binary32) product and a bias rounded to the accumulator's LSB, the executor its "
