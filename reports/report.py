@@ -332,14 +332,27 @@ def _networks(replay: Callable, liberty, jobs, images: Optional[int]) -> list[di
 SEEDS = 10
 
 
+@functools.lru_cache(maxsize=1)
+def _golden_hash() -> str:
+    """Hash of ``qrtl.golden`` (models, networks, training, committed parameters): the
+    training studies depend on nothing else of qrtl."""
+    import qrtl.golden as golden
+    h = hashlib.sha256()
+    folder = Path(golden.__file__).parent
+    for path in sorted(folder.rglob("*")):
+        if path.suffix in (".py", ".npz") and "__pycache__" not in path.parts:
+            h.update(str(path.relative_to(folder)).encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()
+
+
 def _seed_study(seeds: int):
-    """The seed study, cached on the training code and the library versions only (any other
+    """The seed study, cached on ``qrtl.golden`` and the library versions only (any other
     change of qrtl leaves it valid; it takes minutes)."""
     import numpy as np
     import sklearn
     from qrtl.golden import nets
-    folder = Path(nets.__file__).parent
-    code = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(folder.glob("*.py")))).hexdigest()
+    code = _golden_hash()
     cache = Cache("seed-study", "1")
     key = cache.key(code, seeds, np.__version__, sklearn.__version__, list(nets.SEED_STUDY))
     return cache.value(key, lambda: nets.seed_study(range(seeds), progress=True))
@@ -358,15 +371,14 @@ def _claims(networks: list[dict], seeds, fp8train: dict) -> list[dict]:
 
 def _fp8_train(hyper) -> dict:
     """The FP8 training study (every configuration) and the ``fp32`` configuration's final
-    accuracy over seeds 1..9 (its training noise), cached on the training code and settings."""
+    accuracy over seeds 1..9 (its training noise), cached on ``qrtl.golden``, this study's
+    code and its settings."""
     from dataclasses import asdict, replace
 
     import numpy as np
-    from qrtl.golden import nets
+
     from . import fp8_train as ft
-    folder = Path(nets.__file__).parent
-    code = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(folder.glob("*.py")))
-                          + Path(ft.__file__).read_bytes()).hexdigest()
+    code = hashlib.sha256((_golden_hash() + Path(ft.__file__).read_text()).encode()).hexdigest()
     cache = Cache("fp8-train-study", "1")
     key = cache.key(code, asdict(hyper), np.__version__)
 
