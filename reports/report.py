@@ -734,7 +734,9 @@ def _report_md(out: Path, tables: dict, claim_rows: list[dict], prov: dict, nets
         "abc -liberty` with the default ABC script) and from qrtl, which runs that flow and a "
         "fast ABC script (`" + FLOWS["fast"][0] + "`) and keeps the smaller netlist (`flow`); "
         "`vs_standard_pct` below 0 means qrtl's netlist is smaller. Run times in seconds "
-        "(YoWASP Yosys).", "",
+        "(YoWASP Yosys). The standard flow is not run on netlists whose fast mapping exceeds "
+        "13,000 reference-inverter areas and is stopped after 300 s (its SAT sweeping took 14 "
+        "minutes to over an hour on some units); `note` says so where it happened.", "",
         tables["qor"].markdown(), "",
         "## Verification (`verification.csv`)", "",
         tables["verification"].markdown(), "",

@@ -73,7 +73,8 @@ def test_qor_table(report):
         if r["standard_um2"]:
             assert float(r["qrtl_um2"]) <= float(r["standard_um2"]) + 1e-3, r
         else:  # too large for the standard flow: the reason is given
-            assert r["flow"] == "fast" and "reference inverters" in r["note"], r
+            assert r["flow"] == "fast" and ("reference inverters" in r["note"]
+                                            or "did not finish" in r["note"]), r
         assert r["flow"] in ("standard", "fast")
     for r in read_csv(out / "units.csv"):
         assert float(r["power_mw_random"]) == pytest.approx(
