@@ -200,13 +200,9 @@ def forward(pixels: np.ndarray, mode: str = "ternary", params: DuoParams | None 
 
 def float_forward(pixels: np.ndarray, params: DuoParams | None = None) -> np.ndarray:
     """Float32 reference: ±1 weights, float32 batch norm, ternary activations (the trained
-    network before folding). Returns the output scores (images, 10)."""
-    raw = (params or load()).raw
-    h = thermometer(pixels, tuple(raw["levels"])).astype(np.float32) * 2 - 1
-    nl = sum(1 for k in raw if k.startswith("gamma"))
-    for i in range(1, nl + 1):
-        z = h @ (raw[f"w{i}"].astype(np.float32) * 2 - 1).T
-        u = raw[f"gamma{i}"] * (z - raw[f"mu{i}"]) / np.sqrt(raw[f"var{i}"] + raw["eps"]) \
-            + raw[f"beta{i}"]
-        h = ternary(u, float(raw["delta"]))
-    return h @ (raw[f"w{nl + 1}"].astype(np.float32) * 2 - 1).T
+    network before folding; :func:`golden.nets.bnn.float_forward` with this activation).
+    Returns the output scores (images, 10)."""
+    from . import bnn
+    p = params or load()
+    delta = float(p.raw["delta"])
+    return bnn.float_forward(pixels, p, activation=lambda u: ternary(u, delta))

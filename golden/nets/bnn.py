@@ -171,9 +171,13 @@ def forward(pixels: np.ndarray, params: BnnParams | None = None, execute=None) -
             "pred": np.argmax(scores, axis=1)}
 
 
-def float_forward(pixels: np.ndarray, params: BnnParams | None = None) -> np.ndarray:
+def float_forward(pixels: np.ndarray, params: BnnParams | None = None,
+                  activation=None) -> np.ndarray:
     """Float32 reference: {-1,+1} matrix products with the batch-norm in float32 (the
-    trained network before folding). Returns the output scores (N, 10)."""
+    trained network before folding). Returns the output scores (N, 10).
+
+    ``activation(u)`` of the hidden layers: sign (``u >= 0``: +1) unless given (the
+    ``binaryduo`` network's ternary one)."""
     raw = (params or load()).raw
     h = thermometer(pixels, tuple(raw["levels"])).astype(np.float32) * 2 - 1
     nl = sum(1 for k in raw if k.startswith("gamma"))
@@ -181,5 +185,5 @@ def float_forward(pixels: np.ndarray, params: BnnParams | None = None) -> np.nda
         z = h @ (raw[f"w{i}"].astype(np.float32) * 2 - 1).T
         u = raw[f"gamma{i}"] * (z - raw[f"mu{i}"]) / np.sqrt(raw[f"var{i}"] + raw["eps"]) \
             + raw[f"beta{i}"]
-        h = np.where(u >= 0, 1.0, -1.0).astype(np.float32)
+        h = np.where(u >= 0, 1.0, -1.0).astype(np.float32) if activation is None else activation(u)
     return h @ (raw[f"w{nl + 1}"].astype(np.float32) * 2 - 1).T

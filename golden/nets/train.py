@@ -67,6 +67,26 @@ def _sign(x):
     return np.where(x >= 0, 1.0, -1.0).astype(np.float32)
 
 
+def _softmax_xent(z, logscale, y):
+    """Gradient of the mean softmax cross-entropy of ``exp(logscale) * z`` w.r.t. the
+    logits, and w.r.t. ``logscale``: ``(d, g_logscale)``; ``d * exp(logscale)`` is the
+    gradient w.r.t. ``z``."""
+    sc = np.exp(logscale[0])
+    logits = z * sc
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    d = p.copy()
+    d[np.arange(len(y)), y] -= 1
+    d /= len(y)
+    return d, np.array([(d * z).sum() * sc], np.float32)
+
+
+def _bn_backward(du, zh, v, eps):
+    """Gradient of ``zh = (z - mean) / sqrt(var + eps)`` (batch statistics) w.r.t. ``z``."""
+    b = len(du)
+    return (b * du - du.sum(0) - zh * (du * zh).sum(0)) / (b * np.sqrt(v + eps))
+
+
 class _Adam:
     def __init__(self, params, lr):
         self.p, self.lr, self.t = params, lr, 0
@@ -139,16 +159,9 @@ def train_bnn(seed: int = 0, hidden=(256, 256), epochs: int = 150, batch: int = 
                     ((u >= delta).astype(np.float32) + (u >= -delta) - 1).astype(np.float32)
             wb = _sign(W[nl])
             z = h @ wb.T
-            sc = np.exp(logscale[0])
-            logits = z * sc
-            p = np.exp(logits - logits.max(1, keepdims=True))
-            p /= p.sum(1, keepdims=True)
-            d = p.copy()
-            d[np.arange(len(y)), y] -= 1
-            d /= len(y)
+            d, g_logscale = _softmax_xent(z, logscale, y)
             grads_w = [None] * (nl + 1)
-            g_logscale = np.array([(d * z).sum() * sc], np.float32)
-            dz = d * sc
+            dz = d * np.exp(logscale[0])
             grads_w[nl] = dz.T @ h
             dh = dz @ wb
             gG, gB = [None] * nl, [None] * nl
@@ -157,9 +170,7 @@ def train_bnn(seed: int = 0, hidden=(256, 256), epochs: int = 150, batch: int = 
                 du = dh * (np.abs(u) <= 1)  # straight-through estimator
                 gG[i] = (du * zh).sum(0)
                 gB[i] = du.sum(0)
-                dzh = du * G[i]
-                bsz = len(dzh)
-                dz = (bsz * dzh - dzh.sum(0) - zh * (dzh * zh).sum(0)) / (bsz * np.sqrt(v + eps))
+                dz = _bn_backward(du * G[i], zh, v, eps)
                 grads_w[i] = dz.T @ hin
                 dh = dz @ wb
             opt.step(grads_w + gG + gB + [g_logscale], lr_ep)
@@ -185,11 +196,6 @@ def train_binaryduo(seed: int = 0) -> dict:
 
 
 # --- ABC-Net ------------------------------------------------------------------------
-
-def _bn_backward(du, zh, v, eps):
-    """Gradient of ``zh = (z - mean) / sqrt(var + eps)`` (batch statistics) w.r.t. ``z``."""
-    b = len(du)
-    return (b * du - du.sum(0) - zh * (du * zh).sum(0)) / (b * np.sqrt(v + eps))
 
 
 @_single_thread
@@ -246,17 +252,10 @@ def train_abc(seed: int = 0, hidden=(128, 64), epochs: int = 150, batch: int = 6
                     entry.update(zh=zh, v=v, u=u)
                     h = activation_bases(u, V[i])
                 cache.append(entry)
-            sc = np.exp(logscale[0])
-            logits = z * sc
-            p = np.exp(logits - logits.max(1, keepdims=True))
-            p /= p.sum(1, keepdims=True)
-            d = p.copy()
-            d[np.arange(len(y)), y] -= 1
-            d /= len(y)
-            g_logscale = np.array([(d * z).sum() * sc], np.float32)
+            d, g_logscale = _softmax_xent(z, logscale, y)
             gW, gBt = [None] * (nl + 1), [None] * (nl + 1)
             gV, gG, gBb = [None] * nl, [None] * nl, [None] * nl
-            dz = d * sc
+            dz = d * np.exp(logscale[0])
             for i in reversed(range(nl + 1)):
                 c = cache[i]
                 gW[i] = dz.T @ c["a_hat"]          # straight through the weight bases
