@@ -29,7 +29,7 @@ from qrtl.golden.errors import QrtlError
 from qrtl.golden.procs import pool_map
 
 from .cost import DEFAULT_CLOCK_NS, DEFAULT_VECTORS, cost_unit
-from .tables import Table
+from .tables import Table, save_figure
 
 __all__ = ["SCOPE", "QonnxCost", "qonnx_cost", "config_label", "SHIPPED_MODELS",
            "shipped_models", "qonnx_report_rows", "qonnx_figure"]
@@ -220,7 +220,6 @@ def qonnx_figure(costs: list, out, stem: str = "qonnx_cost") -> list[Path]:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from qrtl.golden.cache import atomic_output
     plt.rcParams.update({"font.size": 8, "figure.dpi": 150, "savefig.bbox": "tight"})
     fig, axes = plt.subplots(1, len(costs), figsize=(max(5.0, 3.4 * len(costs)), 2.8),
                              squeeze=False)
@@ -247,15 +246,9 @@ def qonnx_figure(costs: list, out, stem: str = "qonnx_cost") -> list[Path]:
     lib = costs[0].library.get("name", "") if costs else ""
     fig.suptitle(f"Energy per inference by layer and unit, {lib}\n(each layer's own operand "
                  f"stream; memory and data movement not counted)", fontsize=8, y=1.12)
-    written = []
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    for ext in ("png", "svg"):
-        with atomic_output(out / f"{stem}.{ext}", "wb") as fh:
-            fig.savefig(fh, format=ext)
-        written.append(out / f"{stem}.{ext}")
-    plt.close(fig)
-    return written
+    return save_figure(fig, out, stem)
 
 
 #: The models in the qonnx wheel the report costs: (name, model path, input path), relative

@@ -27,7 +27,7 @@ from typing import Callable, Optional
 
 from tqdm import tqdm
 
-from qrtl.golden.cache import Cache, atomic_output, atomic_write
+from qrtl.golden.cache import Cache, atomic_write
 from qrtl.golden.nets.fp8train import Hyper
 from qrtl.golden.procs import pool_map
 from qrtl.hw.registry import STREAMS
@@ -35,6 +35,7 @@ from qrtl.hw.units import all_units, configure
 
 from .synth import FLOWS
 from .tables import Table, fmt
+from .tables import save_figure as _save_figure
 
 __all__ = ["run_report", "verify_unit", "provenance", "MAC_CONFIGS", "HEADLINE", "REPORT_FILES"]
 
@@ -432,18 +433,6 @@ def _glitch_plot(out: Path, units: Table, quant: list[dict]) -> list[Path]:
                  "energy in glitches)", fontsize=8)
     fig.tight_layout()
     return _save_figure(fig, out, "glitch")
-
-
-def _save_figure(fig, out: Path, stem: str) -> list[Path]:
-    """Write ``fig`` as ``stem.png`` and ``stem.svg`` (atomically) and close it."""
-    import matplotlib.pyplot as plt
-    written = []
-    for ext in ("png", "svg"):
-        with atomic_output(out / f"{stem}.{ext}", "wb") as fh:
-            fig.savefig(fh, format=ext)
-        written.append(out / f"{stem}.{ext}")
-    plt.close(fig)
-    return written
 
 
 def _plots(out: Path, quant: list[dict], networks: list[dict], fp8acc) -> list[Path]:

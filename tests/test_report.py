@@ -12,7 +12,6 @@ import pytest
 
 from qrtl.golden.nets import TABLE_CONFIGS
 from qrtl.hw.units import all_units
-import qrtl
 from qrtl.sim.runner import verify as _verify
 from qrtl.reports.report import MAC_CONFIGS, REPORT_FILES, run_report
 from qrtl.sim.net import replay

@@ -44,9 +44,9 @@ from functools import lru_cache
 import numpy as np
 
 from qrtl.golden.ternary import ternary_dot
-from qrtl.golden.xnor import dot_width, xnor_popcount
+from qrtl.golden.xnor import xnor_popcount
 
-from .bnn import LEVELS, _load_npz, layer_operands, pack, thermometer
+from .bnn import _load_npz, layer_operands, pack, thermometer
 from .program import Trace, run_map
 
 __all__ = ["DELTA", "MODES", "ternary", "DuoParams", "fold", "load", "forward",
