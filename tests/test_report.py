@@ -145,7 +145,7 @@ def test_paper_claims_and_seed_study(report):
     for r in seeds:
         accs = [float(r[f"seed{s}"]) for s in (0, 1)]
         assert 80 <= min(accs) and max(accs) <= 100
-        assert float(r["mean_pct"]) == pytest.approx(sum(accs) / 2, abs=1e-3)
+        assert float(r["mean_pct"]) == pytest.approx(sum(accs) / 2, abs=0.01)  # 4 digits
     claims = read_csv(out / "claims.csv")
     assert [r["paper"].split()[0] for r in claims][:3] == ["ABC-Net", "BinaryDuo", "FP8"]
     for r in claims:
