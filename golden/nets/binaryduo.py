@@ -46,7 +46,7 @@ import numpy as np
 from qrtl.golden.ternary import ternary_dot
 from qrtl.golden.xnor import xnor_popcount
 
-from .bnn import _load_npz, layer_operands, pack, thermometer
+from .bnn import _load_npz, layer_operands, level_threshold, pack, thermometer
 from .program import Trace, run_map
 
 __all__ = ["DELTA", "MODES", "ternary", "DuoParams", "fold", "load", "forward",
@@ -86,22 +86,11 @@ def fold(raw: dict) -> DuoParams:
     weights, lo, hi = [], [], []
     for i in range(1, nl + 1):
         w = raw[f"w{i}"].astype(np.uint8).copy()
-        n = w.shape[1]
-        g = raw[f"gamma{i}"].astype(np.float64)
-        sd = np.sqrt(raw[f"var{i}"].astype(np.float64) + float(raw["eps"]))
-        b, mu = raw[f"beta{i}"].astype(np.float64), raw[f"mu{i}"].astype(np.float64)
         delta = float(raw["delta"])
-        out = []
-        for c in (-delta, delta):
-            with np.errstate(divide="ignore", invalid="ignore"):
-                t = mu + sd * (c - b) / g
-            thr = np.where(g > 0, np.ceil(t), np.ceil(-t))
-            thr = np.where(g == 0, np.where(b >= c, -n, n + 1), thr)
-            out.append(np.clip(thr, -n, n + 1).astype(np.int64))
-        w[g < 0] ^= 1
+        lo.append(level_threshold(raw, i, -delta))
+        hi.append(level_threshold(raw, i, delta))
+        w[raw[f"gamma{i}"] < 0] ^= 1
         weights.append(w)
-        lo.append(out[0])
-        hi.append(out[1])
     weights.append(raw[f"w{nl + 1}"].astype(np.uint8))
     return DuoParams(tuple(int(v) for v in raw["levels"]), tuple(weights), tuple(lo), tuple(hi),
                      raw)

@@ -32,8 +32,8 @@ from qrtl.golden.xnor import dot_width, xnor_popcount
 
 from .data import load_params
 
-__all__ = ["LEVELS", "thermometer", "BnnParams", "load", "fold", "forward", "float_forward",
-           "layer_operands", "pack"]
+__all__ = ["LEVELS", "thermometer", "BnnParams", "load", "fold", "level_threshold", "forward",
+           "float_forward", "layer_operands", "pack"]
 
 #: thermometer levels: pixel p gives bits [p >= 2, p >= 6, p >= 10, p >= 14]
 LEVELS = (2, 6, 10, 14)
@@ -94,13 +94,7 @@ def fold(raw: dict) -> BnnParams:
         w = raw[f"w{i}"].astype(np.uint8).copy()
         n = w.shape[1]
         g = raw[f"gamma{i}"].astype(np.float64)
-        sd = np.sqrt(raw[f"var{i}"].astype(np.float64) + float(raw["eps"]))
-        b, mu = raw[f"beta{i}"].astype(np.float64), raw[f"mu{i}"].astype(np.float64)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            t = mu - b * sd / g
-        thr = np.where(g > 0, np.ceil(t), np.ceil(-t))
-        thr = np.where(g == 0, np.where(b >= 0, -n, n + 1), thr)
-        thr = np.clip(thr, -n, n + 1).astype(np.int64)
+        thr = level_threshold(raw, i, 0.0)
         if n + 1 > (1 << (dot_width(n) - 1)) - 1:
             raise ValueError(f"threshold n+1={n + 1} does not fit the thr port of n={n}")
         w[g < 0] ^= 1
@@ -108,6 +102,23 @@ def fold(raw: dict) -> BnnParams:
         thresholds.append(thr)
     weights.append(raw[f"w{nl + 1}"].astype(np.uint8))
     return BnnParams(tuple(int(v) for v in raw["levels"]), tuple(weights), tuple(thresholds), raw)
+
+
+def level_threshold(raw: dict, i: int, c: float) -> np.ndarray:
+    """Integer threshold per neuron of layer ``i`` for ``u >= c``, ``u = gamma (dot - mu) /
+    sqrt(var + eps) + beta`` (float64 from the float32 parameters), on ``dot`` with the
+    row's bits inverted where ``gamma < 0`` (see :func:`fold`): ``T = mu + sd (c - beta) /
+    gamma``, ``thr = ceil(T)`` (``gamma > 0``) or ``ceil(-T)`` (``gamma < 0``); ``gamma = 0``:
+    ``-n`` (always true, ``beta >= c``) or ``n + 1`` (never); clipped to ``-n..n+1``."""
+    n = raw[f"w{i}"].shape[1]
+    g = raw[f"gamma{i}"].astype(np.float64)
+    sd = np.sqrt(raw[f"var{i}"].astype(np.float64) + float(raw["eps"]))
+    b, mu = raw[f"beta{i}"].astype(np.float64), raw[f"mu{i}"].astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = mu + sd * (c - b) / g
+    thr = np.where(g > 0, np.ceil(t), np.ceil(-t))
+    thr = np.where(g == 0, np.where(b >= c, -n, n + 1), thr)
+    return np.clip(thr, -n, n + 1).astype(np.int64)
 
 
 @lru_cache(maxsize=1)
