@@ -149,7 +149,7 @@ def _test_images(images):
 def cmd_list(args):
     from qrtl.hw.units import all_units
     for spec in all_units():
-        print(f"{spec.name}: {spec.summary}")
+        print(f"{spec.name}: {spec.summary}" + ("" if spec.source == "qrtl" else f" [from {spec.source}]"))
         for p in spec.params:
             print(f"    {p.name:<14} default {str(p.default):<10} {p.describe_range():<24} {p.doc}")
 
@@ -161,6 +161,7 @@ def cmd_describe(args):
         _print_json(d)
         return
     print(f"unit     {d['unit']}")
+    print(f"source   {d['source']}")
     print(f"module   {d['module']}")
     print("params   " + ", ".join(f"{k}={v}" for k, v in d["params"].items()))
     print(f"latency  {d['latency']} cycle(s)" + (" (combinational)" if d["latency"] == 0 else ""))
