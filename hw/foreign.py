@@ -64,9 +64,10 @@ def import_golden(ref: str) -> Callable:
 
 
 def _range(port: Port) -> tuple[int, int]:
-    """Codes a port accepts from the user: its signed or unsigned range (a signed port also
-    takes the unsigned reading of its bits, as raw codes are often stored)."""
-    return (-(1 << (port.width - 1)) if port.signed else 0), (1 << port.width) - 1
+    """Values a port accepts from the user: the signed or the unsigned reading of its bits
+    (Verilog ports are often declared unsigned for signed data, and raw codes are often
+    stored unsigned); they are then cast to the port's own reading."""
+    return -(1 << (port.width - 1)), (1 << port.width) - 1
 
 
 def _cast(port: Port, values, what: str, n: Optional[int]) -> np.ndarray:
@@ -86,8 +87,8 @@ def _cast(port: Port, values, what: str, n: Optional[int]) -> np.ndarray:
         lo, hi = _range(port)
         if a.size and (int(a.min()) < lo or int(a.max()) > hi):
             bad = int(a.min()) if int(a.min()) < lo else int(a.max())
-            raise QrtlError(f"{what} {port.name}: value {bad} does not fit "
-                            f"{port.width} bits {'signed' if port.signed else 'unsigned'}")
+            raise QrtlError(f"{what} {port.name}: value {bad} does not fit {port.width} bits "
+                            f"(allowed {lo}..{hi})")
         from qrtl.golden.bits import wrap
         a = wrap(a.astype(np.int64) if a.dtype != np.uint64 else a, port.width, port.signed)
     if n is not None and len(a) != n:
