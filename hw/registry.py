@@ -85,6 +85,10 @@ class UnitSpec:
         Set by :func:`register`: the unit's ``pipeline`` parameter is the generic one
         (:mod:`qrtl.hw.pipeline`: output register ranks that costing moves into the logic
         of a combinational unit). False when the unit places its own stages.
+    source : str
+        Where the unit comes from: ``qrtl`` for the built-in units, the distribution name of
+        a plug-in package (set when its ``qrtl.units`` entry point is loaded), ``verilog``
+        for a foreign module (:mod:`qrtl.hw.foreign`).
     """
 
     name: str
@@ -98,6 +102,7 @@ class UnitSpec:
     check: Optional[Callable] = None
     stream: bool = False
     retime: bool = False
+    source: str = "qrtl"
 
     def resolve(self, given: Mapping[str, object] | None = None) -> dict:
         """Resolved parameter dict (defaults filled in, everything validated)."""
@@ -223,6 +228,7 @@ class Unit:
         """The public contract: what ``qrtl describe --json`` prints."""
         return {
             "unit": self.spec.name,
+            "source": self.spec.source,
             "params": dict(self.params),
             "module": self.module,
             "latency": self.latency,

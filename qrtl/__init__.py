@@ -9,6 +9,8 @@ The documented API is :data:`__all__`::
     y = u.golden(u.stimulus(1000, seed=0))         # its bit-exact model
     r = qrtl.verify(u, vectors=100_000, seed=0)    # on Verilator: r.mismatches == 0
     c = qrtl.cost(u)                               # area, delay, energy per operation
+    v = qrtl.unit_from_verilog("add.v", "add", golden="mymodels:add")  # foreign Verilog,
+    qrtl.verify(v); qrtl.cost(v)                   # verified and costed the same way
     qrtl.nets.replay("int8", scheme="shift", images=20)
 
 Every error is a :class:`QrtlError` with a one-line message. ``import qrtl`` is cheap: the
@@ -22,14 +24,16 @@ import importlib
 
 from .golden.errors import QrtlError
 
-__all__ = ["QrtlError", "Unit", "RunResult", "CostResult", "Replay",
-           "units", "unit", "verify", "cost", "report", "nets", "__version__"]
+__all__ = ["QrtlError", "Unit", "VerilogUnit", "RunResult", "CostResult", "Replay",
+           "units", "unit", "unit_from_verilog", "verify", "cost", "report", "nets",
+           "__version__"]
 
 #: Where each lazily loaded name lives.
 _LAZY = {
     "Unit": "qrtl.api", "RunResult": "qrtl.api", "CostResult": "qrtl.api",
     "Replay": "qrtl.api", "units": "qrtl.api", "unit": "qrtl.api", "verify": "qrtl.api",
-    "cost": "qrtl.api", "report": "qrtl.api",
+    "cost": "qrtl.api", "report": "qrtl.api", "VerilogUnit": "qrtl.api",
+    "unit_from_verilog": "qrtl.api",
 }
 
 

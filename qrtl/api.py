@@ -9,18 +9,21 @@ take a unit and return dataclasses whose ``as_dict()`` is exactly what the comma
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Mapping, Optional, Sequence, Union
 
 from qrtl.golden.errors import QrtlError
+from qrtl.hw.foreign import VerilogUnit, check_inputs, import_golden
 from qrtl.hw.registry import Unit
 from qrtl.hw.units import all_units, configure
 from qrtl.reports.cost import DEFAULT_CLOCK_NS, DEFAULT_VECTORS, CostResult, cost_unit
+from qrtl.reports.synth import module_ports
 from qrtl.sim.net import Replay
 from qrtl.sim.runner import RunResult
+from qrtl.sim.runner import simulate as _simulate
 from qrtl.sim.runner import verify as _verify
 
-__all__ = ["QrtlError", "Unit", "RunResult", "CostResult", "Replay", "units", "unit", "verify",
-           "cost", "report"]
+__all__ = ["QrtlError", "Unit", "VerilogUnit", "RunResult", "CostResult", "Replay", "units",
+           "unit", "unit_from_verilog", "verify", "cost", "report"]
 
 
 def units() -> list[str]:
@@ -60,6 +63,66 @@ def unit(name: str, **params) -> Unit:
     return configure(name, params)
 
 
+def unit_from_verilog(files: Union[str, Path, Sequence[Union[str, Path]]], top: str,
+                      golden: Union[None, str, Callable] = None, clock: Optional[str] = None,
+                      *, reset: Optional[str] = None, latency: Optional[int] = None) -> VerilogUnit:
+    """A foreign Verilog module as a unit that :func:`verify` and :func:`cost` take like a
+    registered one.
+
+    Parameters
+    ----------
+    files : path or list of paths
+        Verilog (or SystemVerilog that Yosys and Verilator read) holding ``top`` and every
+        module under it.
+    top : str
+        The module; its ports are read by Yosys (parameters at their defaults).
+    golden : callable or str, optional
+        The bit-exact model: ``golden(inputs) -> outputs``, dicts of NumPy arrays keyed by
+        port name, one entry per vector, on the ports' integer codes; or its name,
+        ``"package.module:function"`` (the current folder is searched too). Needed by
+        :func:`verify`; :func:`cost` then also checks the gate-level netlist against it.
+    clock : str, optional
+        The clock input of a sequential module (rising edge); none: combinational.
+    reset : str, optional
+        Its active-high reset input (asserted until the first vector).
+    latency : int, optional
+        Clock cycles from an input vector to its outputs (default 1 with a clock, else 0).
+
+    Returns
+    -------
+    VerilogUnit
+        ``name`` is ``verilog:TOP``; ``ports``, ``latency``, ``verilog()``,
+        ``stimulus(n, seed)`` (uniform codes per input port), ``golden(inputs)``.
+
+    Raises
+    ------
+    QrtlError
+        A missing file, a module Yosys cannot find or read, a golden model that cannot be
+        imported, a clock or reset that is not a 1-bit input.
+    """
+    paths = [files] if isinstance(files, (str, Path)) else list(files)
+    if not paths:
+        raise QrtlError("no Verilog file given")
+    sources = {}
+    for i, path in enumerate(paths):
+        path = Path(path)
+        if not path.is_file():
+            raise QrtlError(f"Verilog file {str(path)!r}: no such file")
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise QrtlError(f"Verilog file {str(path)!r} cannot be read ({exc})") from None
+        name = path.name if path.name not in sources else f"{i}_{path.name}"
+        sources[name] = text
+    golden_name = golden if isinstance(golden, str) else None
+    fn = import_golden(golden) if isinstance(golden, str) else golden
+    if fn is not None and not callable(fn):
+        raise QrtlError(f"golden must be a function or 'package.module:function', got "
+                        f"{type(fn).__name__}")
+    return VerilogUnit(sources, top, module_ports(sources, top), golden=fn, clock=clock,
+                       reset=reset, latency=latency, golden_name=golden_name)
+
+
 def _as_unit(u) -> Unit:
     if isinstance(u, Unit):
         return u
@@ -68,11 +131,13 @@ def _as_unit(u) -> Unit:
     raise QrtlError(f"expected a unit (qrtl.unit(...)) or a unit name, got {type(u).__name__}")
 
 
-def verify(unit: Unit, vectors: int = 100_000, seed: int = 0) -> RunResult:
+def verify(unit: Unit, vectors: int = 100_000, seed: int = 0, *,
+           stimulus: Optional[Mapping] = None) -> RunResult:
     """Verify a unit's RTL on Verilator against its golden model, bit for bit.
 
     Runs the unit's corner vectors, then every input when the input space is small enough
-    (exhaustive), else ``vectors`` random vectors from ``seed``.
+    (exhaustive), else ``vectors`` random vectors from ``seed``; or exactly the vectors of
+    ``stimulus`` (input port -> array).
 
     Parameters
     ----------
@@ -82,18 +147,24 @@ def verify(unit: Unit, vectors: int = 100_000, seed: int = 0) -> RunResult:
         Random vectors (1 .. 50,000,000) when the check cannot be exhaustive.
     seed : int
         Seed of the random vectors (>= 0).
+    stimulus : dict, optional
+        Input vectors to run instead (one array per input port, values that fit the ports).
 
     Returns
     -------
     RunResult
         ``vectors``, ``mismatches``, ``first_mismatch``, ``vectors_per_s``, ``seconds``...
     """
-    return _verify(_as_unit(unit), vectors=vectors, seed=seed)
+    u = _as_unit(unit)
+    if stimulus is not None:
+        return _simulate(u, check_inputs(u, stimulus))
+    return _verify(u, vectors=vectors, seed=seed)
 
 
-def cost(unit: Unit, liberty: Optional[str] = None, stimulus: str = "random",
+def cost(unit: Unit, liberty: Optional[str] = None, stimulus: Union[str, Mapping] = "random",
          clock_ns: Optional[float] = None, *, vectors: int = DEFAULT_VECTORS,
-         seed: int = 0, wire_load: str = "default") -> CostResult:
+         seed: int = 0, wire_load: str = "default",
+         stimulus_label: Optional[str] = None) -> CostResult:
     """Area, delay and energy per operation of a unit, from synthesis and measured activity.
 
     Parameters
@@ -102,14 +173,16 @@ def cost(unit: Unit, liberty: Optional[str] = None, stimulus: str = "random",
         From :func:`unit`.
     liberty : str, optional
         A Liberty file (plain or gzipped); default: the built-in SKY130 HD subset.
-    stimulus : str
+    stimulus : str or dict
         ``random`` (uniform codes from ``seed``) or a named stream of the unit (e.g. a
-        network's real operands, ``int8``).
+        network's real operands, ``int8``); or input port -> array, one entry per operation
+        in order (repeated or cut to ``vectors``), named ``stimulus_label`` in the result.
     clock_ns : float, optional
         A clock target: the unit gets the fewest ``pipeline`` stages (at least its own)
         whose clock period meets it on our static timing (a generic ``pipeline`` is
         retimed into the logic), then is costed at that clock. Default: no target, the
-        configuration as given, leakage and power at ``DEFAULT_CLOCK_NS`` (10 ns).
+        configuration as given, leakage and power at ``DEFAULT_CLOCK_NS`` (10 ns). A
+        foreign module (:func:`unit_from_verilog`) is costed as written, at that clock.
     vectors : int
         Vectors simulated on the gate-level netlist.
     seed : int
@@ -123,9 +196,13 @@ def cost(unit: Unit, liberty: Optional[str] = None, stimulus: str = "random",
     CostResult
         ``area_um2``, ``delay_ps``, ``energy_pj_per_op``, ``cells``, ... and ``as_dict()``.
     """
-    return cost_unit(_as_unit(unit), liberty=liberty, stimulus=stimulus, vectors=vectors,
+    u = _as_unit(unit)
+    if isinstance(stimulus, Mapping):
+        stimulus = check_inputs(u, stimulus)
+    return cost_unit(u, liberty=liberty, stimulus=stimulus, vectors=vectors,
                      clock_ns=DEFAULT_CLOCK_NS if clock_ns is None else clock_ns, seed=seed,
-                     clock_target=clock_ns is not None, wire_load=wire_load)
+                     clock_target=clock_ns is not None and not isinstance(u, VerilogUnit),
+                     wire_load=wire_load, stimulus_label=stimulus_label)
 
 
 def report(output="build/reports", *, liberty: Optional[str] = None, jobs: int = 1,

@@ -43,6 +43,43 @@ def _add_unit(p, optional: bool = False) -> None:
                    help="set a parameter (repeatable)")
 
 
+def _add_verilog(p, what: str) -> None:
+    """The flags that name a foreign Verilog module instead of a UNIT."""
+    g = p.add_argument_group(f"foreign Verilog (instead of UNIT): {what}")
+    g.add_argument("--verilog", nargs="+", metavar="FILE",
+                   help="Verilog files holding --top and every module under it")
+    g.add_argument("--top", metavar="MODULE", help="the module (ports read by Yosys)")
+    g.add_argument("--golden", metavar="PACKAGE.MODULE:FUNCTION",
+                   help="its NumPy model: dict of input port arrays in, dict of output port "
+                        "arrays out (the current folder is searched too)")
+    g.add_argument("--clock", metavar="NAME", help="clock input of a sequential module (rising edge)")
+    g.add_argument("--reset", metavar="NAME", help="active-high reset input (with --clock)")
+    g.add_argument("--latency", type=_int("--latency", 0, 64), default=None,
+                   help="cycles from inputs to outputs (default: 1 with --clock, else 0)")
+
+
+def _unit_of(args):
+    """The unit a command works on: ``UNIT -p ...`` or ``--verilog FILE... --top MODULE``."""
+    from qrtl.api import unit, unit_from_verilog
+    if args.verilog is None:
+        for flag in ("top", "golden", "clock", "reset", "latency"):
+            if getattr(args, flag) is not None:
+                raise QrtlError(f"--{flag} goes with --verilog")
+        if not args.unit:
+            raise QrtlError("give a UNIT (see qrtl list) or --verilog FILE... --top MODULE")
+        return unit(args.unit, **_params(args))
+    if args.unit or args.param:
+        raise QrtlError("--verilog takes no UNIT and no -p")
+    if not args.top:
+        raise QrtlError("--verilog needs --top MODULE")
+    return unit_from_verilog(args.verilog, args.top, golden=args.golden, clock=args.clock,
+                             reset=args.reset, latency=args.latency)
+
+
+def _npz_stimulus(text: str) -> bool:
+    return text.lower().endswith(".npz")
+
+
 def _int(flag: str, lo: int, hi: int):
     """argparse type: an integer in ``lo..hi`` (argparse says "invalid int value" for text
     that is not an integer; the range error names the flag and the bounds)."""
@@ -149,20 +186,22 @@ def _test_images(images):
 def cmd_list(args):
     from qrtl.hw.units import all_units
     for spec in all_units():
-        print(f"{spec.name}: {spec.summary}")
+        print(f"{spec.name}: {spec.summary}" + ("" if spec.source == "qrtl" else f" [from {spec.source}]"))
         for p in spec.params:
             print(f"    {p.name:<14} default {str(p.default):<10} {p.describe_range():<24} {p.doc}")
 
 
 def cmd_describe(args):
-    from qrtl.api import unit
-    d = unit(args.unit, **_params(args)).describe()
+    d = _unit_of(args).describe()
     if args.json:
         _print_json(d)
         return
     print(f"unit     {d['unit']}")
+    print(f"source   {d['source']}" + (f" ({', '.join(d['files'])})" if "files" in d else ""))
     print(f"module   {d['module']}")
-    print("params   " + ", ".join(f"{k}={v}" for k, v in d["params"].items()))
+    if "golden" in d:
+        print(f"golden   {d['golden']}")
+    print("params   " + (", ".join(f"{k}={v}" for k, v in d["params"].items()) or "(none)"))
     print(f"latency  {d['latency']} cycle(s)" + (" (combinational)" if d["latency"] == 0 else ""))
     print(f"clock    {d['clock']}\nreset    {d['reset']}")
     print("ports")
@@ -184,9 +223,13 @@ def cmd_verilog(args):
 
 
 def cmd_sim(args):
-    from qrtl.api import unit, verify
-    u = unit(args.unit, **_params(args))
-    res = verify(u, vectors=args.vectors, seed=args.seed)
+    from qrtl.api import verify
+    from qrtl.hw.foreign import load_stimulus
+    u = _unit_of(args)
+    if args.stimulus is not None and not _npz_stimulus(args.stimulus):
+        raise QrtlError(f"--stimulus {args.stimulus!r}: expected a .npz file (one array per input port)")
+    res = verify(u, vectors=args.vectors, seed=args.seed,
+                 stimulus=load_stimulus(args.stimulus, u) if args.stimulus else None)
     if args.json:
         _print_json(res.as_dict())
         return 1 if res.mismatches else 0
@@ -303,7 +346,7 @@ def cmd_cost(args) -> int:
         raise QrtlError("--compare uses each library's default wire-load model (no --wire-load)")
     if args.compare == "lean":
         from qrtl.reports.lean import compare_lean
-        if args.unit or args.all:
+        if args.unit or args.all or args.verilog is not None:
             raise QrtlError("--compare takes no UNIT and no --all")
         if args.clock_ns is not None:
             raise QrtlError("--compare lean costs the baselines unpipelined (no --clock-ns)")
@@ -313,7 +356,7 @@ def cmd_cost(args) -> int:
         if not args.json:
             _print_lean(rows)
     elif args.compare is not None:
-        if args.unit or args.all:
+        if args.unit or args.all or args.verilog is not None:
             raise QrtlError("--compare takes no UNIT and no --all")
         rows = compare_quant([liberty] if liberty else None, jobs=args.jobs, vectors=args.vectors,
                              clock_ns=args.clock_ns)
@@ -322,7 +365,7 @@ def cmd_cost(args) -> int:
         if not args.json:
             _print_compare(rows)
     elif args.all:
-        if args.unit or args.param:
+        if args.unit or args.param or args.verilog is not None:
             raise QrtlError("--all takes no UNIT and no -p (it costs every unit's defaults)")
         rows = cost_all(args.jobs, liberty, stimulus=args.stimulus, vectors=args.vectors,
                         clock_ns=args.clock_ns, wire_load=args.wire_load)
@@ -331,13 +374,18 @@ def cmd_cost(args) -> int:
         if not args.json:
             _print_cost_table(rows)
     else:
-        from qrtl.api import cost, unit
-        if not args.unit:
-            raise QrtlError("give a UNIT, --all or --compare quant")
-        r = cost(unit(args.unit, **_params(args)), liberty=liberty, stimulus=args.stimulus,
-                 vectors=args.vectors, clock_ns=args.clock_ns, seed=args.seed,
-                 wire_load=args.wire_load).as_dict()
-        if args.clock_ns is not None and not args.json:
+        from qrtl.api import VerilogUnit, cost
+        from qrtl.hw.foreign import load_stimulus
+        if not args.unit and args.verilog is None:
+            raise QrtlError("give a UNIT, --verilog FILE... --top MODULE, --all or --compare quant")
+        u = _unit_of(args)
+        stimulus, label = args.stimulus, None
+        if _npz_stimulus(stimulus):
+            stimulus, label = load_stimulus(stimulus, u), Path(stimulus).name
+        r = cost(u, liberty=liberty, stimulus=stimulus, vectors=args.vectors,
+                 clock_ns=args.clock_ns, seed=args.seed, wire_load=args.wire_load,
+                 stimulus_label=label).as_dict()
+        if args.clock_ns is not None and not args.json and not isinstance(u, VerilogUnit):
             print(f"clock target {args.clock_ns} ns: pipeline={r['params']['pipeline']} "
                   f"(latency {r['latency']}{', retimed' if r['retimed'] else ''}), "
                   f"slack {r['slack_ps']:.0f} ps")
@@ -711,7 +759,8 @@ def _unit_commands(sub) -> None:
     sub.add_parser("list", help="every unit, its parameters and defaults").set_defaults(func=cmd_list)
 
     p = sub.add_parser("describe", help="a unit's Verilog contract")
-    _add_unit(p)
+    _add_unit(p, optional=True)
+    _add_verilog(p, "its ports as qrtl reads them")
     p.add_argument("--json", action="store_true", help="one JSON object")
     p.set_defaults(func=cmd_describe)
 
@@ -721,10 +770,13 @@ def _unit_commands(sub) -> None:
     p.set_defaults(func=cmd_verilog)
 
     p = sub.add_parser("sim", help="verify a unit on Verilator against its golden model")
-    _add_unit(p)
+    _add_unit(p, optional=True)
     p.add_argument("--vectors", type=_int("--vectors", 1, MAX_VECTORS), default=100_000,
                    help="random vectors when the input space is too big to be exhaustive")
     p.add_argument("--seed", type=_SEED, default=0)
+    p.add_argument("--stimulus", metavar="FILE.npz", default=None,
+                   help="run exactly these vectors (one array per input port) instead")
+    _add_verilog(p, "verified against --golden")
     p.add_argument("--json", action="store_true", help="one JSON object")
     p.set_defaults(func=cmd_sim)
 
@@ -744,7 +796,8 @@ def _cost_commands(sub) -> None:
     p.add_argument("--liberty", metavar="FILE",
                    help="Liberty library, plain or .gz (default: the shipped SKY130 HD subset)")
     p.add_argument("--stimulus", default="random",
-                   help="random (uniform codes) or a named stream registered for the unit")
+                   help="random (uniform codes), a named stream registered for the unit, or "
+                        "FILE.npz (one array per input port, in order)")
     p.add_argument("--vectors", type=_int("--vectors", 2, MAX_VECTORS),
                    default=DEFAULT_VECTORS, help="vectors simulated")
     p.add_argument("--seed", type=_SEED, default=0, help="seed of the random stimulus")
@@ -764,6 +817,7 @@ def _cost_commands(sub) -> None:
     p.add_argument("--configs", type=_list_arg, default=None, metavar="LABEL,...",
                    help="--compare lean: only these configurations (e.g. 'quant_fixedpoint "
                    "m0_width=16,quant_float scale_fmt=bf16'; default: all)")
+    _add_verilog(p, "costed with the same flow (--clock-ns: its clock; no stages are added)")
     p.set_defaults(func=cmd_cost)
 
     p = sub.add_parser("report", help="generate, verify and cost every unit; write the report")

@@ -65,7 +65,7 @@ from qrtl.golden.errors import QrtlError
 
 from .liberty import Cell, Library, load_library
 
-__all__ = ["synthesize", "SynthResult", "Netlist", "Inst", "static_timing", "logic_depth",
+__all__ = ["module_ports", "synthesize", "SynthResult", "Netlist", "Inst", "static_timing", "logic_depth",
            "INPUT_SLEW_NS", "run_yosys", "FLOW_VERSION", "TIMING_FLOW", "logic_levels",
            "structural_verilog", "verilog_net", "STANDARD_FLOW_MAX_INVERTERS",
            "standard_flow_limit_um2", "STANDARD_FLOW_SECONDS", "standard_flow_seconds",
@@ -111,6 +111,46 @@ def run_yosys(workdir: Path, script: str, log: str = "yosys.log",
         logtext = (workdir / log).read_text(errors="replace") if (workdir / log).exists() else ""
         err = [ln for ln in (logtext + proc.stdout).splitlines() if "ERROR" in ln]
         raise QrtlError(f"Yosys failed in {workdir}: {err[-1] if err else proc.stdout[-300:]}")
+
+
+#: Port lists of foreign Verilog modules, as Yosys reads them.
+PORTS_CACHE = Cache("verilog-ports", "1")
+
+
+def module_ports(sources: dict, top: str) -> list[dict]:
+    """The ports of module ``top`` in ``sources`` (file name -> Verilog text), as Yosys
+    reads them (``read_verilog -sv; proc; write_json``; parameters at their defaults), in
+    declaration order: ``[{"name", "direction" ("in" | "out" | "inout"), "width",
+    "signed"}, ...]``. The hierarchy under ``top`` must be complete (``hierarchy -check``).
+    A file Yosys cannot read, or a missing module, is a one-line :class:`QrtlError`."""
+    names = list(sources)
+    script = "\n".join([*(f"read_verilog -sv {n}" for n in names), "proc", "write_json all.json",
+                         f"hierarchy -check -top {top}", ""])
+
+    def make(work: Path) -> list[str]:
+        for n, text in sources.items():
+            (work / n).write_text(text)
+        try:
+            run_yosys(work, script, timeout=600)
+        except YosysTimeout:
+            raise
+        except QrtlError as exc:
+            modules = []
+            if (work / "all.json").exists():
+                modules = sorted(json.loads((work / "all.json").read_text())["modules"])
+            if modules and top not in modules:
+                raise QrtlError(f"no module {top!r} in the Verilog (modules: "
+                                f"{', '.join(modules)})") from None
+            why = str(exc).split("ERROR: ", 1)[-1].strip()
+            raise QrtlError(f"Yosys cannot read module {top!r}: {why}") from None
+        return ["all.json"]
+
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*", top):
+        raise QrtlError(f"top module name {top!r} is not a Verilog identifier")
+    work = PORTS_CACHE.folder(PORTS_CACHE.key(sorted(sources.items()), top), make)
+    ports = json.loads((work / "all.json").read_text())["modules"][top]["ports"]
+    return [{"name": n, "direction": {"input": "in", "output": "out"}.get(d["direction"], d["direction"]),
+             "width": len(d["bits"]), "signed": bool(d.get("signed", 0))} for n, d in ports.items()]
 
 
 # --- netlist -------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, RisingEdge, Timer
 
+from qrtl.hw.foreign import VerilogUnit
 from qrtl.hw.units import configure
 from qrtl.sim import hexio
 from qrtl.sim.check import describe_vector, mismatch_mask, normalise
@@ -31,6 +32,21 @@ def _job() -> dict:
     return json.loads(Path(os.environ["QRTL_JOB"]).read_text())
 
 
+def _instance(job):
+    """The unit of the job: a registered unit's configuration, or a foreign module's
+    contract (ports and timing; its expected outputs come with the job)."""
+    if job.get("contract"):
+        return VerilogUnit.from_contract(job["contract"])
+    return configure(job["unit"], job["params"])
+
+
+def _expected(job, inst, inputs) -> dict:
+    if job.get("expected"):  # outputs supplied by the caller (a network replay, a foreign golden)
+        with np.load(job["expected"]) as data:
+            return {p.name: data[p.name] for p in inst.outputs}
+    return inst.golden(inputs)
+
+
 def _load_inputs(job, inst) -> dict:
     with np.load(job["inputs"]) as data:
         return {p.name: data[p.name] for p in inst.inputs}
@@ -40,11 +56,7 @@ def _finish(job, inst, inputs, actual, seconds, started):
     result = {"vectors": int(len(next(iter(actual.values())))), "seconds": seconds,
               "mismatches": 0, "first_mismatch": None}
     if job.get("check", True):
-        if job.get("expected"):  # outputs supplied by the caller (e.g. a network replay)
-            with np.load(job["expected"]) as data:
-                expected = {p.name: data[p.name] for p in inst.outputs}
-        else:
-            expected = inst.golden(inputs)
+        expected = _expected(job, inst, inputs)
         bad = mismatch_mask(inst.outputs, expected, actual)
         result["mismatches"] = int(bad.sum())
         if result["mismatches"]:
@@ -62,7 +74,7 @@ def _finish(job, inst, inputs, actual, seconds, started):
 async def stream(dut):
     """Batch the vectors through the harness memories; check with NumPy."""
     job = _job()
-    inst = configure(job["unit"], job["params"])
+    inst = _instance(job)
     layout = Layout(inst)
     depth, lanes = int(job["depth"]), int(job["lanes"])
     inputs = _load_inputs(job, inst)
@@ -105,11 +117,11 @@ def _to_int(v, port) -> int:
 async def naive(dut):
     """Benchmark baseline: one vector per await, checked one by one in Python."""
     job = _job()
-    inst = configure(job["unit"], job["params"])
+    inst = _instance(job)
     inputs = _load_inputs(job, inst)
     total = len(next(iter(inputs.values())))
     cols = {p.name: [_to_int(v, p) for v in normalise(inputs[p.name], p)] for p in inst.inputs}
-    expected = inst.golden(inputs)
+    expected = _expected(job, inst, inputs)
     exp_cols = {p.name: [_to_int(v, p) for v in normalise(expected[p.name], p)] for p in inst.outputs}
     handles_in = [(getattr(dut, p.name), cols[p.name]) for p in inst.inputs]
     handles_out = [(getattr(dut, p.name), exp_cols[p.name], p.name) for p in inst.outputs]

@@ -40,7 +40,8 @@ def test_describe_json_is_the_contract(cli, unit):
     code, out, _ = cli("describe", unit, "--json")
     assert code == 0
     d = json.loads(out)
-    assert set(d) == {"unit", "params", "module", "latency", "clock", "reset", "ports"}
+    assert set(d) == {"unit", "source", "params", "module", "latency", "clock", "reset", "ports"}
+    assert d["source"] == "qrtl"
     assert d["unit"] == unit
     assert d["params"] == configure(unit).params
     assert (d["clock"] is None) == (d["latency"] == 0 and d["reset"] is None)
