@@ -9,6 +9,7 @@ The documented API is :data:`__all__`::
     y = u.golden(u.stimulus(1000, seed=0))         # its bit-exact model
     r = qrtl.verify(u, vectors=100_000, seed=0)    # on Verilator: r.mismatches == 0
     c = qrtl.cost(u)                               # area, delay, energy per operation
+    df = qrtl.sweep("xnor_popcount", {"n": "16..256"})   # a DataFrame, one row per point
     qrtl.nets.replay("int8", scheme="shift", images=20)
 
 Every error is a :class:`QrtlError` with a one-line message. ``import qrtl`` is cheap: the
@@ -23,13 +24,13 @@ import importlib
 from .golden.errors import QrtlError
 
 __all__ = ["QrtlError", "Unit", "RunResult", "CostResult", "Replay",
-           "units", "unit", "verify", "cost", "report", "nets", "__version__"]
+           "units", "unit", "verify", "cost", "sweep", "report", "nets", "__version__"]
 
 #: Where each lazily loaded name lives.
 _LAZY = {
     "Unit": "qrtl.api", "RunResult": "qrtl.api", "CostResult": "qrtl.api",
     "Replay": "qrtl.api", "units": "qrtl.api", "unit": "qrtl.api", "verify": "qrtl.api",
-    "cost": "qrtl.api", "report": "qrtl.api",
+    "cost": "qrtl.api", "sweep": "qrtl.api", "report": "qrtl.api",
 }
 
 
