@@ -217,7 +217,7 @@ def _run_dask(address: str, items: list, s: SweepSettings, bar) -> list:
         out: list = [None] * len(items)
         here = (code_hash(), tool_versions())
         try:
-            for fut in as_completed(futures):
+            for fut in as_completed(futures, loop=client.loop):
                 res = fut.result()
                 if (res["code"], tuple(map(tuple, res["tools"]))) != here:
                     raise QrtlError(
