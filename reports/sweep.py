@@ -534,7 +534,7 @@ def sweep_bench(unit: str = BENCH_SWEEP[0], params: Optional[Mapping[str, str]] 
             env.pop("DASK_SCHEDULER_ADDRESS", None)
             t0 = time.perf_counter()
             res = subprocess.run(base + extra + ["-o", str(folder / "out")] +
-                                 ([] if progress else ["--no-progress"]), env=env,
+                                 ([] if progress else ["--no-progress"]), env=env, cwd=tmp,
                                  stdout=subprocess.PIPE, text=True)
             dt = time.perf_counter() - t0
             if res.returncode:
