@@ -390,9 +390,10 @@ def cmd_sweep(args) -> int:
     cols = swept + ["area_um2", "delay_ps", "energy_pj_per_op", "energy_zero_delay_pj_per_op",
                     "glitch_pct", "power_mw"] + (["verify_vectors", "verify_mismatches"]
                                                   if args.verify else [])
-    print("  ".join(f"{c:>12}" for c in cols))
-    for _, r in df.iterrows():
-        print("  ".join(f"{fmt(r[c].item() if hasattr(r[c], 'item') else r[c]):>12}" for c in cols))
+    width = {c: max(8, len(c)) for c in cols}
+    print("  ".join(f"{c:>{width[c]}}" for c in cols))
+    for r in df.to_dict("records"):
+        print("  ".join(f"{fmt(r[c]):>{width[c]}}" for c in cols))
     fits = exponents(df)
     if fits:
         print("fitted growth exponents (least squares in log-log):")
