@@ -381,7 +381,8 @@ def cmd_sweep(args) -> int:
     a = df.attrs
     r0 = df.iloc[0]
     print(f"{args.unit}: {a['points']} points ({a['computed']} computed, "
-          f"{a['points'] - a['computed']} from the cache) on {a['engine']} in {a['seconds']:.1f} s; "
+          f"{a['points'] - a['computed']} from the cache) on {a['engine']} in {a['seconds']:.1f} s "
+          f"({a['run_seconds']:.1f} s running the points); "
           f"library {r0['library']} ({r0['corner']}), stimulus {r0['stimulus']}, "
           + (f"clock target {r0['clock_ns']} ns" if r0["clock_target"] else "as configured"))
     swept = list(params)
@@ -419,16 +420,24 @@ def cmd_bench_sweep(args) -> int:
     shown = params if params is not None else BENCH_SWEEP[1]
     print(f"sweep bench: {unit} " + " ".join(f"{k}={v}" for k, v in shown.items())
           + f" ({rows[0]['points']} points), cold cache each, one fresh qrtl process each")
-    print(f"  {'path':<34} {'wall s':>8} {'points/min':>11}  same sweep.csv")
+    print(f"  {'path':<34} {'wall s':>8} {'sweep s':>8} {'run s':>8} {'points/min':>11}  same sweep.csv")
     for r in rows:
-        print(f"  {r['path']:<34} {r['seconds']:>8.1f} {r['points_per_min']:>11.1f}  "
+        print(f"  {r['path']:<34} {r['seconds']:>8.1f} {r['sweep_seconds'] or float('nan'):>8.1f} "
+              f"{r['run_seconds'] or float('nan'):>8.1f} "
+              f"{r['points_per_min']:>11.1f}  "
               f"{'yes' if r['same_csv'] else 'NO'}"
               + (f"  (cluster start {r['cluster_start_s']:.1f} s, not counted)"
                  if r["cluster_start_s"] is not None else ""))
     j2 = next((r for r in rows if r["path"] == "-j 2"), None)
+    cold, warm = rows[-2], rows[-1]
     if j2 is not None:
-        over = (rows[-1]["seconds"] - j2["seconds"]) / rows[-1]["points"]
-        print(f"  Dask overhead per point vs -j 2 (same 2 processes): {over:+.2f} s")
+        over = (cold["run_seconds"] - j2["run_seconds"]) / cold["points"]
+        print(f"  Dask cold minus -j 2 (both 2 processes), per point: {over:+.2f} s "
+              f"(the workers also each build their own caches)")
+    print(f"  Dask's own cost per point (workers warm: every task a cache read): "
+          f"{1000 * warm['run_seconds'] / warm['points']:.0f} ms (connecting the client included)")
+    print("  points/min from the wall time of each qrtl process (start-up included); sweep s: "
+          "the sweep's own time; run s: running the points (pool, or Dask client to last result)")
     return 0 if all(r["same_csv"] for r in rows) else 1
 
 

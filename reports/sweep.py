@@ -31,6 +31,7 @@ import itertools
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -244,7 +245,9 @@ def run_sweep(unit: str, params: Mapping[str, object], *, zip: bool = False,
     Points already in the cache are read; the others run on ``jobs`` local processes
     (default: every core) or, with ``dask`` (a scheduler address; default
     ``$DASK_SCHEDULER_ADDRESS``), as one Dask task each. ``df.attrs`` holds ``points``,
-    ``computed`` (points not found in the cache), ``seconds`` and ``engine``."""
+    ``computed`` (points not found in the cache), ``seconds`` (all of it),
+    ``run_seconds`` (running the computed points: the pool or the Dask client, from its
+    connection to the last result) and ``engine``."""
     import pandas as pd
     from tqdm import tqdm
 
@@ -272,15 +275,18 @@ def run_sweep(unit: str, params: Mapping[str, object], *, zip: bool = False,
     items = [(spec.name, grid[i], s, verify if s.verify else None) for i in missing]
     with tqdm(total=len(grid), initial=len(grid) - len(missing), desc=f"sweep {spec.name}",
               unit="pt", file=sys.stderr, disable=not progress) as bar:
+        t_run = time.perf_counter()
         if items:
             new = (_run_dask(address, items, s, bar) if address
                    else _run_local(items, jobs, bar))
             for i, row in builtins.zip(missing, new):
                 rows[i] = row
+        t_end = time.perf_counter()
     columns = ["unit", *(p.name for p in spec.params), *FIGURES,
                *(VERIFY_COLUMNS if s.verify else ())]
     df = pd.DataFrame(rows, columns=columns)
     df.attrs.update(points=len(grid), computed=len(missing), seconds=time.perf_counter() - t0,
+                    run_seconds=t_end - t_run,
                     engine=f"dask {address}" if address and missing else f"{jobs} process(es)",
                     swept=list(params), zip=bool(zip))
     return df
@@ -517,9 +523,12 @@ def sweep_bench(unit: str = BENCH_SWEEP[0], params: Optional[Mapping[str, str]] 
     ``distributed.LocalCluster`` of ``workers`` single-threaded worker processes, each from
     a cold cache (a fresh ``QRTL_BUILD`` folder; the cluster's workers use their own new
     scratch folders), each a fresh ``qrtl sweep`` process (wall time includes its start,
-    about 2 s; the cluster's start is reported apart). One row per run: ``path``,
-    ``points``, ``seconds``, ``points_per_min`` and ``same_csv`` (its sweep.csv equals the
-    first run's)."""
+    about 2 s; the cluster's start is reported apart), and once more on the same cluster
+    from a cold client, when every task only reads its worker's cache: Dask's own cost per
+    point. One row per run: ``path``, ``points``, ``seconds`` (wall), ``sweep_seconds``
+    and ``run_seconds`` (what the sweep itself reports: all of it, and running the points
+    on the pool or the cluster), ``points_per_min`` (from the wall time) and
+    ``same_csv`` (its sweep.csv equals the first run's)."""
     params = dict(BENCH_SWEEP[1] if params is None else params)
     npoints = len(points(unit, params))
     base = [sys.executable, "-m", "qrtl.cli", "sweep", unit]
@@ -541,7 +550,10 @@ def sweep_bench(unit: str = BENCH_SWEEP[0], params: Optional[Mapping[str, str]] 
                 raise QrtlError(f"sweep bench: {label} failed (exit {res.returncode})")
             csv = (folder / "out" / "sweep.csv").read_text()
             first = first or csv
+            inner = re.search(r" in ([0-9.]+) s \(([0-9.]+) s running", res.stdout)
             rows.append({"path": label, "points": npoints, "seconds": round(dt, 2),
+                         "sweep_seconds": float(inner.group(1)) if inner else None,
+                         "run_seconds": float(inner.group(2)) if inner else None,
                          "points_per_min": round(60.0 * npoints / dt, 2),
                          "same_csv": csv == first, "cluster_start_s": cluster_s})
 
@@ -556,4 +568,7 @@ def sweep_bench(unit: str = BENCH_SWEEP[0], params: Optional[Mapping[str, str]] 
                           dashboard_address=None, local_directory=str(Path(tmp) / "dask")) as cluster:
             start = round(time.perf_counter() - t0, 2)
             run(f"Dask LocalCluster, {workers} workers", ["--dask", cluster.scheduler_address], start)
+            # the same points again from a cold client: each task only reads the worker's
+            # cache, so its time is Dask's own cost per point (submit, schedule, result)
+            run("Dask again, workers warm", ["--dask", cluster.scheduler_address])
     return rows
