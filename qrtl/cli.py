@@ -429,7 +429,7 @@ def cmd_bench_sweep(args) -> int:
               + (f"  (cluster start {r['cluster_start_s']:.1f} s, not counted)"
                  if r["cluster_start_s"] is not None else ""))
     j2 = next((r for r in rows if r["path"] == "-j 2"), None)
-    cold, warm = rows[-2], rows[-1]
+    cold, warm = rows[-3], rows[-1]
     if j2 is not None:
         over = (cold["run_seconds"] - j2["run_seconds"]) / cold["points"]
         print(f"  Dask cold minus -j 2 (both 2 processes), per point: {over:+.2f} s "
