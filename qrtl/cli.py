@@ -382,7 +382,9 @@ def cmd_sweep(args) -> int:
     r0 = df.iloc[0]
     print(f"{args.unit}: {a['points']} points ({a['computed']} computed, "
           f"{a['points'] - a['computed']} from the cache) on {a['engine']} in {a['seconds']:.1f} s "
-          f"({a['run_seconds']:.1f} s running the points); "
+          f"({a['run_seconds']:.1f} s running the points"
+          + (f", Dask tasks {a['task_seconds']:.1f} s in all" if a["task_seconds"] is not None else "")
+          + "); "
           f"library {r0['library']} ({r0['corner']}), stimulus {r0['stimulus']}, "
           + (f"clock target {r0['clock_ns']} ns" if r0["clock_target"] else "as configured"))
     swept = list(params)
@@ -429,13 +431,14 @@ def cmd_bench_sweep(args) -> int:
               + (f"  (cluster start {r['cluster_start_s']:.1f} s, not counted)"
                  if r["cluster_start_s"] is not None else ""))
     j2 = next((r for r in rows if r["path"] == "-j 2"), None)
-    cold, warm = rows[-3], rows[-1]
+    d = rows[-1]
     if j2 is not None:
-        over = (cold["run_seconds"] - j2["run_seconds"]) / cold["points"]
-        print(f"  Dask cold minus -j 2 (both 2 processes), per point: {over:+.2f} s "
-              f"(the workers also each build their own caches)")
-    print(f"  Dask's own cost per point (workers warm: every task a cache read): "
-          f"{1000 * warm['run_seconds'] / warm['points']:.0f} ms (connecting the client included)")
+        print(f"  Dask minus -j 2 (both {args.workers} processes), per point: "
+              f"{(d['run_seconds'] - j2['run_seconds']) / d['points']:+.2f} s")
+    idle = (args.workers * d["run_seconds"] - d["task_seconds"]) / d["points"]
+    print(f"  Dask overhead per point: {idle:.2f} s of worker time outside the tasks "
+          f"({args.workers} x {d['run_seconds']:.1f} s running - {d['task_seconds']:.1f} s in the "
+          f"tasks, over {d['points']} points: connecting, scheduling, results, idle tail)")
     print("  points/min from the wall time of each qrtl process (start-up included); sweep s: "
           "the sweep's own time; run s: running the points (pool, or Dask client to last result)")
     return 0 if all(r["same_csv"] for r in rows) else 1

@@ -165,8 +165,8 @@ def _point(item) -> dict:
 
 def _dask_point(item, lib_name: Optional[str] = None, lib_data: Optional[bytes] = None) -> dict:
     """One point on a Dask worker, in the worker's own scratch folder: the row, the
-    cost-cache entries behind it (for the client's cache) and what the figures depend on
-    (the worker's qrtl code and tool versions)."""
+    cost-cache entries behind it (for the client's cache), what the figures depend on
+    (the worker's qrtl code and tool versions) and the seconds the point took there."""
     from distributed import get_worker
     root = Path(get_worker().local_directory) / "qrtl-build"
     os.environ["QRTL_BUILD"] = str(root)  # this worker's cache, whatever the client uses
@@ -179,9 +179,11 @@ def _dask_point(item, lib_name: Optional[str] = None, lib_data: Optional[bytes] 
             with atomic_output(path, "wb") as fh:
                 fh.write(lib_data)
         s = replace(s, liberty=str(path))
+    t0 = time.perf_counter()
     with journal(COST_CACHE) as entries:
         row = _point((unit, params, s, verify))
-    return {"row": row, "entries": entries, "code": code_hash(), "tools": tool_versions()}
+    return {"row": row, "entries": entries, "code": code_hash(), "tools": tool_versions(),
+            "seconds": time.perf_counter() - t0}
 
 
 # --- running ---------------------------------------------------------------------------
@@ -195,7 +197,9 @@ def _run_local(items: list, jobs: int, bar) -> list:
     return pool_map(_point, items, jobs, bar.update)
 
 
-def _run_dask(address: str, items: list, s: SweepSettings, bar) -> list:
+def _run_dask(address: str, items: list, s: SweepSettings, bar) -> tuple[list, float]:
+    """The rows of ``items``, one Dask task each, and the seconds the tasks took on the
+    workers in all."""
     try:
         from distributed import Client, as_completed
     except ImportError:
@@ -216,6 +220,7 @@ def _run_dask(address: str, items: list, s: SweepSettings, bar) -> list:
                    for i, item in enumerate(items)]
         index = {f.key: i for i, f in enumerate(futures)}
         out: list = [None] * len(items)
+        busy = 0.0
         here = (code_hash(), tool_versions())
         try:
             for fut in as_completed(futures, loop=client.loop):
@@ -229,10 +234,11 @@ def _run_dask(address: str, items: list, s: SweepSettings, bar) -> list:
                     if (kind, version) == (COST_CACHE.kind, COST_CACHE.version):
                         COST_CACHE.put(key, value, fmt=fmt)
                 out[index[fut.key]] = res["row"]
+                busy += res["seconds"]
                 bar.update(1)
         finally:
             client.cancel([f for f in futures if not f.done()])
-        return out
+        return out, busy
 
 
 def run_sweep(unit: str, params: Mapping[str, object], *, zip: bool = False,
@@ -247,7 +253,8 @@ def run_sweep(unit: str, params: Mapping[str, object], *, zip: bool = False,
     ``$DASK_SCHEDULER_ADDRESS``), as one Dask task each. ``df.attrs`` holds ``points``,
     ``computed`` (points not found in the cache), ``seconds`` (all of it),
     ``run_seconds`` (running the computed points: the pool or the Dask client, from its
-    connection to the last result) and ``engine``."""
+    connection to the last result), ``task_seconds`` (Dask: the points' time on the
+    workers, summed) and ``engine``."""
     import pandas as pd
     from tqdm import tqdm
 
@@ -275,10 +282,12 @@ def run_sweep(unit: str, params: Mapping[str, object], *, zip: bool = False,
     items = [(spec.name, grid[i], s, verify if s.verify else None) for i in missing]
     with tqdm(total=len(grid), initial=len(grid) - len(missing), desc=f"sweep {spec.name}",
               unit="pt", file=sys.stderr, disable=not progress) as bar:
-        t_run = time.perf_counter()
+        t_run, task_seconds = time.perf_counter(), None
         if items:
-            new = (_run_dask(address, items, s, bar) if address
-                   else _run_local(items, jobs, bar))
+            if address:
+                new, task_seconds = _run_dask(address, items, s, bar)
+            else:
+                new = _run_local(items, jobs, bar)
             for i, row in builtins.zip(missing, new):
                 rows[i] = row
         t_end = time.perf_counter()
@@ -286,7 +295,7 @@ def run_sweep(unit: str, params: Mapping[str, object], *, zip: bool = False,
                *(VERIFY_COLUMNS if s.verify else ())]
     df = pd.DataFrame(rows, columns=columns)
     df.attrs.update(points=len(grid), computed=len(missing), seconds=time.perf_counter() - t0,
-                    run_seconds=t_end - t_run,
+                    run_seconds=t_end - t_run, task_seconds=task_seconds,
                     engine=f"dask {address}" if address and missing else f"{jobs} process(es)",
                     swept=list(params), zip=bool(zip))
     return df
@@ -523,11 +532,10 @@ def sweep_bench(unit: str = BENCH_SWEEP[0], params: Optional[Mapping[str, str]] 
     ``distributed.LocalCluster`` of ``workers`` single-threaded worker processes, each from
     a cold cache (a fresh ``QRTL_BUILD`` folder; the cluster's workers use their own new
     scratch folders), each a fresh ``qrtl sweep`` process (wall time includes its start,
-    about 2 s; the cluster's start is reported apart), and twice more on the same cluster
-    from a cold client, the last when every task only reads its worker's cache: Dask's own
-    cost per point. One row per run: ``path``, ``points``, ``seconds`` (wall), ``sweep_seconds``
+    about 2 s; the cluster's start is reported apart). One row per run: ``path``, ``points``, ``seconds`` (wall), ``sweep_seconds``
     and ``run_seconds`` (what the sweep itself reports: all of it, and running the points
-    on the pool or the cluster), ``points_per_min`` (from the wall time) and
+    on the pool or the cluster), ``task_seconds`` (Dask: the points' time on the workers,
+    summed), ``points_per_min`` (from the wall time) and
     ``same_csv`` (its sweep.csv equals the first run's)."""
     params = dict(BENCH_SWEEP[1] if params is None else params)
     npoints = len(points(unit, params))
@@ -551,9 +559,11 @@ def sweep_bench(unit: str = BENCH_SWEEP[0], params: Optional[Mapping[str, str]] 
             csv = (folder / "out" / "sweep.csv").read_text()
             first = first or csv
             inner = re.search(r" in ([0-9.]+) s \(([0-9.]+) s running", res.stdout)
+            tasks = re.search(r"Dask tasks ([0-9.]+) s", res.stdout)
             rows.append({"path": label, "points": npoints, "seconds": round(dt, 2),
                          "sweep_seconds": float(inner.group(1)) if inner else None,
                          "run_seconds": float(inner.group(2)) if inner else None,
+                         "task_seconds": float(tasks.group(1)) if tasks else None,
                          "points_per_min": round(60.0 * npoints / dt, 2),
                          "same_csv": csv == first, "cluster_start_s": cluster_s})
 
@@ -568,10 +578,5 @@ def sweep_bench(unit: str = BENCH_SWEEP[0], params: Optional[Mapping[str, str]] 
                           dashboard_address=None, local_directory=str(Path(tmp) / "dask")) as cluster:
             start = round(time.perf_counter() - t0, 2)
             run(f"Dask LocalCluster, {workers} workers", ["--dask", cluster.scheduler_address], start)
-            # the same points again from a cold client, twice: each worker has its own cache
-            # and the second run's points may land on the other worker; by the third run
-            # every task only reads its worker's cache, so its time is Dask's own cost
-            # per point (connect, submit, schedule, return the result)
-            run("Dask again, cold client", ["--dask", cluster.scheduler_address])
-            run("Dask 3rd run, workers warm", ["--dask", cluster.scheduler_address])
+
     return rows
