@@ -575,7 +575,7 @@ def sweep_bench(unit: str = BENCH_SWEEP[0], params: Optional[Mapping[str, str]] 
             raise QrtlError("the Dask part of the bench needs Dask: pip install 'qrtl[dask]'") from None
         t0 = time.perf_counter()
         with LocalCluster(n_workers=workers, processes=True, threads_per_worker=1,
-                          dashboard_address=None, local_directory=str(Path(tmp) / "dask")) as cluster:
+                          dashboard_address=":0", local_directory=str(Path(tmp) / "dask")) as cluster:
             start = round(time.perf_counter() - t0, 2)
             run(f"Dask LocalCluster, {workers} workers", ["--dask", cluster.scheduler_address], start)
 
