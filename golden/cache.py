@@ -38,8 +38,8 @@ from typing import Callable, Optional
 
 from .errors import QrtlError
 
-__all__ = ["build_root", "tool_versions", "digest", "file_lock", "atomic_output",
-           "atomic_write", "keep_log", "Cache"]
+__all__ = ["build_root", "tool_versions", "code_hash", "digest", "file_lock", "atomic_output",
+           "atomic_write", "keep_log", "Cache", "journal"]
 
 
 def build_root() -> Path:
@@ -58,6 +58,24 @@ def tool_versions() -> tuple:
         except PackageNotFoundError:
             out.append((pkg, None))
     return tuple(out)
+
+
+@lru_cache(maxsize=1)
+def code_hash() -> str:
+    """Hash of qrtl's code and data (every ``.py``, ``.npz``, ``.lib``, ``.c``, ``.json`` of its
+    packages), for results that depend on all of it, such as a sweep point (cost and
+    verification together): any change to qrtl makes them miss."""
+    import importlib.util
+    h = hashlib.sha256()
+    for pkg in ("qrtl", "qrtl.golden", "qrtl.hw", "qrtl.sim", "qrtl.reports"):
+        for folder in importlib.util.find_spec(pkg).submodule_search_locations:
+            folder = Path(folder)
+            for path in sorted(folder.rglob("*")):
+                if path.is_file() and path.suffix in (".py", ".npz", ".lib", ".c", ".json") \
+                        and "__pycache__" not in path.parts:
+                    h.update(f"{pkg}/{path.relative_to(folder)}".encode())
+                    h.update(path.read_bytes())
+    return h.hexdigest()[:16]
 
 
 def digest(*parts, length: int = 24) -> str:
@@ -143,6 +161,24 @@ def _notice(message: str) -> None:
 _MISSING = object()
 MANIFEST = "qrtl-entry.json"
 
+#: Open :func:`journal` recordings: lists of ``(cache, key, fmt, value)``.
+_JOURNALS: list = []
+
+
+@contextlib.contextmanager
+def journal(*caches: "Cache"):
+    """Record every value entry that ``caches`` serve or store in this process while the
+    block runs: ``(kind, version, key, fmt, value)`` tuples. Another machine fills its own
+    cache with them (:meth:`Cache.put`): how a sweep point computed on a Dask worker makes
+    the client's rerun warm."""
+    names = {(c.kind, c.version) for c in caches}
+    entries: list = []
+    _JOURNALS.append((names, entries))
+    try:
+        yield entries
+    finally:
+        _JOURNALS.remove((names, entries))
+
 
 def _file_digest(path: Path) -> str:
     h = hashlib.sha256()
@@ -210,15 +246,21 @@ class Cache:
         """
         path = self._value_path(key, fmt)
         value = self._load(path, fmt, check)
-        if value is not _MISSING:
-            return value
-        with self._lock(key):
-            value = self._load(path, fmt, check)
-            if value is not _MISSING:
-                return value
-            value = compute()
-            self.put(key, value, fmt=fmt)
+        if value is _MISSING:
+            with self._lock(key):
+                value = self._load(path, fmt, check)
+                if value is _MISSING:
+                    value = compute()
+                    self.put(key, value, fmt=fmt)
+        for names, entries in _JOURNALS:
+            if (self.kind, self.version) in names:
+                entries.append((self.kind, self.version, key, fmt, value))
         return value
+
+    def get(self, key: str, *, fmt: str = "pickle", check: Optional[Callable] = None):
+        """The valid value at ``key``, or None (nothing is computed)."""
+        value = self._load(self._value_path(key, fmt), fmt, check)
+        return None if value is _MISSING else value
 
     def put(self, key: str, value, *, fmt: str = "pickle") -> None:
         """Store ``value`` at ``key`` (atomically)."""

@@ -14,8 +14,8 @@ from typing import Callable, Mapping, Sequence, Union
 
 from .errors import QrtlError
 
-__all__ = ["IntParam", "ChoiceParam", "Param", "resolve", "parse_assignments", "check_int",
-           "check_float"]
+__all__ = ["IntParam", "ChoiceParam", "Param", "resolve", "parse_assignments", "parse_values",
+           "check_int", "check_float", "RANGE_SYNTAX"]
 
 Bound = Union[int, Callable[[Mapping[str, object]], int]]
 
@@ -113,6 +113,67 @@ def parse_assignments(items: Sequence[str] | None) -> dict:
         if name in out:
             raise QrtlError(f"parameter {name!r} given twice ({name}={out[name]}, {item.strip()})")
         out[name] = value.strip()
+    return out
+
+
+#: The value-list syntax of a swept parameter (``qrtl sweep -p NAME=VALUES``), for help texts.
+RANGE_SYNTAX = ("VALUES is a comma-separated list of values and ranges: A..B doubles from A "
+                "up to B (16..4096 = 16,32,...,4096; B must be A times a power of two), "
+                "A..B:S steps linearly by S (8..48:8 = 8,16,...,48; B included when it is hit)")
+
+
+def _range_int(name: str, text: str, what: str) -> int:
+    try:
+        return int(text.strip(), 0)
+    except ValueError:
+        raise QrtlError(f"parameter {name}: the {what} of range {text!r} is not an integer") from None
+
+
+def parse_values(name: str, text) -> list:
+    """The values of a swept parameter: ``"8,16..64,100..200:50"`` ->
+    ``["8", 16, 32, 64, 100, 150, 200]`` (plain items stay text, to be resolved by the
+    parameter's own :meth:`~IntParam.parse`; ranges give integers).
+
+    ``A..B`` doubles: A, 2A, 4A, ... B (what a hardware sweep of vector lengths or widths
+    wants; B must be A times a power of two, A >= 1). ``A..B:S`` steps linearly by ``S >= 1``:
+    A, A+S, ... up to B. A list or tuple is taken as the values themselves. Errors are one
+    line naming the parameter.
+    """
+    if isinstance(text, (list, tuple)):
+        values = list(text)
+        if not values:
+            raise QrtlError(f"parameter {name} has no values")
+        return values
+    out: list = []
+    for item in str(text).split(","):
+        item = item.strip()
+        if not item:
+            raise QrtlError(f"parameter {name}={text!r} has an empty value")
+        if ".." not in item:
+            out.append(item)
+            continue
+        lo_text, _, rest = item.partition("..")
+        hi_text, colon, step_text = rest.partition(":")
+        lo, hi = _range_int(name, lo_text, "start"), _range_int(name, hi_text, "end")
+        if hi < lo:
+            raise QrtlError(f"parameter {name}: range {item!r} ends below its start")
+        if colon:
+            step = _range_int(name, step_text, "step")
+            if step < 1:
+                raise QrtlError(f"parameter {name}: the step of range {item!r} must be >= 1")
+            out.extend(range(lo, hi + 1, step))
+            continue
+        if lo < 1:
+            raise QrtlError(f"parameter {name}: a doubling range starts at 1 or more (got {item!r}; "
+                            f"use {lo}..{hi}:1 for every integer)")
+        ratio, exact = divmod(hi, lo)
+        if exact or ratio & (ratio - 1):
+            raise QrtlError(f"parameter {name}: range {item!r} doubles from {lo}, so its end must "
+                            f"be {lo} times a power of two (or use {item}:S for a linear range)")
+        v = lo
+        while v <= hi:
+            out.append(v)
+            v *= 2
     return out
 
 

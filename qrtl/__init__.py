@@ -11,6 +11,7 @@ The documented API is :data:`__all__`::
     c = qrtl.cost(u)                               # area, delay, energy per operation
     v = qrtl.unit_from_verilog("add.v", "add", golden="mymodels:add")  # foreign Verilog,
     qrtl.verify(v); qrtl.cost(v)                   # verified and costed the same way
+    df = qrtl.sweep("xnor_popcount", {"n": "16..256"})   # a DataFrame, one row per point
     qrtl.nets.replay("int8", scheme="shift", images=20)
 
 Every error is a :class:`QrtlError` with a one-line message. ``import qrtl`` is cheap: the
@@ -25,14 +26,14 @@ import importlib
 from .golden.errors import QrtlError
 
 __all__ = ["QrtlError", "Unit", "VerilogUnit", "RunResult", "CostResult", "Replay",
-           "units", "unit", "unit_from_verilog", "verify", "cost", "report", "nets",
+           "units", "unit", "unit_from_verilog", "verify", "cost", "sweep", "report", "nets",
            "__version__"]
 
 #: Where each lazily loaded name lives.
 _LAZY = {
     "Unit": "qrtl.api", "RunResult": "qrtl.api", "CostResult": "qrtl.api",
     "Replay": "qrtl.api", "units": "qrtl.api", "unit": "qrtl.api", "verify": "qrtl.api",
-    "cost": "qrtl.api", "report": "qrtl.api", "VerilogUnit": "qrtl.api",
+    "cost": "qrtl.api", "sweep": "qrtl.api", "report": "qrtl.api", "VerilogUnit": "qrtl.api",
     "unit_from_verilog": "qrtl.api",
 }
 

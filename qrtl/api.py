@@ -23,7 +23,7 @@ from qrtl.sim.runner import simulate as _simulate
 from qrtl.sim.runner import verify as _verify
 
 __all__ = ["QrtlError", "Unit", "VerilogUnit", "RunResult", "CostResult", "Replay", "units",
-           "unit", "unit_from_verilog", "verify", "cost", "report"]
+           "unit", "unit_from_verilog", "verify", "cost", "sweep", "report"]
 
 
 def units() -> list[str]:
@@ -203,6 +203,65 @@ def cost(unit: Unit, liberty: Optional[str] = None, stimulus: Union[str, Mapping
                      clock_ns=DEFAULT_CLOCK_NS if clock_ns is None else clock_ns, seed=seed,
                      clock_target=clock_ns is not None and not isinstance(u, VerilogUnit),
                      wire_load=wire_load, stimulus_label=stimulus_label)
+
+
+def sweep(unit: str, params: dict, *, zip: bool = False, liberty: Optional[str] = None,
+          clock_ns: Optional[float] = None, stimulus: str = "random", verify: int = 0,
+          vectors: int = DEFAULT_VECTORS, seed: int = 0, wire_load: str = "default",
+          jobs: Optional[int] = None, dask: Optional[str] = None, progress: bool = True,
+          output=None):
+    """Cost (and optionally verify) every point of a grid of a unit's parameters.
+
+    Parameters
+    ----------
+    unit : str
+        A name from :func:`units`.
+    params : dict
+        Parameter name -> its values: a list (``[16, 32, 64]``) or text in the command
+        line's syntax (``"16..4096"``: doubling; ``"8..48:8"``: linear steps;
+        ``"0,1"``; see :func:`qrtl.golden.params.parse_values`). Parameters not named take
+        their defaults.
+    zip : bool
+        Pair the lists element-wise (equal lengths) instead of their Cartesian product.
+    liberty, clock_ns, stimulus, vectors, seed, wire_load
+        As for :func:`cost`, the same for every point.
+    verify : int
+        Also verify every point on Verilator with this many random vectors (0: no).
+    jobs : int, optional
+        Local processes (default: every core).
+    dask : str, optional
+        Address of a running Dask scheduler (default: ``$DASK_SCHEDULER_ADDRESS``, else
+        local): every point not in the local cache is one task on its workers.
+    progress : bool
+        A progress bar on stderr.
+    output : path, optional
+        Also write ``sweep.csv``, ``exponents.csv``, ``scaling.png/svg`` and
+        ``pareto.png/svg`` into this folder (``df.attrs["files"]`` lists them).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per point, in sweep order: ``unit``, every parameter, then area, cells,
+        delay, energy per op (with its breakdown), zero-delay energy, glitch %, power...
+        (:data:`qrtl.reports.sweep.FIGURES`; ``verify_vectors``, ``verify_mismatches``
+        with ``verify``). ``df.attrs``: ``points``, ``computed`` (not from the cache),
+        ``seconds``, ``engine``.
+
+    Raises
+    ------
+    QrtlError
+        An unknown unit, parameter or stimulus, a value out of range, ``zip`` with
+        lists of unequal length, an unreachable Dask scheduler; before any work.
+    """
+    from qrtl.reports.sweep import SweepSettings, run_sweep, write_sweep
+    settings = SweepSettings(liberty=None if liberty is None else str(liberty),
+                             stimulus=stimulus, vectors=vectors, seed=seed, clock_ns=clock_ns,
+                             wire_load=wire_load, verify=verify)
+    df = run_sweep(unit, params, zip=zip, settings=settings, verify=_verify, jobs=jobs,
+                   dask=dask, progress=progress)
+    if output is not None:
+        df.attrs["files"] = [str(p) for p in write_sweep(df, output)]
+    return df
 
 
 def report(output="build/reports", *, liberty: Optional[str] = None, jobs: int = 1,

@@ -249,6 +249,10 @@ def cmd_sim(args):
 def cmd_bench(args):
     from qrtl.api import unit
     from qrtl.sim.bench import bench
+    if args.sweep:
+        return cmd_bench_sweep(args)
+    if not args.unit:
+        raise QrtlError("give a UNIT (or --sweep)")
     u = unit(args.unit, **_params(args))
     rows = bench(u, vectors=args.vectors, seed=args.seed)
     print(f"bench {u.name} ({u.module}), same stimulus for every path:")
@@ -400,6 +404,92 @@ def cmd_cost(args) -> int:
             print(f"netlist: {r['netlist']}")
     print(f"qrtl cost: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     return 0
+
+
+# --- sweeps ---------------------------------------------------------------------------
+
+def _sweep_params(items) -> dict:
+    """``-p NAME=VALUES`` (lists and ranges, :func:`qrtl.golden.params.parse_values`)."""
+    return parse_assignments(items)
+
+
+def cmd_sweep(args) -> int:
+    from qrtl.api import sweep
+    from qrtl.reports.sweep import exponents
+    from qrtl.reports.tables import fmt
+    liberty = _liberty(args.liberty)
+    if not args.param:
+        raise QrtlError("give the swept parameters: -p NAME=V1,V2,... or -p NAME=A..B")
+    params = _sweep_params(args.param)
+    out = _output_folder(args.output or str(Path("build") / "sweeps" / args.unit))
+    df = sweep(args.unit, params, zip=args.zip, liberty=liberty, clock_ns=args.clock_ns,
+               stimulus=args.stimulus, verify=args.verify, vectors=args.vectors, seed=args.seed,
+               wire_load=args.wire_load, jobs=args.jobs, dask=args.dask,
+               progress=not args.no_progress, output=out)
+    a = df.attrs
+    r0 = df.iloc[0]
+    print(f"{args.unit}: {a['points']} points ({a['computed']} computed, "
+          f"{a['points'] - a['computed']} from the cache) on {a['engine']} in {a['seconds']:.1f} s "
+          f"({a['run_seconds']:.1f} s running the points"
+          + (f", Dask tasks {a['task_seconds']:.1f} s in all" if a["task_seconds"] is not None else "")
+          + "); "
+          f"library {r0['library']} ({r0['corner']}), stimulus {r0['stimulus']}, "
+          + (f"clock target {r0['clock_ns']} ns" if r0["clock_target"] else "as configured"))
+    swept = list(params)
+    if args.clock_ns is not None and "pipeline" not in swept:
+        swept.append("pipeline")
+    cols = swept + ["area_um2", "delay_ps", "energy_pj_per_op", "energy_zero_delay_pj_per_op",
+                    "glitch_pct", "power_mw"] + (["verify_vectors", "verify_mismatches"]
+                                                  if args.verify else [])
+    width = {c: max(8, len(c)) for c in cols}
+    print("  ".join(f"{c:>{width[c]}}" for c in cols))
+    for r in df.to_dict("records"):
+        print("  ".join(f"{fmt(r[c]):>{width[c]}}" for c in cols))
+    fits = exponents(df)
+    if fits:
+        print("fitted growth exponents (least squares in log-log):")
+        for f in fits:
+            if f["figure"] in ("area_um2", "delay_ps", "energy_pj_per_op"):
+                print(f"  {f['figure']:<18} vs {f['param']:<10} {f['exponent']:>7.3f}"
+                      + (f"  ({f['series']})" if f["series"] else ""))
+    print(f"wrote {', '.join(Path(p).name for p in a['files'])} in {out}/")
+    if args.verify and int(df["verify_mismatches"].sum()):
+        bad = df[df["verify_mismatches"] > 0]
+        print(f"qrtl: RTL does not match the golden model at {len(bad)} point(s)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_bench_sweep(args) -> int:
+    from qrtl.reports.sweep import BENCH_SWEEP, sweep_bench
+    unit = args.unit or BENCH_SWEEP[0]
+    params = _sweep_params(args.param) if args.param else (None if not args.unit else {})
+    if args.unit and not args.param:
+        raise QrtlError("bench --sweep UNIT needs the swept parameters (-p NAME=VALUES)")
+    rows = sweep_bench(unit, params, workers=args.workers, progress=not args.no_progress)
+    shown = params if params is not None else BENCH_SWEEP[1]
+    print(f"sweep bench: {unit} " + " ".join(f"{k}={v}" for k, v in shown.items())
+          + f" ({rows[0]['points']} points), cold cache each, one fresh qrtl process each")
+    print(f"  {'path':<34} {'wall s':>8} {'sweep s':>8} {'run s':>8} {'points/min':>11}  same sweep.csv")
+    for r in rows:
+        print(f"  {r['path']:<34} {r['seconds']:>8.1f} {r['sweep_seconds'] or float('nan'):>8.1f} "
+              f"{r['run_seconds'] or float('nan'):>8.1f} "
+              f"{r['points_per_min']:>11.1f}  "
+              f"{'yes' if r['same_csv'] else 'NO'}"
+              + (f"  (cluster start {r['cluster_start_s']:.1f} s, not counted)"
+                 if r["cluster_start_s"] is not None else ""))
+    j2 = next((r for r in rows if r["path"] == "-j 2"), None)
+    d = rows[-1]
+    if j2 is not None:
+        print(f"  Dask minus -j 2 (both {args.workers} processes), per point: "
+              f"{(d['run_seconds'] - j2['run_seconds']) / d['points']:+.2f} s")
+    idle = (args.workers * d["run_seconds"] - d["task_seconds"]) / d["points"]
+    print(f"  Dask overhead per point: {idle:.2f} s of worker time outside the tasks "
+          f"({args.workers} x {d['run_seconds']:.1f} s running - {d['task_seconds']:.1f} s in the "
+          f"tasks, over {d['points']} points: connecting, scheduling, results, idle tail)")
+    print("  points/min from the wall time of each qrtl process (start-up included); sweep s: "
+          "the sweep's own time; run s: running the points (pool, or Dask client to last result)")
+    return 0 if all(r["same_csv"] for r in rows) else 1
 
 
 # --- networks --------------------------------------------------------------------------
@@ -780,10 +870,17 @@ def _unit_commands(sub) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object")
     p.set_defaults(func=cmd_sim)
 
-    p = sub.add_parser("bench", help="throughput of the verification paths")
-    _add_unit(p)
+    p = sub.add_parser("bench", help="throughput of the verification paths (--sweep: of sweeps)")
+    _add_unit(p, optional=True)
     p.add_argument("--vectors", type=_int("--vectors", 1, MAX_VECTORS), default=1_000_000)
     p.add_argument("--seed", type=_SEED, default=0)
+    p.add_argument("--sweep", action="store_true",
+                   help="sweep throughput in points/min: -j 1, -j 2 and a LocalCluster of "
+                        "--workers Dask workers, cold cache each (default sweep: xnor_popcount "
+                        "n=16..128 pipeline=0,1 threshold=0,1, 16 points)")
+    p.add_argument("--workers", type=_int("--workers", 1, 64), default=2,
+                   help="--sweep: Dask workers of the LocalCluster")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_bench)
 
 
@@ -819,6 +916,45 @@ def _cost_commands(sub) -> None:
                    "m0_width=16,quant_float scale_fmt=bf16'; default: all)")
     _add_verilog(p, "costed with the same flow (--clock-ns: its clock; no stages are added)")
     p.set_defaults(func=cmd_cost)
+
+    from qrtl.golden.params import RANGE_SYNTAX
+    p = sub.add_parser(
+        "sweep", help="cost (and verify) every point of a grid of parameters; CSV, scaling and "
+                      "Pareto plots", formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="-p NAME=VALUES: " + RANGE_SYNTAX + ". Examples:\n"
+               "  qrtl sweep xnor_popcount -p n=16..4096 -p pipeline=0,1 -o build/sweeps/xnor\n"
+               "  qrtl sweep int_mac -p a_width=4..32 -p b_width=4..32 --zip --verify 1000\n"
+               "  qrtl sweep quant_shift -p in_width=16..48:8 --clock-ns 5 --dask tcp://HOST:8786")
+    p.add_argument("unit", help="unit name (see qrtl list)")
+    p.add_argument("-p", "--param", action="append", metavar="NAME=VALUES",
+                   help="a swept parameter and its values: V1,V2,..., A..B (doubling) or "
+                        "A..B:S (linear); repeatable; others keep their defaults")
+    p.add_argument("--zip", action="store_true",
+                   help="pair the value lists element-wise (equal lengths) instead of their "
+                        "Cartesian product")
+    p.add_argument("--liberty", metavar="FILE",
+                   help="Liberty library, plain or .gz (default: the shipped SKY130 HD subset)")
+    p.add_argument("--clock-ns", type=_float("--clock-ns", 0.0, MAX_CLOCK_NS), default=None,
+                   help="clock target: each point gets the fewest pipeline stages that meet it")
+    p.add_argument("--stimulus", default="random",
+                   help="random (uniform codes) or a named stream registered for the unit")
+    p.add_argument("--verify", type=_int("--verify", 0, 50_000_000), default=0, metavar="N",
+                   help="also verify every point on Verilator with N random vectors (plus its "
+                        "corners; exhaustive where the input space is small)")
+    p.add_argument("--vectors", type=_int("--vectors", 2, MAX_VECTORS), default=DEFAULT_VECTORS,
+                   help="vectors simulated on the gate netlist per point")
+    p.add_argument("--seed", type=_SEED, default=0, help="seed of the stimulus and the vectors")
+    p.add_argument("--wire-load", default="default", metavar="none|NAME",
+                   help="wire-load model (as for qrtl cost)")
+    p.add_argument("-o", "--output", default=None,
+                   help="output folder (default: build/sweeps/UNIT)")
+    p.add_argument("-j", "--jobs", type=_JOBS, default=os.cpu_count() or 1,
+                   help="local processes (default: every core)")
+    p.add_argument("--dask", metavar="ADDRESS", default=None,
+                   help="a running Dask scheduler (e.g. tcp://HOST:8786; default: "
+                        "$DASK_SCHEDULER_ADDRESS if set): one task per point")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("report", help="generate, verify and cost every unit; write the report")
     p.add_argument("-o", "--output", default="build/reports", help="output folder")
