@@ -35,6 +35,7 @@ from qrtl.hw.units import all_units, configure
 
 from .qonnx_cost import SCOPE as QONNX_SCOPE
 from .qonnx_cost import qonnx_figure, qonnx_report_rows
+from .sweep import SCALING_SWEEPS
 from .synth import FLOWS
 from .tables import Table, fmt
 from .tables import save_figure as _save_figure
@@ -94,7 +95,9 @@ REPORT_FILES = [
     "lean.csv", "lean.md", "lean_cost.png", "lean_cost.svg", "glitch.png", "glitch.svg",
     "claims.csv", "claims.md", "seeds.csv", "seeds.md", "seeds.tex", "fp8_train.csv",
     "fp8_train.md", "fp8_train.tex", "qonnx_models.csv", "qonnx_models.md", "qonnx_layers.csv",
-    "qonnx_layers.md", "qonnx_cost.png", "qonnx_cost.svg",
+    "qonnx_layers.md", "qonnx_cost.png", "qonnx_cost.svg", "scaling.csv", "scaling_exponents.csv",
+    "scaling_exponents.md", "scaling_xnor_popcount.png", "scaling_xnor_popcount.svg",
+    "scaling_fp8_mac.png",
     "report.md",
 ]
 
@@ -207,6 +210,10 @@ def _mac_table(liberty, jobs) -> list[dict]:
             rows[label]["real_stream"] = stim
             rows[label]["pj_per_mac_real"] = r["energy_pj_per_op"] / macs
     return list(rows.values())
+
+
+#: The scaling section's sweeps (:data:`qrtl.reports.sweep.SCALING_SWEEPS`).
+SCALING = SCALING_SWEEPS
 
 
 def _ratio_columns(rows: list[dict]) -> list[dict]:
@@ -511,6 +518,21 @@ def _plots(out: Path, quant: list[dict], networks: list[dict], fp8acc) -> list[P
     return written
 
 
+def _scaling_plot(out: Path, rows: list[dict]) -> list[Path]:
+    """One figure per scaling sweep (:func:`qrtl.reports.sweep.plot_scaling`):
+    ``scaling_<unit>.png/svg``."""
+    import pandas as pd
+
+    from .sweep import plot_scaling
+    swept = {label: list(params) for label, _, params, _ in SCALING}
+    written = []
+    for label, g in pd.DataFrame(rows).groupby("sweep", sort=False):
+        df = g.drop(columns="sweep").dropna(axis=1, how="all").reset_index(drop=True)
+        df.attrs["swept"] = swept[label]
+        written += plot_scaling(df, out, stem=f"scaling_{df['unit'].iloc[0]}")
+    return written
+
+
 def _lean_plot(out: Path, rows: list[dict]) -> list[Path]:
     """``lean_cost``: area and energy per operation of each baseline configuration against
     its output mismatch rate, ``quant_shift`` (runtime shift) as a horizontal line."""
@@ -734,6 +756,16 @@ def _report_md(out: Path, tables: dict, claim_rows: list[dict], prov: dict, nets
         "simulator against hand-computed circuits and, net by net, against Icarus Verilog "
         "on the same netlists and delays.", "",
         tables["units"].markdown(), "![glitches by unit](glitch.png)", "",
+        "## How cost grows (`scaling.csv`, `scaling_exponents.csv`)", "",
+        "Sweeps of our own units (`qrtl sweep`; uniform random operands, combinational): "
+        "`xnor_popcount` n = 16..4096, `int_mac` with a = b = 4..32 bits and a 2x wide "
+        "accumulator, `quant_shift` with a 16..48-bit accumulator, `fp8_mac` with each "
+        "accumulator format. `exponent` b fits figure ~ param^b (least squares in log-log, "
+        "`r2_power` its R²); `per_doubling` is what each doubling of the parameter adds "
+        "(a fit against log2 of it, `r2_log`), the right reading for logarithmic growth such "
+        "as a tree's delay. Plots: `scaling_<unit>.png`.", "",
+        tables["scaling_exponents"].markdown(), "",
+        "![xnor_popcount scaling](scaling_xnor_popcount.png)", "",
         "## Synthesis quality (`qor.csv`)", "",
         "Area of each configuration from Yosys's standard flow (`synth -flatten; dfflibmap; "
         "abc -liberty` with the default ABC script) and from qrtl, which runs that flow and a "
@@ -803,8 +835,8 @@ def run_report(out: Path, *, verify: Callable, replay: Callable, liberty=None, j
     lib_obj = load_library(str(liberty) if liberty else None)
     lib_key = [lib_obj.key]  # the library's contents, not its path
     written: list[Path] = []
-    steps = ["verilog", "verify", "units", "quant", "clocked", "lean", "mac", "qor", "networks",
-             "qonnx", "seeds", "fp8", "fp8train", "claims", "plots", "report"]
+    steps = ["verilog", "verify", "units", "quant", "clocked", "lean", "mac", "scaling", "qor",
+             "networks", "qonnx", "seeds", "fp8", "fp8train", "claims", "plots", "report"]
     bar = tqdm(steps, desc="qrtl report", unit="step", file=sys.stderr, disable=not progress)
     tables: dict = {}
     for step in bar:
@@ -856,6 +888,17 @@ def run_report(out: Path, *, verify: Callable, replay: Callable, liberty=None, j
             tables["mac"] = Table(rows, caption=f"Cost per multiply-accumulate ({lib_obj.name}, "
                                   f"{lib_obj.corner}; xnor_popcount: per binary MAC)",
                                   label="tab:mac", brief=MAC_BRIEF)
+        elif step == "scaling":
+            from .sweep import scaling_rows
+            scale_rows, scale_fits = _cached("scaling", lib_key + [repr(SCALING)], lambda: scaling_rows(
+                liberty, jobs, progress=False, sweeps=SCALING))
+            first = {label: next(iter(params)) for label, _, params, _ in SCALING}
+            tables["scaling_exponents"] = Table(
+                [f for f in scale_fits if f["param"] == first[f["sweep"]]], brief=["sweep", "param", "series", "figure", "exponent", "r2_power",
+                                   "per_doubling", "r2_log", "points"],
+                caption="How cost grows: fitted exponents b of figure ~ param^b (log-log "
+                        "least squares), and the change per doubling of the parameter",
+                label="tab:scaling")
         elif step == "qor":
             rows = _cached("qor", lib_key, lambda: _qor_table(liberty, jobs))
             tables["qor"] = Table(rows, caption=f"Synthesis QoR against Yosys's standard flow "
@@ -900,6 +943,7 @@ def run_report(out: Path, *, verify: Callable, replay: Callable, liberty=None, j
             written += _lean_plot(out, lean_rows)
             written += _glitch_plot(out, tables["units"], qrows)
             written += qonnx_figure(qonnx["costs"], out)
+            written += _scaling_plot(out, scale_rows)
         elif step == "report":
             for name in ("quant_ops", "mac", "networks", "quant_clocked", "seeds", "fp8_train"):
                 written += tables[name].write(out / name)
@@ -908,6 +952,10 @@ def run_report(out: Path, *, verify: Callable, replay: Callable, liberty=None, j
             written.append(tables["units"].csv(out / "units.csv"))
             written += tables["qor"].write(out / "qor", formats=("csv", "md"))
             written += tables["lean"].write(out / "lean", formats=("csv", "md"))
+            cols = list(dict.fromkeys(k for r in scale_rows for k in r))   # every sweep's params
+            written.append(Table(scale_rows, cols).csv(out / "scaling.csv"))
+            written.append(Table(scale_fits).csv(out / "scaling_exponents.csv"))
+            written += tables["scaling_exponents"].write(out / "scaling_exponents", formats=("md",))
             for name in ("qonnx_models", "qonnx_layers"):
                 written += tables[name].write(out / name, formats=("csv", "md"))
             written.append(tables["verification"].csv(out / "verification.csv"))

@@ -13,6 +13,7 @@ import pytest
 from qrtl.golden.nets import TABLE_CONFIGS
 from qrtl.hw.units import all_units
 from qrtl.sim.runner import verify as _verify
+from qrtl.reports import report as report_mod
 from qrtl.reports.report import MAC_CONFIGS, REPORT_FILES, run_report
 from qrtl.sim.net import replay, replay_qonnx
 
@@ -25,10 +26,17 @@ def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
     # a small run: 20 test images, 20k random vectors per unit (the CLI uses the full split)
     from qrtl.golden.nets.fp8train import Hyper
-    written = run_report(out, verify=_verify, replay=replay, jobs=2, images=20,
-                         verify_vectors=20_000, progress=False, seeds=2,
-                         fp8_train_hyper=Hyper(epochs=1, train_images=256),
-                         replay_qonnx=replay_qonnx)
+    # small scaling sweeps (the report's go to xnor_popcount n=4096: minutes per point)
+    saved = report_mod.SCALING
+    report_mod.SCALING = (("xnor_popcount vs n", "xnor_popcount", {"n": "8..32"}, False),
+                          ("fp8_mac vs accumulator format", "fp8_mac", {"acc": "fp16,fp32"}, False))
+    try:
+        written = run_report(out, verify=_verify, replay=replay, jobs=2, images=20,
+                             verify_vectors=20_000, progress=False, seeds=2,
+                             fp8_train_hyper=Hyper(epochs=1, train_images=256),
+                             replay_qonnx=replay_qonnx)
+    finally:
+        report_mod.SCALING = saved
     return out, written
 
 
@@ -134,6 +142,21 @@ def test_mac_and_network_tables(report):
             assert float(r["energy_nj_per_inference"]) > 0
     fp8 = read_csv(out / "fp8_accuracy.csv")
     assert {r["method"] for r in fp8} >= {"fp16 chunk=1", "fp32"}
+
+
+def test_scaling_section(report):
+    """The scaling sweeps: every point, the fitted exponents, a plot per swept unit."""
+    out, _ = report
+    rows = read_csv(out / "scaling.csv")
+    assert [(r["unit"], r.get("n") or r.get("acc")) for r in rows] == [
+        ("xnor_popcount", "8"), ("xnor_popcount", "16"), ("xnor_popcount", "32"),
+        ("fp8_mac", "fp16"), ("fp8_mac", "fp32")]
+    fits = read_csv(out / "scaling_exponents.csv")
+    area = next(f for f in fits if f["unit"] == "xnor_popcount" and f["figure"] == "area_um2")
+    assert 0.7 < float(area["exponent"]) < 1.4                  # a popcount tree: about linear
+    for unit in ("xnor_popcount", "fp8_mac"):
+        assert (out / f"scaling_{unit}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "## How cost grows" in (out / "report.md").read_text()
 
 
 def test_networks_from_qonnx(report):
