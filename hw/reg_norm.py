@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from qrtl.golden.bits import every_input
 from qrtl.golden.fp8 import encode, join_lanes, split_lanes
 from qrtl.golden.norm import M_MAX, NORM_FORMATS, NORMS, bn_norm, elem_width
 from qrtl.golden.params import ChoiceParam, IntParam
@@ -113,6 +114,7 @@ register(UnitSpec(
     golden=_golden,
     stimulus=norm_stimulus,
     corners=norm_corners,
+    exhaustive=lambda p: every_input([("x", p["m"] * elem_width(p["fmt"]), False)]),
     check=lambda p: _check(p),
 ))
 
