@@ -302,12 +302,9 @@ def test_bad_parameters_are_one_line_errors(cli):
 
 RTL = (
     [dict(m=2, fmt="int8", norm=n) for n in NORMS]            # exhaustive: every 16-bit input
-    + [dict(fmt="int8", norm=n) for n in NORMS]               # the defaults (m = 8)
-    + [dict(fmt="int16", norm=n) for n in NORMS]
-    + [dict(fmt="fp16", norm=n) for n in NORMS]
-    + [dict(m=64, fmt="int8", norm="l1"), dict(m=4, fmt="int16", norm="l2", pipeline=2),
-       dict(m=2, fmt="fp16", norm="l2"), dict(m=16, fmt="fp16", norm="linf", pipeline=1),
-       dict(m=32, fmt="int16", norm="linf")]
+    + [dict(fmt=f, norm=n) for f in ("int8", "int16", "fp16") for n in NORMS]   # default m
+    + [dict(m=64, fmt="int8", norm="l1"), dict(m=8, fmt="int16", norm="l2", pipeline=2),
+       dict(m=2, fmt="fp16", norm="l2"), dict(m=16, fmt="fp16", norm="linf", pipeline=1)]
 )
 
 
@@ -340,3 +337,31 @@ def test_wrong_models_are_caught_by_the_corners():
     wrong["inv_sigma"] = np.where(wrong["inv_sigma"] == 0x7BFF, np.uint64(0x7C00),
                                   wrong["inv_sigma"])
     assert simulate(inst, x, expected=wrong).mismatches > 0
+
+
+# --- the study ------------------------------------------------------------------------------
+
+def test_norm_accuracy_shows_the_fp16_l2_overflow(cli, tmp_path):
+    """At std 2^8 (m = 64) the fp16 sum of squares overflows in every channel, so L2's y is
+    wrong (relative error 1: y = 0), while L1 and L-inf stay accurate; at std 1 all three are
+    within a few fp16 ulps. int16 inputs with 8 fraction bits saturate at std 2^8."""
+    from qrtl.reports.norm_accuracy import COLUMNS, norm_accuracy, summary
+    df = norm_accuracy([0, 8], channels=64, seed=3).set_index(["fmt", "norm", "log2_std"])
+    assert set(COLUMNS) <= set(df.columns)
+    assert df.loc[("fp16", "l2", 8), "overflow"] == 1.0
+    assert df.loc[("fp16", "l2", 8), "y_rel_rms"] == pytest.approx(1.0)
+    for norm in ("l1", "linf"):
+        assert df.loc[("fp16", norm, 8), "overflow"] == 0.0
+        assert df.loc[("fp16", norm, 8), "y_rel_rms"] < 2e-3
+    for norm in NORMS:
+        assert df.loc[("fp16", norm, 0), "y_rel_rms"] < 2e-3
+        assert df.loc[("int16", norm, 8), "overflow"] == 1.0
+    lines = summary(norm_accuracy([0, 4, 8], channels=32))
+    assert any(line.startswith("fp16 l2:") and "overflow from std 2^8" in line for line in lines)
+    out = tmp_path / "na.csv"
+    code, text, err = cli("norm-accuracy", "--scales", "0,8", "--channels", "16", "--m", "8",
+                          "--no-progress", "-o", str(out))
+    assert code == 0, err
+    assert "fp16 l2" in text and out.read_text().startswith("fmt,norm,log2_std")
+    code, _, err = cli("norm-accuracy", "--m", "12")
+    assert code == 2 and "m=12" in err and len(err.strip().splitlines()) == 1
