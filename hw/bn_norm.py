@@ -7,9 +7,10 @@ hardware blocks here are combinational functions adding logic to a ``Module``:
 
 * :func:`recip_div` -- restoring division of a constant by a signal (quotient, remainder);
 * :func:`isqrt` -- restoring digit-by-digit integer square root (root, inexact flag);
-* :func:`fp_round_exact`, :func:`fp_mul`, :func:`fp_scale`, :func:`fp_sqrt`,
-  :func:`fp_recip` -- fp16 operations built on :mod:`qrtl.hw.fp8`'s ``unpack`` /
-  ``multiply`` / ``round_pack`` (additions are its ``add_round``), one rounding each.
+* :func:`fp_round`, :func:`fp_add`, :func:`fp_mul`, :func:`fp_scale`, :func:`fp_sqrt`,
+  :func:`fp_recip` -- fp16 operations on :mod:`qrtl.hw.fp8`'s ``unpack`` / ``multiply`` /
+  ``lzc`` / ``shr_sticky``, one rounding each, bit-exact with ``round_pack`` / ``add_round``
+  but without their multiplexed shifters (see :func:`fp_round` for why).
 """
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ from qrtl.golden.norm import (M_MAX, M_MIN, NORM_FORMATS, NORMS, RECIP_BITS, SQR
                               inv_width, y_frac_bits)
 
 from .errors import reject
-from .fp8 import EXP, Operand, add_round, multiply, round_pack, unpack
+from .fp8 import EXP, Operand, lzc, multiply, shr_sticky, unpack
 
-__all__ = ["BnNorm", "recip_div", "isqrt", "fp_round_exact", "fp_mul", "fp_scale", "fp_sqrt",
-           "fp_recip"]
+__all__ = ["BnNorm", "recip_div", "isqrt", "fp_round", "fp_round_exact", "fp_add", "fp_mul",
+           "fp_scale", "fp_sqrt", "fp_recip"]
 
 FP16 = get_format("fp16")
 
@@ -99,12 +100,106 @@ def _rne_shift(m: Module, v, s: int, width: int, name: str):
 
 # --- fp16 blocks --------------------------------------------------------------------------------
 
+def _sel(c, a, b):
+    """``c ? a : b`` as AND-OR logic (equal widths), not a multiplexer: the special-case
+    selects below stay out of Yosys ``share``'s activation patterns (see :func:`fp_round`)."""
+    w = len(a)
+    return (a & c.replicate(w)) | (b & (~c).replicate(w))
+
+
+def fp_round(m: Module, sign, mag, g, f, name: str, saturate: bool = False):
+    """Code of ``(-1)^sign * mag * 2^g`` rounded to nearest even in ``f`` (no NaN/Inf in):
+    the rounding of :func:`qrtl.golden.fp8.round_pack`, bit for bit.
+
+    The same result as :func:`qrtl.hw.fp8.round_pack`, built so that Yosys's ``share`` pass
+    finds nothing to merge: ``mag`` is normalised (:func:`~qrtl.hw.fp8.lzc`, a left shift
+    whose result is always used), then shifted right into the subnormal range with a sticky
+    bit (:func:`~qrtl.hw.fp8.shr_sticky`) -- no shifter feeds only a multiplexer. With
+    ``round_pack``'s left/right shifter pair in each of the dozens of fp16 operations of this
+    unit, ``share`` compares every pair of them by SAT and synthesis takes over an hour.
+    """
+    p, mb = f.precision, f.mbits
+    pad = max(0, p + 2 - len(mag))
+    mag = Cat(Const(0, pad), mag) if pad else mag
+    w = len(mag)
+    lz = lzc(m, mag, f"{name}_lz")
+    nm = Signal(w, name=f"{name}_nm")
+    m.d.comb += nm.eq(mag << lz)
+    e = Signal(signed(EXP), name=f"{name}_e")
+    m.d.comb += e.eq(g - pad + (w - 1) - lz)        # exponent of the MSB
+    under = Signal(signed(EXP), name=f"{name}_under")
+    m.d.comb += under.eq(f.emin - e)
+    rs = Signal(range(w + 3), name=f"{name}_rs")
+    m.d.comb += rs.eq(Mux(under <= 0, 0, Mux(under > w + 2, w + 2, under)))
+    t = shr_sticky(m, Cat(Const(0, 2), nm), rs, f"{name}_al")   # w + 2 bits
+    top = w + 2
+    kept = t[top - p:top]
+    guard = t[top - p - 1]
+    sticky = t[:top - p - 1].any()
+    k2 = Signal(p + 1, name=f"{name}_k2")
+    m.d.comb += k2.eq(kept + (guard & (sticky | kept[0])))
+    carry, normal = k2[p], k2[mb] | k2[p]
+    ef = Signal(signed(EXP), name=f"{name}_ef")
+    m.d.comb += ef.eq(Mux(under > 0, f.emin, e) + f.bias + carry)
+    mant = k2[:mb]
+    over = normal & ((ef > f.max_field) | ((ef == f.max_field) & (mant > f.max_mant)))
+    finite = Cat(mant, ef[:f.ebits] & normal.replicate(f.ebits), sign)
+    big = Const(f.max_code if saturate else f.inf_code, f.width - 1)
+    code = Signal(f.width, name=f"{name}_code")
+    m.d.comb += code.eq(_sel(over, Cat(big, sign), finite))
+    return code
+
+
 def fp_round_exact(m: Module, x: Operand, f, name: str, saturate: bool = False):
     """Code of the exact value ``x`` rounded (RNE) to ``f``; NaN -> canonical NaN, Inf kept."""
-    code = round_pack(m, x.sign, x.sig, x.exp, f, "rne", None, 16, saturate, name)
+    code = fp_round(m, x.sign, x.sig, x.exp, f, name, saturate)
     out = Signal(f.width, name=f"{name}_out")
     inf = Cat(Const(f.inf_code, f.width - 1), x.sign)
-    m.d.comb += out.eq(Mux(x.nan, f.nan_code, Mux(x.inf, inf, code)))
+    m.d.comb += out.eq(_sel(x.nan, Const(f.nan_code, f.width), _sel(x.inf, inf, code)))
+    return out
+
+
+def fp_add(m: Module, x: Operand, y: Operand, f, name: str):
+    """Code of ``round(x + y)`` (RNE) of two operands unpacked from ``f`` codes: the result
+    of :func:`qrtl.hw.fp8.add_round` (and :func:`qrtl.golden.fp8.fp_add`), bit for bit.
+
+    The larger magnitude (compared as ``(exp, sig)``: unpacked codes keep that order, zero
+    and subnormals included) sits with its MSB at the top of a window of
+    ``precision + 4`` bits; the other is shifted right with a sticky bit, the two are added
+    or subtracted and :func:`fp_round` rounds once (the window argument of ``add_round``).
+    Written here, not taken from ``add_round``, for the reason given in :func:`fp_round`.
+    """
+    p = f.precision
+    W = p + 4
+    xbig = Signal(name=f"{name}_xbig")
+    m.d.comb += xbig.eq((x.exp > y.exp) | ((x.exp == y.exp) & (x.sig >= y.sig)))
+    sb, ss = Mux(xbig, x.sign, y.sign), Mux(xbig, y.sign, x.sign)
+    big = Signal(p, name=f"{name}_big")
+    small = Signal(p, name=f"{name}_small")
+    eb = Signal(signed(EXP), name=f"{name}_eb")
+    d = Signal(signed(EXP), name=f"{name}_d")
+    m.d.comb += [big.eq(Mux(xbig, x.sig, y.sig)), small.eq(Mux(xbig, y.sig, x.sig)),
+                 eb.eq(Mux(xbig, x.exp, y.exp)), d.eq(Mux(xbig, x.exp - y.exp, y.exp - x.exp))]
+    dist = Signal(range(W + 1), name=f"{name}_dist")
+    m.d.comb += dist.eq(Mux(d > W, W, d))
+    small_w = shr_sticky(m, Cat(Const(0, W - p), small), dist, f"{name}_al")
+    big_w = Cat(Const(0, W - p), big)
+    s = Signal(W + 1, name=f"{name}_s")
+    sub = sb ^ ss   # big - small as big + ~small + 1, without a multiplexer (see _sel)
+    t = Signal(W + 1, name=f"{name}_t")
+    m.d.comb += [t.eq(big_w + (small_w ^ sub.replicate(W)) + sub),
+                 s.eq(Cat(t[:W], t[W] & ~sub))]
+    rsign = Signal(name=f"{name}_rsign")
+    m.d.comb += rsign.eq(Mux(s.any(), sb, x.sign & y.sign))
+    g = Signal(signed(EXP), name=f"{name}_g")
+    m.d.comb += g.eq(eb - (W - p))
+    code = fp_round(m, rsign, s, g, f, name)
+    nan = x.nan | y.nan | (x.inf & y.inf & (x.sign != y.sign))
+    inf = (x.inf | y.inf) & ~nan
+    isign = Mux(x.inf, x.sign, y.sign)
+    out = Signal(f.width, name=f"{name}_out")
+    m.d.comb += out.eq(_sel(nan, Const(f.nan_code, f.width),
+                            _sel(inf, Cat(Const(f.inf_code, f.width - 1), isign), code)))
     return out
 
 
@@ -128,10 +223,11 @@ def fp_sqrt(m: Module, a: Operand, f, name: str):
     r, inexact = isqrt(m, x, f"{name}_sq")
     g = Signal(signed(EXP), name=f"{name}_g")
     m.d.comb += g.eq((a.exp >> 1) - (SQRT_SHIFT + 1))
-    code = round_pack(m, a.sign, Cat(inexact, r), g, f, "rne", None, 16, False, name)
+    code = fp_round(m, a.sign, Cat(inexact, r), g, f, name)
     nan = a.nan | (a.sign & (a.sig.any() | a.inf))
     out = Signal(f.width, name=f"{name}_out")
-    m.d.comb += out.eq(Mux(nan, f.nan_code, Mux(a.inf, f.inf_code, code)))
+    m.d.comb += out.eq(_sel(nan, Const(f.nan_code, f.width),
+                            _sel(a.inf, Const(f.inf_code, f.width), code)))
     return out
 
 
@@ -142,12 +238,12 @@ def fp_recip(m: Module, a: Operand, f, name: str):
     q, r = recip_div(m, 1 << RECIP_BITS, sig, f"{name}_div")
     g = Signal(signed(EXP), name=f"{name}_g")
     m.d.comb += g.eq(-a.exp - (RECIP_BITS + 1))
-    code = round_pack(m, a.sign, Cat(r.any(), q), g, f, "rne", None, 16, True, name)
+    code = fp_round(m, a.sign, Cat(r.any(), q), g, f, name, saturate=True)
     zero = ~a.sig.any() & ~a.nan & ~a.inf
     out = Signal(f.width, name=f"{name}_out")
-    m.d.comb += out.eq(Mux(a.nan, f.nan_code,
-                           Mux(a.inf, Cat(Const(0, f.width - 1), a.sign),
-                               Mux(zero, Cat(Const(f.max_code, f.width - 1), a.sign), code))))
+    m.d.comb += out.eq(_sel(a.nan, Const(f.nan_code, f.width),
+                            _sel(a.inf, Cat(Const(0, f.width - 1), a.sign),
+                                 _sel(zero, Cat(Const(f.max_code, f.width - 1), a.sign), code))))
     return out
 
 
@@ -171,7 +267,7 @@ class BnNorm(wiring.Component):
       Hardware: an adder tree, squarers (L2) or absolute values, a restoring divider of the
       constant ``K`` (an integer square root after it for L2), ``m`` multipliers.
     * fp16: every step one IEEE binary16 operation rounded to nearest even (pairwise sums,
-      ``add_round`` of :mod:`qrtl.hw.fp8`; exact products, roots and quotients rounded once),
+      :func:`fp_add`, bit-exact with :func:`qrtl.hw.fp8.add_round`; exact products, roots and quotients rounded once),
       ``1/sigma`` saturating at 65504 (also for ``sigma = 0``).
 
     Parameters
@@ -277,9 +373,10 @@ class BnNorm(wiring.Component):
         else:
             inv = q
         zero = ~stat.any()
-        m.d.comb += self.inv_sigma.eq(Mux(zero, (1 << self.inv_width) - 1, inv))
-        invv = Signal(self.inv_width, name="inv_mul")
-        m.d.comb += invv.eq(Mux(zero, 0, inv))
+        iw = self.inv_width
+        m.d.comb += self.inv_sigma.eq(_sel(zero, Const((1 << iw) - 1, iw), inv))
+        invv = Signal(iw, name="inv_mul")
+        m.d.comb += invv.eq(inv & (~zero).replicate(iw))
         lo, hi = -(1 << (w - 1)), (1 << (w - 1)) - 1
         ys = []
         for i, di in enumerate(d):
@@ -287,7 +384,14 @@ class BnNorm(wiring.Component):
             m.d.comb += p.eq(di * invv)
             r = _rne_shift(m, p, F - FY, len(p), f"y{i}")
             yi = Signal(signed(w), name=f"y{i}")
-            m.d.comb += yi.eq(Mux(r < lo, lo, Mux(r > hi, hi, r)))
+            # saturation as AND-OR logic, not a multiplexer on the product: Yosys's `share`
+            # pass would otherwise try to merge the m multipliers pairwise (a SAT problem per
+            # pair, minutes of synthesis for nothing: they are all active at once)
+            under, over = Signal(name=f"y{i}_under"), Signal(name=f"y{i}_over")
+            m.d.comb += [under.eq(r < lo), over.eq(r > hi)]
+            keep = ~(under | over)
+            m.d.comb += yi.eq((r[:w] & keep.replicate(w)) | (Const(lo & ((1 << w) - 1), w) & under.replicate(w))
+                              | (Const(hi, w) & over.replicate(w)))
             ys.append(yi)
         m.d.comb += self.y.eq(Cat(*ys))
 
@@ -304,7 +408,7 @@ class BnNorm(wiring.Component):
             while len(level) > 1:
                 nxt = []
                 for j in range(0, len(level), 2):
-                    c = add_round(m, level[j], level[j + 1], f, name=f"{name}{depth}_{j}")
+                    c = fp_add(m, level[j], level[j + 1], f, f"{name}{depth}_{j}")
                     nxt.append(unpack(m, c, f, f"{name}{depth}_{j}u"))
                 level = nxt
                 depth += 1
@@ -316,7 +420,7 @@ class BnNorm(wiring.Component):
         mu_u = _negate(unpack(m, mu, f, "muu"))
         d = []
         for i, x in enumerate(xs):
-            c = add_round(m, x, mu_u, f, name=f"d{i}")
+            c = fp_add(m, x, mu_u, f, f"d{i}")
             d.append((c, unpack(m, c, f, f"d{i}u")))
         if norm == "l2":
             sq = [unpack(m, fp_mul(m, du, du, f, f"sq{i}"), f, f"sq{i}u")
