@@ -66,7 +66,7 @@ import numpy as np
 from qrtl.golden.errors import QrtlError
 
 from .formats import get_format
-from .fp8 import Unpacked, fp_add, product, round_pack, unpack
+from .fp8 import Unpacked, encode, fp_add, product, round_pack, unpack
 
 __all__ = ["NORMS", "NORM_FORMATS", "M_MIN", "M_MAX", "NormResult", "bn_norm", "elem_width",
            "inv_frac_bits", "y_frac_bits", "inv_width", "inv_constant", "linf_constant",
@@ -163,7 +163,6 @@ def inv_width(m: int, fmt: str, norm: str) -> int:
 def fp16_constants(m: int) -> dict:
     """fp16 codes of the constants: ``c1 = sqrt(pi/2)`` and ``cinf = C(m)`` (RNE of the
     float64 values)."""
-    from .fp8 import encode
     return {"l1": int(encode(np.array([norm_constant(m, "l1")]), FP16)[0]),
             "linf": int(encode(np.array([linf_constant(m)]), FP16)[0])}
 

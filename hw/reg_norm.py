@@ -6,7 +6,7 @@ import numpy as np
 
 from qrtl.golden.bits import every_input
 from qrtl.golden.fp8 import encode, join_lanes, split_lanes
-from qrtl.golden.norm import M_MAX, NORM_FORMATS, NORMS, bn_norm, elem_width
+from qrtl.golden.norm import M_MAX, NORM_FORMATS, NORMS, bn_norm, check_norm_params, elem_width
 from qrtl.golden.params import ChoiceParam, IntParam
 
 from .bn_norm import BnNorm
@@ -115,10 +115,5 @@ register(UnitSpec(
     stimulus=norm_stimulus,
     corners=norm_corners,
     exhaustive=lambda p: every_input([("x", p["m"] * elem_width(p["fmt"]), False)]),
-    check=lambda p: _check(p),
+    check=lambda p: check_norm_params(p["m"], p["fmt"], p["norm"]),
 ))
-
-
-def _check(p):
-    from qrtl.golden.norm import check_norm_params
-    check_norm_params(p["m"], p["fmt"], p["norm"])
