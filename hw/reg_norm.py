@@ -12,10 +12,10 @@ from qrtl.golden.params import ChoiceParam, IntParam
 from .bn_norm import BnNorm
 from .registry import UnitSpec, register
 
-__all__ = ["norm_stimulus", "norm_corners"]
+__all__ = ["norm_stimulus", "norm_corners", "norm_values"]
 
 
-def _values(p, x) -> np.ndarray:
+def norm_values(p, x) -> np.ndarray:
     """``(N, m)`` element codes of the ``x`` port (signed for the integer formats)."""
     w = elem_width(p["fmt"])
     v = split_lanes(x, w, p["m"])
@@ -30,7 +30,7 @@ def _port(p, values) -> np.ndarray:
 
 
 def _golden(p, x):
-    r = bn_norm(_values(p, x["x"]), p["m"], p["fmt"], p["norm"])
+    r = bn_norm(norm_values(p, x["x"]), p["m"], p["fmt"], p["norm"])
     out = {"mu": r.mu.astype(np.int64) if p["fmt"] != "fp16" else r.mu.astype(np.uint64),
            "inv_sigma": np.asarray(r.inv_sigma).astype(np.uint64), "y": _port(p, r.y)}
     return out

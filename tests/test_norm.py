@@ -16,7 +16,7 @@ from qrtl.golden.norm import (NORMS, bn_norm, elem_width, fp16_constants, fp_mul
                               fp_scale, fp_sqrt, inv_constant, inv_frac_bits, inv_width,
                               linf_constant, norm_constant, y_frac_bits)
 from qrtl.hw.bn_norm import BnNorm
-from qrtl.hw.reg_norm import norm_corners, norm_stimulus
+from qrtl.hw.reg_norm import norm_corners, norm_stimulus, norm_values
 from qrtl.hw.units import configure
 from qrtl.sim.runner import simulate, verify
 
@@ -67,8 +67,7 @@ def _int_channels(m, fmt, n, seed):
     inst = configure("bn_norm", {"m": m, "fmt": fmt})
     x = norm_stimulus(inst.params, n, np.random.default_rng(seed))["x"]
     c = norm_corners(inst.params)["x"]
-    from qrtl.hw.reg_norm import _values
-    return _values(inst.params, np.concatenate([c, x]))
+    return norm_values(inst.params, np.concatenate([c, x]))
 
 
 @pytest.mark.parametrize("fmt", ["int8", "int16"])
@@ -237,8 +236,7 @@ def _numpy_half(x: np.ndarray, m: int, norm: str) -> dict:
 @pytest.mark.parametrize("m", [2, 8, 32])
 def test_fp16_golden_matches_numpy_half(m, norm):
     inst = configure("bn_norm", {"m": m, "fmt": "fp16", "norm": norm})
-    from qrtl.hw.reg_norm import _values
-    x = _values(inst.params, np.concatenate([norm_corners(inst.params)["x"],
+    x = norm_values(inst.params, np.concatenate([norm_corners(inst.params)["x"],
                                              norm_stimulus(inst.params, 3000, np.random.default_rng(m))["x"]]))
     r = bn_norm(x, m, "fp16", norm)
     ref = _numpy_half(x, m, norm)
@@ -326,8 +324,7 @@ def test_wrong_models_are_caught_by_the_corners():
     x = inst.corners()
     good = inst.golden(x)
     wrong = dict(good)
-    from qrtl.hw.reg_norm import _values
-    v = _values(inst.params, x["x"])
+    v = norm_values(inst.params, x["x"])
     wrong["mu"] = v.sum(axis=1) >> 3
     assert simulate(inst, x, expected=wrong).mismatches > 0
     assert simulate(inst, x).mismatches == 0
