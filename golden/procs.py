@@ -37,14 +37,16 @@ def _kill_group(proc: subprocess.Popen) -> None:
         proc.wait(timeout=10)
 
 
-def run(cmd: list, *, check: bool = False, **kwargs) -> subprocess.CompletedProcess:
+def run(cmd: list, *, check: bool = False, timeout: float | None = None,
+        **kwargs) -> subprocess.CompletedProcess:
     """:func:`subprocess.run` in a new process group that is killed (with everything it
-    started) if qrtl stops before the command ends."""
+    started) if qrtl stops before the command ends, or after ``timeout`` seconds
+    (:class:`subprocess.TimeoutExpired` is raised then)."""
     kwargs.setdefault("start_new_session", True)
     kwargs.setdefault("preexec_fn", die_with_parent)
     with subprocess.Popen(cmd, **kwargs) as proc:
         try:
-            out, err = proc.communicate()
+            out, err = proc.communicate(timeout=timeout)
         except BaseException:
             _kill_group(proc)
             raise

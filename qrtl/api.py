@@ -130,7 +130,7 @@ def cost(unit: Unit, liberty: Optional[str] = None, stimulus: str = "random",
 
 def report(output="build/reports", *, liberty: Optional[str] = None, jobs: int = 1,
            images: Optional[int] = None, verify_vectors: int = 1_000_000,
-           progress: bool = True) -> list[Path]:
+           progress: bool = True, seeds: int = 10) -> list[Path]:
     """Generate, verify and cost every unit, run the networks, and write the report.
 
     Parameters
@@ -147,6 +147,8 @@ def report(output="build/reports", *, liberty: Optional[str] = None, jobs: int =
         Random vectors per unit where verification cannot be exhaustive.
     progress : bool
         Progress bars on stderr.
+    seeds : int
+        Seeds of the seed study (the networks of the paper claims retrained per seed).
 
     Returns
     -------
@@ -156,4 +158,5 @@ def report(output="build/reports", *, liberty: Optional[str] = None, jobs: int =
     from qrtl.reports.report import run_report
     from qrtl.sim.net import replay
     return run_report(Path(output), verify=_verify, replay=replay, liberty=liberty, jobs=jobs,
-                      images=images, verify_vectors=verify_vectors, progress=progress)
+                      images=images, verify_vectors=verify_vectors, progress=progress,
+                      seeds=seeds)

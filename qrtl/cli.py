@@ -361,12 +361,160 @@ def _net_params(name: str, args) -> dict:
     return nets.resolve_params(name, _params(args))
 
 
+#: Above this many unit operations, ``qrtl net --qonnx --rtl`` replays a sample of output
+#: pixels unless --samples is given.
+QONNX_FULL_REPLAY_OPS = 2_000_000
+QONNX_DEFAULT_SAMPLES = 4
+
+
+def _qonnx_input(net, args):
+    import numpy as np
+    from qrtl.golden.nets.qonnx import read_tensor
+    if args.input:
+        return read_tensor(args.input), args.input
+    rng = np.random.default_rng(args.seed)
+    return rng.random(net.input_shape, dtype=np.float32), f"uniform [0, 1) seed {args.seed}"
+
+
+def cmd_net_qonnx(args):
+    import numpy as np
+    from qrtl import nets as api_nets
+    for flag, value in (("--images", args.images), ("NAME", args.name),
+                        ("--export-qonnx", args.export_qonnx)):
+        if value is not None:
+            raise QrtlError(f"{flag} cannot be used with --qonnx")
+    out = _output_file(args.output)
+    if args.liberty is not None and not args.cost:
+        raise QrtlError("--liberty needs --cost")
+    if args.cost_dir is not None and not args.cost:
+        raise QrtlError("--cost-dir needs --cost")
+    liberty = _liberty(args.liberty)
+    net = api_nets.load_qonnx(args.qonnx, **_params(args))
+    x, source = _qonnx_input(net, args)
+    t0 = time.perf_counter()
+    gold = net.run(x)
+    golden_s = time.perf_counter() - t0
+    agree = api_nets.agreement(net, x)
+    full_ops = sum(r["ops"] for r in net.op_counts())
+    rep = None
+    if args.rtl:
+        samples = args.samples
+        if samples is None and full_ops > QONNX_FULL_REPLAY_OPS:
+            samples = QONNX_DEFAULT_SAMPLES
+        rep = api_nets.replay_qonnx(net, x, samples=samples, seed=args.seed,
+                                    progress=not args.no_progress)
+    cost = None
+    if args.cost:
+        cost = api_nets.qonnx_cost(net, x, liberty=liberty, jobs=args.jobs,
+                                   progress=not args.no_progress)
+        if args.cost_dir is not None:
+            cost_files = cost.write(args.cost_dir)
+    if out is not None:
+        from qrtl.golden.cache import atomic_output
+        with atomic_output(out, "wb") as fh:
+            np.save(fh, gold["output"])
+    if args.json:
+        _print_json({"model": args.qonnx, "params": net.params, "input": source,
+                     "input_shape": list(net.input_shape),
+                     "output_shape": list(gold["output"].shape), "notes": net.notes,
+                     "lowering": net.lowering(), "ops_per_inference": full_ops,
+                     "golden_seconds": golden_s, "agreement": agree.as_dict(),
+                     "rtl": rep.as_dict() if rep is not None else None,
+                     "cost": cost.as_dict() if cost is not None else None})
+        return 0 if rep is None or rep.bit_exact else 1
+    print(f"{args.qonnx}: input {net.input_name} {list(net.input_shape)} ({source}), output "
+          f"{net.output_name} {list(gold['output'].shape)}")
+    for note in net.notes:
+        print(f"note: {note}")
+    print("lowering (stage: ONNX nodes -> units; what):")
+    for r in net.lowering():
+        units = " + ".join(r["units"]) if r["units"] else "NumPy"
+        print(f"  {r['stage']}: {', '.join(r['nodes']) or '-'} -> {units}; {r['summary']}")
+    print(f"golden inference: {golden_s:.2f} s, {full_ops:,} unit operations per inference")
+    a = agree
+    if a.identical:
+        print(f"qonnx executor: identical ({a.outputs:,} outputs)")
+    else:
+        hist = ", ".join(f"{k} {a.unit}: {v:,}" for k, v in a.histogram.items())
+        print(f"qonnx executor: {a.differing:,} of {a.outputs:,} outputs differ "
+              f"({100 * a.share:.2f}%), at most {a.max_diff} {a.unit} ({hist})")
+        print(f"  why: {a.why}")
+    for L in a.layers:
+        print(f"  {L['stage']} ({L['tensor']}): {L['differing']:,} of {L['outputs']:,} differ "
+              f"(max {L['max_lsb']} LSB); on the executor's inputs {L['local_differing']:,} "
+              f"(max {L['local_max_lsb']} LSB, all within {L['local_max_tie_distance']:.3g} LSB "
+              f"of a tie; bias rounding {L['bias_rounding_lsb']:.3g} + multiplier "
+              f"{L['multiplier_rounding_lsb']:.3g} LSB)")
+    if out is not None:
+        print(f"wrote {out} (float32 {list(gold['output'].shape)})", file=sys.stderr)
+    if cost is not None:
+        print(f"cost per inference ({cost.library['name']}, clock {cost.clock_ns:g} ns; energy "
+              f"per operation on each layer's own operand stream, {cost.vectors} vectors):")
+        for r in cost.layers:
+            print(f"  {r['stage']} {r['unit']}: {r['ops_per_inference']:,} ops x "
+                  f"{r['energy_pj_per_op']:.4g} pJ = {r['energy_nj_per_inference']:.4g} nJ "
+                  f"({r['share_pct']:.1f}%)")
+        for u in cost.units:
+            print(f"  area of one {u['config']}: {u['area_um2']:.1f} um^2")
+        print(f"  total: {cost.energy_nj_per_inference:.4g} nJ per inference, "
+              f"{cost.ops_per_inference:,} operations, {cost.area_um2:.1f} um^2 of units")
+        print(f"  scope: {cost.scope}")
+        if args.cost_dir is not None:
+            print(f"wrote {', '.join(str(f) for f in cost_files)}", file=sys.stderr)
+    if rep is None:
+        return 0
+    what = "every operation" if rep.samples is None else f"{rep.samples} sampled output pixels"
+    per_unit = ", ".join(f"{u} {c:,}" for u, c in rep.ops.items())
+    print(f"RTL replay on Verilator ({what}): {rep.total_ops:,} operations ({per_unit}) in "
+          f"{rep.calls} simulator calls, {rep.total_mismatches} mismatch(es), "
+          f"{rep.seconds:.1f} s; outputs {'identical' if rep.outputs_identical else 'DIFFER'}")
+    if rep.first_mismatch:
+        m = rep.first_mismatch
+        print(f"first mismatch: {m['layer']} on {m['unit']}, operation {m['index']}: "
+              f"inputs {m['inputs']}, expected {m['expected']}, actual {m['actual']}")
+    return 0 if rep.bit_exact else 1
+
+
+def _export_qonnx(args, params, images, label):
+    from qrtl.golden.nets.qonnx_export import round_trip
+    if args.rtl:
+        raise QrtlError("--rtl cannot be used with --export-qonnx (replay the exported model "
+                        "with qrtl net --qonnx FILE --rtl)")
+    out = _output_file(args.export_qonnx)
+    if out is None:
+        raise QrtlError("--export-qonnx needs a file name (not -)")
+    r = round_trip(args.name, params, images=images, path=out)
+    if args.json:
+        _print_json(r)
+        return 0
+    extra = " ".join(f"-p {k}={v}" for k, v in r["import_params"].items())
+    print(f"{label}: wrote {r['path']} (QONNX; import with qrtl net --qonnx {r['path']}"
+          f"{' ' + extra if extra else ''})")
+    print(f"imported back: {' | '.join(' + '.join(u) for u in r['lowering'])}; predictions "
+          f"{'identical' if r['predictions_identical'] else 'DIFFER'} on {r['images']} test "
+          f"images ({r['differing_predictions']} differ; accuracy {100 * r['accuracy']:.2f}% "
+          f"-> {100 * r['imported_accuracy']:.2f}%); operations of the first {r['op_images']} "
+          f"images: {r['ops']:,}, {r['ops_differing']:,} with other operands")
+    return 0 if r["predictions_identical"] else 1
+
+
 def cmd_net(args):
     from qrtl import nets as api_nets
     from qrtl.golden import nets
+    if args.qonnx:
+        return cmd_net_qonnx(args)
+    if args.name is None:
+        raise QrtlError("qrtl net: give a network NAME or --qonnx MODEL.onnx")
+    for flag, value in (("--input", args.input), ("-o", args.output),
+                        ("--samples", args.samples), ("--cost", args.cost or None),
+                        ("--liberty", args.liberty), ("--cost-dir", args.cost_dir)):
+        if value is not None:
+            raise QrtlError(f"{flag} needs --qonnx")
     params = _net_params(args.name, args)
     images = _test_images(args.images)
     label = nets.config_label(args.name, params)
+    if args.export_qonnx:
+        return _export_qonnx(args, params, images, label)
     if not args.rtl:
         r = nets.run(args.name, params, images)
         n = len(r["labels"])
@@ -493,6 +641,79 @@ def cmd_norm_accuracy(args) -> int:
     return 0
 
 
+def cmd_fp8_train(args) -> int:
+    import pandas as pd
+    from tqdm import tqdm
+
+    from qrtl.golden.nets.data import load_split
+    from qrtl.golden.nets.fp8train import CONFIGS, Hyper
+    from qrtl.reports.fp8_train import fp8_train, pivot, summary
+    configs = _list_arg(args.configs)
+    for c in configs:  # refused before any training
+        if c not in CONFIGS:
+            raise QrtlError(f"--configs: {c!r} is not one of {', '.join(CONFIGS)}")
+    hp = Hyper(epochs=args.epochs, batch=args.batch, lr=args.lr, momentum=args.momentum,
+               loss_scale=args.loss_scale, acc=args.acc, train_images=args.train_images,
+               seed=args.seed).checked()
+    if args.rtl and not any(CONFIGS[c].fp8 for c in configs):
+        raise QrtlError("--rtl needs an FP8 configuration in --configs")
+    out = _output_file(args.output, make_parents=True)
+    ntrain = hp.train_images or len(load_split().y_train)
+    steps = -(-ntrain // hp.batch)
+    t0 = time.perf_counter()
+    with tqdm(total=len(configs) * hp.epochs * steps, desc="fp8-train", unit="step",
+              disable=args.no_progress, file=sys.stderr, dynamic_ncols=True) as bar:
+        def progress(config: str, epoch: int, step: int) -> None:
+            bar.set_postfix_str(f"{config} epoch {epoch}")
+            bar.update()
+        df = fp8_train(configs, hp, progress)
+    train_seconds = time.perf_counter() - t0
+    replays = []
+    if args.rtl:
+        from qrtl.sim.fp8_train import replay_step
+        replays = [replay_step(c, hp, args.rtl, progress=not args.no_progress)
+                   for c in configs if CONFIGS[c].fp8]
+    _write_text(out, df.to_csv(index=False))
+    bad = any(not r.bit_exact for r in replays)
+    if args.json:
+        _print_json({"hyper": {k: v for k, v in vars(hp).items()}, "seconds": train_seconds,
+                     "epochs": df.to_dict(orient="records"),
+                     "summary": summary(df).to_dict(orient="records"),
+                     "rtl": [r.as_dict() for r in replays], "csv": str(out)})
+        return 1 if bad else 0
+    print(f"test accuracy (%) after each epoch: MLP 64-128-64-10 on digits, {ntrain} training "
+          f"images, batch {hp.batch}, SGD lr {hp.lr:g} momentum {hp.momentum:g}, seed {hp.seed}; "
+          f"FP8 configurations: e5m2 GEMM operands, {hp.acc} accumulation and weights, "
+          f"loss scale {hp.loss_scale:g}")
+    with pd.option_context("display.width", 200, "display.max_columns", 100,
+                           "display.float_format", "{:.2f}".format):
+        print((100 * pivot(df)).to_string())
+    s = summary(df).set_index("config")
+    table = pd.DataFrame({
+        "final %": s["final_accuracy"].map(lambda v: f"{100 * v:.2f}"),
+        "best %": s["best_accuracy"].map(lambda v: f"{100 * v:.2f}"),
+        "vs fp32 (pp)": s["gap_to_fp32_pp"].map(lambda v: f"{v:+.2f}"),
+        **{f"{k} GEMM error": s[f"{k}_err"].map(lambda v: f"{v:.2e}")
+           for k in ("fwd", "bwd", "wgrad")},
+        "lost updates %": s["lost_updates"].map(lambda v: f"{100 * v:.1f}"),
+        "s/epoch": s["seconds_per_epoch"].map(lambda v: f"{v:.1f}")})
+    print("final accuracy; relative accumulation error of the training GEMMs (RMS over "
+          "epochs, against the exact sum of the same FP8 products); nonzero weight updates "
+          "that left the 16-bit weight unchanged:")
+    print(table.to_string())
+    print(f"trained in {train_seconds:.0f} s")
+    for r in replays:
+        per = ", ".join(f"{g['layer']} {g['dot_products']}x{g['length']}" for g in r.gemms)
+        print(f"RTL replay of one training step of {r.config} on fp8_dot "
+              f"(chunk={r.params['chunk']}, acc=outer={r.params['acc']}): {r.total_ops:,} "
+              f"products in {r.calls} simulator calls ({per} dot products x length), "
+              f"{r.total_mismatches} mismatch(es), {r.seconds:.1f} s")
+        if r.first_mismatch:
+            print(f"first mismatch: {r.first_mismatch}")
+    print(f"wrote {out}")
+    return 1 if bad else 0
+
+
 # --- the report ------------------------------------------------------------------------
 
 def cmd_report(args):
@@ -598,16 +819,44 @@ def _cost_commands(sub) -> None:
 
 
 def _network_commands(sub) -> None:
-    """net, train, fp8-accuracy, norm-accuracy."""
+    """net, train, fp8-accuracy, norm-accuracy, fp8-train."""
     from qrtl.golden import nets
     from qrtl.golden.fp8 import RBITS_MAX
     from qrtl.reports.fp8_accuracy import DATASETS, DEFAULT_LENGTHS
 
-    p = sub.add_parser("net", help="test accuracy of a network; --rtl replays it on the RTL")
-    p.add_argument("name", help="network: " + ", ".join(nets.NETWORKS))
+    p = sub.add_parser("net", help="test accuracy of a network, or import a QONNX model "
+                                   "(--qonnx); --rtl replays it on the RTL")
+    p.add_argument("name", nargs="?", help="network: " + ", ".join(nets.NETWORKS)
+                   + " (not with --qonnx)")
     p.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
                    help="network parameter, e.g. scheme=fixedpoint (int8), fmt=e5m2 acc=fp32 "
-                        "chunk=1 (fp8)")
+                        "chunk=1 (fp8); with --qonnx: scheme=fixedpoint|float, variant=double|single, "
+                        "acc=fp32|fp16, chunk=N, input_bits=N")
+    p.add_argument("--qonnx", metavar="MODEL.onnx",
+                   help="import a QONNX model: its lowering onto the units, agreement with "
+                        "qonnx's reference executor, --rtl replay")
+    p.add_argument("--input", metavar="X.npy|X.pb",
+                   help="--qonnx: the input tensor (default: uniform random in [0, 1))")
+    p.add_argument("-o", "--output", metavar="Y.npy",
+                   help="--qonnx: write the output tensor (float32, as the executor gives it)")
+    p.add_argument("--samples", type=_int("--samples", 1, 10**6), default=None,
+                   help="--qonnx --rtl: replay the operations of N seeded output pixels "
+                        f"(default: every operation up to {QONNX_FULL_REPLAY_OPS:,}, else "
+                        f"{QONNX_DEFAULT_SAMPLES})")
+    p.add_argument("--seed", type=_SEED, default=0,
+                   help="--qonnx: seed of the sampled pixels and of the random input")
+    p.add_argument("--export-qonnx", metavar="FILE.onnx",
+                   help="NAME (bnn, int8, fp8): write the network as a QONNX model, import it "
+                        "back and compare the predictions")
+    p.add_argument("--cost", action="store_true",
+                   help="--qonnx: operations, energy and area per inference, by layer and unit "
+                        "(energy per op measured on each layer's own operand stream)")
+    p.add_argument("--liberty", metavar="FILE",
+                   help="--qonnx --cost: Liberty file (plain or .gz); default: the built-in library")
+    p.add_argument("--cost-dir", metavar="DIR",
+                   help="--qonnx --cost: write the per-layer table (CSV, Markdown) and bar plot "
+                        "(PNG, SVG) there")
+    p.add_argument("-j", "--jobs", type=_JOBS, default=1, help="--cost: parallel measurements")
     p.add_argument("--images", type=_int("--images", 1, 10**6), default=None,
                    help="first N test images (default: the whole test split, 450)")
     p.add_argument("--rtl", action="store_true",
@@ -658,6 +907,33 @@ def _network_commands(sub) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object (rows and summary)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_norm_accuracy)
+
+    from qrtl.golden.nets.fp8train import ACCS, DEFAULT_CONFIGS, Hyper
+    hp = Hyper()
+    p = sub.add_parser("fp8-train", help="FP8 training emulation (e5m2 GEMMs, chunked 16-bit "
+                                         "accumulation, stochastic rounding) vs float32")
+    p.add_argument("--configs", default=",".join(DEFAULT_CONFIGS),
+                   help="comma-separated configurations (default: all)")
+    p.add_argument("--epochs", type=_int("--epochs", 1, 1000), default=hp.epochs)
+    p.add_argument("--batch", type=_int("--batch", 1, 1347), default=hp.batch,
+                   help="images per SGD step (K of the weight-gradient GEMM)")
+    p.add_argument("--lr", type=_float("--lr", 0.0, 10.0), default=hp.lr, help="learning rate")
+    p.add_argument("--momentum", type=float, default=hp.momentum, help="SGD momentum")
+    p.add_argument("--loss-scale", type=_float("--loss-scale", 0.0, 2.0 ** 24),
+                   default=hp.loss_scale, help="loss scale (a power of two; FP8 configurations)")
+    p.add_argument("--acc", choices=ACCS, default=hp.acc,
+                   help="16-bit format of accumulation, weights and velocity (e6m9 = the "
+                        "paper's (1,6,9); fp16 = IEEE binary16)")
+    p.add_argument("--train-images", type=_int("--train-images", 1, 1347), default=None,
+                   help="first N training images (default: all 1,347)")
+    p.add_argument("--seed", type=_SEED, default=hp.seed)
+    p.add_argument("--rtl", type=_int("--rtl", 1, 4096), default=0, metavar="N",
+                   help="replay N dot products of every GEMM of one training step of each FP8 "
+                        "configuration on the RTL fp8_dot (Verilator)")
+    p.add_argument("-o", "--output", default="build/reports/fp8_train.csv", help="CSV file")
+    p.add_argument("--json", action="store_true", help="one JSON object")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_fp8_train)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -24,7 +24,7 @@ import math
 import sys
 import time
 from dataclasses import dataclass, fields, replace
-from typing import Optional
+from typing import Mapping, Optional
 
 import numpy as np
 
@@ -189,7 +189,31 @@ def stimuli(unit: str) -> list[str]:
     return ["random"] + sorted(STREAMS.get(unit, {}))
 
 
-def _stimulus(inst: Unit, name: str, vectors: int, seed: int) -> dict:
+def _given(inst: Unit, arrays: Mapping, vectors: int) -> dict:
+    """A stimulus given as arrays (one per input port, one entry per operation), in order;
+    repeated from the start when shorter than ``vectors`` (as the network streams wrap
+    around), cut to ``vectors`` when longer."""
+    want = [p.name for p in inst.inputs]
+    missing = [n for n in want if n not in arrays]
+    extra = [n for n in arrays if n not in want]
+    if missing or extra:
+        raise QrtlError(f"stimulus arrays for {inst.name} have ports "
+                        f"{', '.join(sorted(arrays)) or 'none'} (the unit's inputs: "
+                        f"{', '.join(want)})")
+    x = {n: np.asarray(arrays[n]) for n in want}
+    lengths = {len(v) for v in x.values()}
+    if len(lengths) != 1 or 0 in lengths:
+        raise QrtlError(f"stimulus arrays for {inst.name} have lengths {sorted(lengths)} "
+                        f"(one nonzero length for every port)")
+    n = lengths.pop()
+    reps = -(-vectors // n)
+    return {k: (np.tile(v, (reps,) + (1,) * (v.ndim - 1)) if reps > 1 else v)[:vectors]
+            for k, v in x.items()}
+
+
+def _stimulus(inst: Unit, name, vectors: int, seed: int) -> dict:
+    if isinstance(name, Mapping):
+        return _given(inst, name, vectors)
     if name == "random":
         return inst.stimulus(vectors, np.random.default_rng(seed))
     streams = STREAMS.get(inst.name, {})
@@ -447,17 +471,21 @@ def stages_for_clock(inst: Unit, clock_ns: float, liberty=None) -> Unit:
                     f"(pipeline={best[0]}: {best[1]:.3f} ns on {lib.name})")
 
 
-def cost_unit(unit, params: Optional[dict] = None, *, liberty=None, stimulus: str = "random",
+def cost_unit(unit, params: Optional[dict] = None, *, liberty=None, stimulus="random",
               vectors: int = DEFAULT_VECTORS, clock_ns: float = DEFAULT_CLOCK_NS, seed: int = 0,
               use_cache: bool = True, clock_target: bool = False,
-              wire_load: str = "default") -> CostResult:
+              wire_load: str = "default", stimulus_label: Optional[str] = None) -> CostResult:
     """Area, delay and energy per operation of one unit configuration.
 
     ``unit``: name, :class:`UnitSpec` or :class:`Unit`; ``params``: overrides of the
     defaults; ``liberty``: Liberty path (plain or gzip) or :class:`Library` (default: the
     shipped library); ``stimulus``: ``random`` (the unit's uniform stimulus, seeded by
     ``seed``) or a stream registered with :func:`qrtl.hw.registry.register_stream`;
-    ``vectors``: vectors simulated; ``clock_ns``: the clock period (leakage, throughput,
+    ``vectors``: vectors simulated; or ``stimulus`` is a mapping of input port name ->
+    array (one entry per operation, in the order the unit performs them, e.g. the recorded
+    operations of a network: :meth:`qrtl.golden.nets.qonnx.QonnxNet.streams`), repeated or
+    cut to ``vectors``, named ``stimulus_label`` in the result (default ``arrays``; the
+    cache key holds the arrays themselves); ``clock_ns``: the clock period (leakage, throughput,
     power, slack). With ``clock_target``, the configuration is first given the fewest
     ``pipeline`` stages that meet ``clock_ns`` (:func:`stages_for_clock`); ``wire_load``:
     the library's wire-load model added to every net (``default``: the file's default,
@@ -486,6 +514,10 @@ def cost_unit(unit, params: Optional[dict] = None, *, liberty=None, stimulus: st
     if vectors < warm + 2:
         raise QrtlError(f"vectors={vectors} is too few for latency {inst.latency} (need {warm + 2})")
     x = _stimulus(inst, stimulus, vectors, seed)
+    if isinstance(stimulus, Mapping):
+        stimulus = stimulus_label or "arrays"
+    elif stimulus_label is not None:
+        raise QrtlError("stimulus_label names a stimulus given as arrays only")
     expected = None if inst.spec.stream else inst.golden(x)
     base = _retimed(inst)
     src = base or inst

@@ -132,6 +132,25 @@ def _fp8_dot(p):
             (f"{outer} add (every {chunk} products)", lanes / chunk, fp_add(outer))]
 
 
+def _ternary_dot(p):
+    n = p.get("n", 64)
+    w = n.bit_length() + 1
+    gates = 2 if p.get("weights", "binary") == "binary" else 3  # sign xor, nonzero and(s)
+    return [("1-bit logic per element (sign, nonzero; as 1-bit adds)", gates * n, add(1)),
+            ("1-bit full add (two popcount trees)", 2 * max(n - 1, 0), add(1)),
+            (f"add{w} (positive - negative count)", 1, add(w))]
+
+
+def _abc_dot(p):
+    n, m, k, s = p.get("n", 64), p.get("M", 2), p.get("N", 2), p.get("scale_width", 8)
+    dot = n.bit_length() + 1
+    out = 2 * s + dot + (m * k).bit_length()
+    return [*[(f"{op} (x {m * k} binary dot products)", c * m * k, e) for op, c, e in _xnor({"n": n})],
+            (f"mul{s}x{s} (alpha_m * beta_k)", m * k, mul(s, s)),
+            (f"mul{2 * s}x{dot} (scale product * dot)", m * k, mul(2 * s, dot)),
+            (f"add{out} (sum of the M*N terms)", max(m * k - 1, 0), add(out))]
+
+
 #: unit name -> (params -> [(operation, count per op, pJ each)]).
 COMPOSITION: dict[str, Callable] = {
     "quant_shift": _quant_shift,
@@ -142,6 +161,8 @@ COMPOSITION: dict[str, Callable] = {
     "fp8_mul": _fp8_mul,
     "fp8_mac": _fp8_mac,
     "fp8_dot": _fp8_dot,
+    "ternary_dot": _ternary_dot,
+    "abc_dot": _abc_dot,
 }
 
 

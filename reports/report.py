@@ -27,13 +27,15 @@ from typing import Callable, Optional
 
 from tqdm import tqdm
 
-from qrtl.golden.cache import Cache, atomic_output, atomic_write
+from qrtl.golden.cache import Cache, atomic_write
+from qrtl.golden.nets.fp8train import Hyper
 from qrtl.golden.procs import pool_map
 from qrtl.hw.registry import STREAMS
 from qrtl.hw.units import all_units, configure
 
 from .synth import FLOWS
 from .tables import Table, fmt
+from .tables import save_figure as _save_figure
 
 __all__ = ["run_report", "verify_unit", "provenance", "MAC_CONFIGS", "HEADLINE", "REPORT_FILES"]
 
@@ -42,9 +44,13 @@ PROJECT = Path(__file__).resolve().parent.parent
 VERIFY_VECTORS = 1_000_000
 SEED = 0
 
-#: The cost-per-operation table: (label, unit, params, binary MACs per operation).
+#: The cost-per-operation table: (label, unit, params, MACs per operation). A MAC is one
+#: multiply-accumulate of the operation's own kind; an ``abc_dot`` operation (one output of
+#: an ABC-Net layer) is ``M * N * n`` binary MACs, a ``ternary_dot`` one ``n`` ternary MACs.
 MAC_CONFIGS = [
     ("binary (xnor_popcount n=64)", "xnor_popcount", {"n": 64}, 64),
+    ("ternary x binary (ternary_dot n=128)", "ternary_dot", {"n": 128}, 128),
+    ("ABC-Net M=N=3, per binary MAC (abc_dot n=64)", "abc_dot", {"n": 64, "M": 3, "N": 3}, 9 * 64),
     ("int8 (int_mac 8x8+32)", "int_mac", {}, 1),
     ("fp8 e4m3 -> fp16 (fp8_mac)", "fp8_mac", {"fmt": "e4m3", "acc": "fp16"}, 1),
     ("fp8 e4m3 -> fp32 (fp8_mac)", "fp8_mac", {"fmt": "e4m3", "acc": "fp32"}, 1),
@@ -61,8 +67,8 @@ HEADLINE = {"out_width": "8", "bias": "1", "stimulus": "int8", "config": "quant_
 QUANT_BRIEF = ["stimulus", "out_width", "bias", "config", "area_um2", "delay_ps", "energy_pj_per_op",
                "glitch_pct", "area_x_fixedpoint", "energy_x_fixedpoint", "energy_zero_delay_x_fixedpoint",
                "area_x_float", "energy_x_float", "energy_zero_delay_x_float"]
-MAC_BRIEF = ["operation", "area_um2_per_mac", "delay_ps", "pj_per_mac_random", "real_stream",
-             "pj_per_mac_real", "horowitz_pj_per_mac"]
+MAC_BRIEF = ["operation", "macs_per_op", "area_um2_per_mac", "delay_ps", "pj_per_mac_random",
+             "pj_per_op_random", "real_stream", "pj_per_mac_real", "horowitz_pj_per_mac"]
 NETWORK_BRIEF = ["network", "accuracy_pct", "float32_accuracy_pct", "images", "rtl_ops",
                  "rtl_bit_exact", "energy_nj_per_inference", "breakdown"]
 UNITS_BRIEF = ["unit", "area_um2", "cells", "transistors", "depth", "delay_ps", "energy_pj_random",
@@ -84,6 +90,8 @@ REPORT_FILES = [
     "quant_cost.png", "quant_cost.svg", "accuracy_energy.png", "accuracy_energy.svg",
     "fp8_accuracy.png", "fp8_accuracy.svg", "verification.csv", "qor.csv", "qor.md",
     "lean.csv", "lean.md", "lean_cost.png", "lean_cost.svg", "glitch.png", "glitch.svg",
+    "claims.csv", "claims.md", "seeds.csv", "seeds.md", "seeds.tex", "fp8_train.csv",
+    "fp8_train.md", "fp8_train.tex",
     "report.md",
 ]
 
@@ -188,6 +196,7 @@ def _mac_table(liberty, jobs) -> list[dict]:
                            "macs_per_op": macs, "area_um2": r["area_um2"],
                            "area_um2_per_mac": r["area_um2"] / macs, "delay_ps": r["delay_ps"],
                            "pj_per_mac_random": r["energy_pj_per_op"] / macs,
+                           "pj_per_op_random": r["energy_pj_per_op"],
                            "macs_per_s": macs * r["ops_per_s"], "power_mw_random": r["power_mw"],
                            "real_stream": "", "pj_per_mac_real": None,
                            "horowitz_pj_per_mac": ((r.get("horowitz") or {}).get("pj") or math.nan) / macs}
@@ -271,10 +280,10 @@ def _qor_table(liberty, jobs) -> list[dict]:
         std = syn["area_um2_standard"]
         rows.append({"unit": u, "params": " ".join(f"{k}={v}" for k, v in p.items()) or "(defaults)",
                      "standard_um2": std, "qrtl_um2": r["area_um2"],
-                     "vs_standard_pct": 100.0 * (r["area_um2"] - std) / std,
+                     "vs_standard_pct": 100.0 * (r["area_um2"] - std) / std if std else None,
                      "flow": syn["flow"], "fast_um2": syn["area_um2_fast"],
                      "cells": r["cell_count"], "standard_s": syn["seconds_standard"],
-                     "fast_s": syn["seconds_fast"]})
+                     "fast_s": syn["seconds_fast"], "note": syn.get("standard_skipped", "")})
     return rows
 
 
@@ -299,7 +308,7 @@ def _networks(replay: Callable, liberty, jobs, images: Optional[int]) -> list[di
         # per-op energy of each unit configuration, on the network's own stream if it fits
         configs = []
         for c in counts:
-            for stim in (f"{name}_{params.get('scheme')}", name, "random"):
+            for stim in (f"{name}_{'_'.join(map(str, params.values()))}", name, "random"):
                 if stim == "random" or stim in STREAMS.get(c["unit"], {}):
                     configs.append((c["unit"], c["params"], stim))
                     break
@@ -318,6 +327,70 @@ def _networks(replay: Callable, liberty, jobs, images: Optional[int]) -> list[di
                      "energy_nj_per_inference": total,
                      "breakdown": "; ".join(f"{u} {fmt(v, 3)} nJ" for u, v in parts.items())})
     return rows
+
+
+#: Seeds of the seed study (every network of :data:`qrtl.golden.nets.SEED_STUDY` retrained).
+SEEDS = 10
+
+
+@functools.lru_cache(maxsize=1)
+def _golden_hash() -> str:
+    """Hash of ``qrtl.golden`` (models, networks, training, committed parameters): the
+    training studies depend on nothing else of qrtl."""
+    import qrtl.golden as golden
+    h = hashlib.sha256()
+    folder = Path(golden.__file__).parent
+    for path in sorted(folder.rglob("*")):
+        if path.suffix in (".py", ".npz") and "__pycache__" not in path.parts:
+            h.update(str(path.relative_to(folder)).encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def _seed_study(seeds: int):
+    """The seed study, cached on ``qrtl.golden`` and the library versions only (any other
+    change of qrtl leaves it valid; it takes minutes)."""
+    import numpy as np
+    import sklearn
+    from qrtl.golden import nets
+    code = _golden_hash()
+    cache = Cache("seed-study", "1")
+    key = cache.key(code, seeds, np.__version__, sklearn.__version__, list(nets.SEED_STUDY))
+    return cache.value(key, lambda: nets.seed_study(range(seeds), progress=True))
+
+
+def _claims(networks: list[dict], seeds, fp8train: dict) -> list[dict]:
+    from qrtl.golden import nets
+
+    from .claims import abc_claim, binaryduo_claim, fp8_train_claim
+    from .fp8_train import summary
+    equal = nets.op_counts("binaryduo", {"mode": "decoupled"}) == nets.op_counts("bnn")
+    return [abc_claim(networks, seeds), binaryduo_claim(networks, seeds, equal),
+            fp8_train_claim(summary(fp8train["df"]).to_dict("records"), fp8train["fp32_seeds"],
+                            fp8train["hyper"])]
+
+
+def _fp8_train(hyper) -> dict:
+    """The FP8 training study (every configuration) and the ``fp32`` configuration's final
+    accuracy over seeds 1..9 (its training noise), cached on ``qrtl.golden``, this study's
+    code and its settings."""
+    from dataclasses import asdict, replace
+
+    import numpy as np
+
+    from . import fp8_train as ft
+    code = hashlib.sha256((_golden_hash() + Path(ft.__file__).read_text()).encode()).hexdigest()
+    cache = Cache("fp8-train-study", "1")
+    key = cache.key(code, asdict(hyper), np.__version__)
+
+    def run():
+        df = ft.fp8_train(hyper=hyper)
+        seeds = [float(df[df["config"] == "fp32"].sort_values("epoch")["test_accuracy"].iloc[-1])]
+        for s in range(1, 10):
+            d = ft.fp8_train(["fp32"], replace(hyper, seed=hyper.seed + s))
+            seeds.append(float(d.sort_values("epoch")["test_accuracy"].iloc[-1]))
+        return {"df": df, "fp32_seeds": seeds, "hyper": asdict(hyper)}
+    return cache.value(key, run)
 
 
 def _fp8_accuracy():
@@ -360,18 +433,6 @@ def _glitch_plot(out: Path, units: Table, quant: list[dict]) -> list[Path]:
                  "energy in glitches)", fontsize=8)
     fig.tight_layout()
     return _save_figure(fig, out, "glitch")
-
-
-def _save_figure(fig, out: Path, stem: str) -> list[Path]:
-    """Write ``fig`` as ``stem.png`` and ``stem.svg`` (atomically) and close it."""
-    import matplotlib.pyplot as plt
-    written = []
-    for ext in ("png", "svg"):
-        with atomic_output(out / f"{stem}.{ext}", "wb") as fh:
-            fig.savefig(fh, format=ext)
-        written.append(out / f"{stem}.{ext}")
-    plt.close(fig)
-    return written
 
 
 def _plots(out: Path, quant: list[dict], networks: list[dict], fp8acc) -> list[Path]:
@@ -581,7 +642,7 @@ def _headline(quant_table: Table, clocked: Optional[Table] = None) -> str:
                    "operation against their baseline.)")
 
 
-def _report_md(out: Path, tables: dict, prov: dict, nets_images, stims: list[str],
+def _report_md(out: Path, tables: dict, claim_rows: list[dict], prov: dict, nets_images, stims: list[str],
                lean_rows: Optional[list] = None) -> Path:
     lib = prov["library"]
     v = prov["versions"]
@@ -636,6 +697,18 @@ def _report_md(out: Path, tables: dict, prov: dict, nets_images, stims: list[str
         "per operation of each unit (on the network's own operand stream where it fits the "
         "unit, else uniform random codes).", "",
         tables["networks"].markdown(), "![accuracy versus energy](accuracy_energy.png)", "",
+        "## Paper claims (`claims.csv`, `seeds.csv`)", "",
+        "Each claim of the cited papers, the figures measured here, and a verdict by a stated "
+        "rule (`qrtl/reports/claims.py`): an accuracy difference holds when its mean over the "
+        "retrained seeds is at least twice its standard error.", "",
+        _claims_md(claim_rows), "",
+        tables["seeds"].markdown(), "",
+        "## FP8 training (`fp8_train.csv`)", "",
+        "Every GEMM of training (forward, backward, weight gradient) on the bit-exact "
+        "`fp8_dot` golden model with (1,5,2) = e5m2 operands, 16-bit accumulation in chunks of "
+        "64 (`chunk64`) or in one chunk (`nochunk`), 16-bit weights and momentum updated with "
+        "stochastic (`sr`) or nearest (`rne`) rounding, against float32 (`qrtl fp8-train`).", "",
+        tables["fp8_train"].markdown(), "",
         "## FP8 accumulation error (`fp8_accuracy.csv`)", "",
         "![FP8 accumulation error](fp8_accuracy.png)", "",
         "## Every unit (`units.csv`)", "",
@@ -650,7 +723,9 @@ def _report_md(out: Path, tables: dict, prov: dict, nets_images, stims: list[str
         "abc -liberty` with the default ABC script) and from qrtl, which runs that flow and a "
         "fast ABC script (`" + FLOWS["fast"][0] + "`) and keeps the smaller netlist (`flow`); "
         "`vs_standard_pct` below 0 means qrtl's netlist is smaller. Run times in seconds "
-        "(YoWASP Yosys).", "",
+        "(YoWASP Yosys). The standard flow is not run on netlists whose fast mapping exceeds "
+        "13,000 reference-inverter areas and is stopped after 300 s (its SAT sweeping took 14 "
+        "minutes to over an hour on some units); `note` says so where it happened.", "",
         tables["qor"].markdown(), "",
         "## Verification (`verification.csv`)", "",
         tables["verification"].markdown(), "",
@@ -664,8 +739,9 @@ def _report_md(out: Path, tables: dict, prov: dict, nets_images, stims: list[str
         f"- Stimuli: {', '.join(stims)}; seed {SEED}",
         "- Synthesis: Yosys + ABC onto the library, the smaller of two mappings per unit: "
         f"standard (`{FLOWS['standard'][0]}`) and fast (`{FLOWS['fast'][0]}`), see `qor.csv`; "
-        "energy: zero-delay toggle counts (glitches not counted) x Liberty internal energy and "
-        "0.5 C V^2.",
+        "energy: transitions of a delay-annotated gate-level simulation (glitches counted; "
+        "zero-delay counts beside) x Liberty internal energy and 0.5 C V^2, loads with the "
+        "library's wire-load model.",
         "",
     ]
     path = out / "report.md"
@@ -673,15 +749,32 @@ def _report_md(out: Path, tables: dict, prov: dict, nets_images, stims: list[str
     return path
 
 
+def _seed_rows(df) -> list[dict]:
+    """One row per network: accuracy (%) per seed, mean and spread."""
+    rows = []
+    for name, g in df.groupby("network", sort=False):
+        acc = g.sort_values("seed")["accuracy"] * 100.0
+        rows.append({"network": name, **{f"seed{s}": a for s, a in zip(g.sort_values("seed")["seed"], acc)},
+                     "mean_pct": acc.mean(), "min_pct": acc.min(), "max_pct": acc.max()})
+    return rows
+
+
+def _claims_md(rows: list[dict]) -> str:
+    return "\n".join(f"- **{r['paper']}**: {r['claim']}. **{r['verdict'].capitalize()}.** "
+                     f"{r['measured']}." for r in rows)
+
+
 def run_report(out: Path, *, verify: Callable, replay: Callable, liberty=None, jobs: int = 1,
                images: Optional[int] = None, verify_vectors: int = VERIFY_VECTORS,
-               progress: bool = True) -> list[Path]:
+               progress: bool = True, seeds: int = SEEDS, fp8_train_hyper=None) -> list[Path]:
     """Produce the whole report under ``out``; returns the files written.
 
     ``verify(unit, vectors=, seed=)`` and ``replay(network, params, images)`` run the RTL
     (:func:`qrtl.sim.runner.verify`, :func:`qrtl.sim.net.replay`); ``images``: test images
     for the networks (None: the whole split); ``verify_vectors``: random vectors per unit
-    where verification cannot be exhaustive.
+    where verification cannot be exhaustive; ``seeds``: seeds of the seed study (networks
+    retrained, for the paper claims); ``fp8_train_hyper``: settings of the FP8 training study
+    (:class:`qrtl.golden.nets.fp8train.Hyper`; default: its defaults).
     """
     out = Path(out)
     from .cost import DEFAULT_CLOCK_NS, compare_quant
@@ -691,7 +784,7 @@ def run_report(out: Path, *, verify: Callable, replay: Callable, liberty=None, j
     lib_key = [lib_obj.key]  # the library's contents, not its path
     written: list[Path] = []
     steps = ["verilog", "verify", "units", "quant", "clocked", "lean", "mac", "qor", "networks",
-             "fp8", "plots", "report"]
+             "seeds", "fp8", "fp8train", "claims", "plots", "report"]
     bar = tqdm(steps, desc="qrtl report", unit="step", file=sys.stderr, disable=not progress)
     tables: dict = {}
     for step in bar:
@@ -752,6 +845,26 @@ def run_report(out: Path, *, verify: Callable, replay: Callable, liberty=None, j
             tables["networks"] = Table(nrows, caption="Networks on the digits test split: "
                                        "accuracy, bit-exact RTL replay, energy per inference",
                                        label="tab:networks", brief=NETWORK_BRIEF)
+        elif step == "seeds":
+            seed_df = _seed_study(seeds)
+            tables["seeds"] = Table(_seed_rows(seed_df),
+                                    caption=f"Test accuracy of each network retrained with seeds "
+                                    f"0..{seeds - 1} (deployed network, golden model)",
+                                    label="tab:seeds")
+        elif step == "fp8train":
+            ftrain = _fp8_train(fp8_train_hyper or Hyper())
+            from .fp8_train import pivot, summary
+            acc = pivot(ftrain["df"]) * 100.0
+            summ = summary(ftrain["df"]).set_index("config")
+            tables["fp8_train"] = Table(
+                [{"config": c, **{f"epoch{e}": acc.loc[c, e] for e in acc.columns},
+                  **{k: summ.loc[c, k] for k in summ.columns}} for c in acc.index],
+                caption="FP8 training of the digits MLP: test accuracy (%) per epoch",
+                label="tab:fp8train")
+        elif step == "claims":
+            claim_rows = _claims(nrows, seed_df, ftrain)
+            tables["claims"] = Table(claim_rows, caption="The cited papers' claims, measured",
+                                     label="tab:claims")
         elif step == "fp8":
             fp8acc = _cached("fp8acc", [], _fp8_accuracy)
             path = out / "fp8_accuracy.csv"
@@ -762,8 +875,9 @@ def run_report(out: Path, *, verify: Callable, replay: Callable, liberty=None, j
             written += _lean_plot(out, lean_rows)
             written += _glitch_plot(out, tables["units"], qrows)
         elif step == "report":
-            for name in ("quant_ops", "mac", "networks", "quant_clocked"):
+            for name in ("quant_ops", "mac", "networks", "quant_clocked", "seeds", "fp8_train"):
                 written += tables[name].write(out / name)
+            written += tables["claims"].write(out / "claims", formats=("csv", "md"))
             written += tables["mac_clocked"].write(out / "mac_clocked", formats=("csv", "md"))
             written.append(tables["units"].csv(out / "units.csv"))
             written += tables["qor"].write(out / "qor", formats=("csv", "md"))
@@ -771,7 +885,7 @@ def run_report(out: Path, *, verify: Callable, replay: Callable, liberty=None, j
             written.append(tables["verification"].csv(out / "verification.csv"))
             stims = ["random"] + sorted({s for u in STREAMS.values() for s in u})
             n_img = f"{nrows[0]['images']} images" if nrows else ""
-            written.append(_report_md(out, tables, provenance(
+            written.append(_report_md(out, tables, claim_rows, provenance(
                 {"name": lib_obj.name, "corner": lib_obj.corner,
                  "path": str(liberty) if liberty else "(built-in default library)"},
                 DEFAULT_CLOCK_NS), n_img, stims, lean_rows))

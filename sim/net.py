@@ -20,7 +20,7 @@ import numpy as np
 
 from qrtl.golden.errors import QrtlError
 
-__all__ = ["RtlExecutor", "Replay", "replay"]
+__all__ = ["RtlExecutor", "Replay", "replay", "QonnxReplay", "replay_qonnx"]
 
 
 @dataclass
@@ -150,3 +150,81 @@ def replay(name: str, params=None, images: int | None = None, progress: bool = F
         predictions_identical=bool(np.array_equal(gold["pred"], rtl["pred"])),
         calls=ex.calls, seconds=time.perf_counter() - t0, first_mismatch=ex.first_mismatch)
 
+
+
+@dataclass
+class QonnxReplay:
+    """What :func:`replay_qonnx` found for an imported QONNX network.
+
+    Attributes
+    ----------
+    model : str
+        The ONNX file.
+    samples : int or None
+        Output pixels whose operations were replayed (None: every operation).
+    recorded : dict
+        Values recorded per stage (layer outputs the replayed operations produce).
+    ops, mismatches : dict
+        Operations replayed and mismatches against the golden model, per unit.
+    total_ops, total_mismatches : int
+    outputs_identical : bool
+        The network output computed from the RTL results equals the golden output.
+    calls : int
+        Simulator calls.
+    seconds : float
+        Wall time of golden plus RTL inference.
+    first_mismatch : dict or None
+    """
+
+    model: str
+    samples: Optional[int]
+    recorded: dict
+    ops: dict
+    mismatches: dict
+    total_ops: int
+    total_mismatches: int
+    outputs_identical: bool
+    calls: int
+    seconds: float
+    first_mismatch: Optional[dict]
+
+    @property
+    def bit_exact(self) -> bool:
+        """No mismatch and the output identical."""
+        return self.total_mismatches == 0 and self.outputs_identical
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "bit_exact": self.bit_exact}
+
+
+def replay_qonnx(net, x, samples: Optional[int] = None, seed: int = 0,
+                 progress: bool = False) -> QonnxReplay:
+    """Replay an imported network's unit operations on Verilator (:class:`RtlExecutor`).
+
+    ``net``: a :class:`qrtl.golden.nets.qonnx.QonnxNet`; ``x``: its input; ``samples``:
+    None replays every operation, ``N`` those of ``N`` output pixels (seeded by ``seed``),
+    each layer consuming the RTL results of the previous one.
+    """
+    t0 = time.perf_counter()
+    gold = net.forward(x, samples=samples, seed=seed)
+    total = sum(op.count for op in gold["trace"].ops)
+    if total == 0:
+        raise QrtlError(f"model {net.path} runs on no RTL unit (nothing to replay)")
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=total, unit="op", unit_scale=True, file=sys.stderr,
+                   desc="QONNX on RTL", dynamic_ncols=True)
+    ex = RtlExecutor(progress=bar)
+    try:
+        rtl = net.forward(x, execute=ex, samples=samples, seed=seed)
+    finally:
+        if bar is not None:
+            bar.close()
+    same = bool(np.array_equal(np.asarray(rtl["codes"]), np.asarray(gold["codes"]))
+                and _same_tensors(gold["trace"].tensors, rtl["trace"].tensors))
+    return QonnxReplay(
+        model=net.path, samples=samples, recorded=gold["recorded"], ops=ex.ops,
+        mismatches=ex.mismatches, total_ops=sum(ex.ops.values()),
+        total_mismatches=sum(ex.mismatches.values()), outputs_identical=same, calls=ex.calls,
+        seconds=time.perf_counter() - t0, first_mismatch=ex.first_mismatch)

@@ -18,6 +18,7 @@ from qrtl.reports.liberty import (default_library_path, function_to_python, load
                              sky130_path)
 from qrtl.reports.synth import logic_depth, static_timing, synthesize
 from qrtl.golden.cache import build_root
+from qrtl.golden.errors import QrtlError
 from qrtl.sim.toolchain import setup_verilator
 
 SKY130 = sky130_path()
@@ -382,3 +383,34 @@ def test_area_never_worse_than_yosys_standard_flow(tmp_path):
         assert syn.synthesis["area_um2_standard"] == pytest.approx(std, abs=1e-3)
         assert syn.area_um2 <= std + 1e-6
         assert syn.area_um2 == min(syn.synthesis["area_um2_standard"], syn.synthesis["area_um2_fast"])
+
+
+def test_standard_flow_skipped_above_limit(tmp_path, monkeypatch):
+    """Above the size limit only the fast mapping runs, and the result says why (the flow
+    itself, outside the cache, with the limit lowered below this unit's area)."""
+    from qrtl.reports import synth as synth_mod
+    lib = load_library()
+    inst = configure("xnor_popcount", {"n": 16})
+    monkeypatch.setattr(synth_mod, "STANDARD_FLOW_MAX_INVERTERS", 1)
+    synth_mod._run_flow(tmp_path, inst.verilog(), inst.module, lib, synth_mod._filtered_lib(lib))
+    d = json.loads((tmp_path / "done.json").read_text())
+    syn = d["synthesis"]
+    assert syn["flow"] == "fast" and syn["area_um2_standard"] is None
+    assert d["area_um2"] == syn["area_um2_fast"] > lib.reference_inverter().area
+    assert "> " in syn["standard_skipped"] and not (tmp_path / "stat-standard.txt").exists()
+
+
+def test_standard_flow_stopped_after_its_time_budget(tmp_path, monkeypatch):
+    """A standard flow over its time budget is stopped; the fast mapping is kept and the
+    result says why (budget lowered below any real run here)."""
+    from qrtl.reports import synth as synth_mod
+    lib = load_library()
+    inst = configure("xnor_popcount", {"n": 16})
+    monkeypatch.setenv("QRTL_STANDARD_FLOW_SECONDS", "0.01")
+    synth_mod._run_flow(tmp_path, inst.verilog(), inst.module, lib, synth_mod._filtered_lib(lib))
+    syn = json.loads((tmp_path / "done.json").read_text())["synthesis"]
+    assert syn["flow"] == "fast" and syn["area_um2_standard"] is None
+    assert "did not finish within 0.01 s" in syn["standard_skipped"]
+    monkeypatch.setenv("QRTL_STANDARD_FLOW_SECONDS", "soon")
+    with pytest.raises(QrtlError, match="QRTL_STANDARD_FLOW_SECONDS='soon'"):
+        synth_mod.standard_flow_seconds()

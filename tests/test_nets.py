@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from qrtl.golden import nets
-from qrtl.golden.nets import bnn, mlp
+from qrtl.golden.nets import abcnet, binaryduo, bnn, mlp
 from qrtl.golden.nets.data import PARAMS, load_split
 from qrtl.golden.nets.program import Op
 from qrtl.golden.nets.streams import STREAM_TABLE, fp8_chunk_acc_in, network_stream
@@ -32,7 +32,7 @@ def test_split_is_fixed_and_documented():
 
 
 def test_parameter_files_are_small():
-    for name in ("float", "bnn"):
+    for name in ("float", "bnn", "abc", "binaryduo"):
         assert len((PARAMS / f"{name}.npz").read_bytes()) < 100_000
 
 
@@ -51,7 +51,8 @@ def test_training_is_reproducible():
 # --- accuracy targets of the issue ----------------------------------------------------------
 
 @pytest.mark.parametrize("name,params,target", [
-    ("float", {}, 0.95), ("bnn", {}, 0.85),
+    ("float", {}, 0.95), ("bnn", {}, 0.85), ("abc", {}, 0.95),
+    *[("binaryduo", {"mode": m}, 0.9) for m in binaryduo.MODES],
     *[("int8", {"scheme": s}, 0.95) for s in mlp.INT8_SCHEMES]], ids=str)
 def test_accuracy_targets(name, params, target):
     r = nets.run(name, params)
@@ -63,7 +64,7 @@ def test_accuracy_table_has_every_configuration():
     t = nets.accuracy_table(images=60)
     assert list(t["config"]) == [nets.config_label(n, nets.resolve_params(n, p))
                                  for n, p in nets.TABLE_CONFIGS]
-    assert len(t) == 11 and (t["images"] == 60).all()
+    assert len(t) == 14 and (t["images"] == 60).all()
     assert t["accuracy"].between(0, 1).all()
     fp8 = t[t["network"] == "fp8"]
     assert (fp8["accuracy"] >= 0.9).all()  # FP8 has no target; a broken datapath is far below
@@ -81,6 +82,52 @@ def test_bnn_folded_thresholds_equal_float_batchnorm():
     w1 = bnn.load().raw["w1"].astype(np.float32) * 2 - 1
     assert np.array_equal(g["dots"][0] * np.where(bnn.load().raw["gamma1"] < 0, -1, 1),
                           pm[0] @ w1.T)
+
+
+def test_abc_dots_are_scaled_matmuls_of_the_bases():
+    """Each abc_dot output is sum_mk alpha_q[m] beta_q[k] (B_m . H_k), recomputed here as
+    ±1 matrix products of the bases (independent of the op packing)."""
+    x = SPLIT.x_test[:40]
+    p = abcnet.load()
+    g = abcnet.forward(x, p)
+    for i, (b, z) in enumerate(zip(p.bases, g["dots"])):
+        h = g["bits"][i].astype(np.int64) * 2 - 1          # (N, images, n)
+        bm = b.astype(np.int64) * 2 - 1                     # (M, out, n)
+        ref = sum(int(p.alpha[i][m]) * int(p.beta[i][k]) * (h[k] @ bm[m].T)
+                  for m in range(len(bm)) for k in range(len(h)))
+        assert np.array_equal(z, ref), i
+
+
+def test_abc_thresholds_equal_float_batchnorm_on_the_integer_dots():
+    """The folded integer thresholds give the activation bases the float batch norm and
+    shifted clipped step give on the same integer dot products (float64)."""
+    p = abcnet.load()
+    raw = p.raw
+    g = abcnet.forward(SPLIT.x_test, p)
+    for i in range(len(p.thresholds)):
+        a_f = abcnet.fit_alpha(raw[f"w{i + 1}"], abcnet.weight_bases(raw[f"w{i + 1}"]))
+        s = (np.abs(a_f).max() / 127) * (np.abs(raw[f"beta{i + 1}"]).max() / 127)
+        z = g["dots"][i].astype(np.float64) * s
+        u = raw[f"gamma{i + 1}"] * (z - raw[f"mu{i + 1}"]) / np.sqrt(
+            raw[f"var{i + 1}"].astype(np.float64) + float(raw["eps"])) + raw[f"bn_beta{i + 1}"]
+        h = np.stack([(np.clip(u + v, 0, 1) >= 0.5) for v in raw[f"v{i + 2}"]])
+        assert (h == g["bits"][i + 1]).mean() > 0.9999, i
+    ref = np.argmax(abcnet.float_forward(SPLIT.x_test), axis=1)
+    assert (g["pred"] == ref).mean() >= 0.98   # 8-bit scales: nearly the float network
+
+
+def test_binaryduo_decoupled_equals_ternary():
+    """Decoupling (two binary activations per ternary one, duplicated weights, doubled
+    thresholds) computes the same function: identical ternary activations and predictions,
+    scores doubled; and the folded network classifies as the float one."""
+    t = binaryduo.forward(SPLIT.x_test, "ternary")
+    d = binaryduo.forward(SPLIT.x_test, "decoupled")
+    assert all(np.array_equal(a, b) for a, b in zip(t["ternary"], d["ternary"]))
+    assert np.array_equal(2 * t["scores"], d["scores"])
+    assert np.array_equal(t["pred"], d["pred"])
+    assert {v for a in t["ternary"] for v in np.unique(a)} == {-1, 0, 1}
+    ref = binaryduo.float_forward(SPLIT.x_test)
+    assert np.array_equal(t["scores"], ref)
 
 
 def test_int8_accumulators_are_integer_matmuls():
@@ -137,6 +184,12 @@ def test_op_counts_per_inference():
     assert {r["unit"]: r["ops"] for r in nets.op_counts("fp8")} == {"fp8_dot": mac + 128 + 64 + 10}
     rows = nets.op_counts("bnn")
     assert [(r["params"]["threshold"], r["ops"]) for r in rows] == [(1, 512), (0, 10)]
+    # decoupled BinaryDuo: exactly the bnn's operations (equal binary compute)
+    assert nets.op_counts("binaryduo", {"mode": "decoupled"}) == rows
+    assert [(r["unit"], r["params"]["n"], r["ops"]) for r in nets.op_counts("binaryduo")] == \
+        [("xnor_popcount", 256, 128), ("ternary_dot", 128, 128 + 10)]
+    assert [(r["params"]["n"], r["params"]["M"], r["ops"]) for r in nets.op_counts("abc")] == \
+        [(64, 3, 128 + 10), (128, 3, 64)]
     assert nets.op_counts("float") == []
 
 
@@ -145,7 +198,8 @@ def test_op_counts_per_inference():
 @pytest.mark.parametrize("unit,name", [(u, n) for u, n, _, _ in STREAM_TABLE], ids=str)
 def test_streams_feed_their_units(unit, name):
     all_units()
-    params = {"n": 256, "threshold": 1} if unit == "xnor_popcount" else {}
+    params = {"xnor_popcount": {"n": 256, "threshold": int(name != "binaryduo_ternary")},
+              "ternary_dot": {"n": 128}, "abc_dot": {"n": 128, "M": 3, "N": 3}}.get(unit, {})
     inst = configure(unit, params)
     fn, doc = STREAMS[unit][name]
     x = fn(inst.params, 3000)

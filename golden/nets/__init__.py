@@ -9,6 +9,15 @@ Networks (``NETWORKS``; parameters declared like unit parameters):
   ``float`` requantization (:mod:`golden.nets.mlp`).
 * ``fp8``: the FP8 MLP on ``fp8_dot`` with ``fmt`` = ``e4m3`` | ``e5m2``, ``acc`` =
   ``fp16`` | ``fp32`` and ``chunk`` (products per fp16 chunk).
+* ``abc``: the ABC-Net MLP 64-128-64-10 on ``abc_dot`` (M = N = 3 binary bases)
+  (:mod:`golden.nets.abcnet`).
+* ``binaryduo``: the BinaryDuo MLP (ternary activations, half the BNN's width) with
+  ``mode`` = ``ternary`` (on ``ternary_dot``) | ``decoupled`` (on ``xnor_popcount``, the
+  ``bnn`` network's architecture) (:mod:`golden.nets.binaryduo`).
+
+Users' own networks, imported from QONNX onto the same units: :mod:`golden.nets.qonnx`
+(not in ``NETWORKS``: they come with their own input, and are compared with qonnx's
+executor rather than with labels).
 
 Data and split: :mod:`golden.nets.data`. Each forward pass records every unit operation
 (:mod:`golden.nets.program`), which gives the RTL replay (``qrtl net --rtl``), the
@@ -26,11 +35,11 @@ import numpy as np
 from qrtl.golden.errors import QrtlError
 from qrtl.golden.params import ChoiceParam, IntParam, resolve
 
-from . import bnn, mlp
+from . import abcnet, binaryduo, bnn, mlp
 from .data import load_split
 
 __all__ = ["Network", "NETWORKS", "get_network", "resolve_params", "run", "TABLE_CONFIGS",
-           "accuracy_table", "op_counts", "config_label"]
+           "accuracy_table", "op_counts", "config_label", "SEED_STUDY", "seed_study"]
 
 
 @dataclass(frozen=True)
@@ -70,11 +79,21 @@ NETWORKS: dict[str, Network] = {n.name: n for n in (
              IntParam("chunk", 64, 1, 64, "products per chunk (acc=fp16; fp32 uses one chunk)")),
             lambda x, p, ex=None: mlp.fp8_forward(x, p["fmt"], p["acc"], p["chunk"], ex),
             mlp.float_forward),
+    Network("abc", "ABC-Net MLP 64-128-64-10 on abc_dot (M = N = 3 binary bases, 8-bit scales)",
+            (), lambda x, p, ex=None: abcnet.forward(x, execute=ex),
+            lambda x: abcnet.float_forward(x)),
+    Network("binaryduo", "BinaryDuo MLP 256-128-128-10, ternary activations: on ternary_dot, "
+            "or decoupled to the bnn architecture on xnor_popcount",
+            (ChoiceParam("mode", "ternary", binaryduo.MODES, "inference"),),
+            lambda x, p, ex=None: binaryduo.forward(x, p["mode"], execute=ex),
+            lambda x: binaryduo.float_forward(x)),
 )}
 
-#: The rows of the accuracy table: float32; bnn; int8 x scheme; fp8 x fmt x accumulation.
+#: The rows of the accuracy table: float32; bnn; binaryduo x mode; abc; int8 x scheme;
+#: fp8 x fmt x accumulation.
 TABLE_CONFIGS = (
     [("float", {}), ("bnn", {})]
+    + [("binaryduo", {"mode": m}) for m in binaryduo.MODES] + [("abc", {})]
     + [("int8", {"scheme": s}) for s in mlp.INT8_SCHEMES]
     + [("fp8", {"fmt": f, **a}) for f in mlp.FP8_FORMATS
        for a in ({"acc": "fp16", "chunk": 1}, {"acc": "fp16", "chunk": 64}, {"acc": "fp32"})]
@@ -143,10 +162,55 @@ def op_counts(name: str, params=None) -> list[dict]:
     """Unit operations per inference (one image), by unit configuration:
     ``[{"unit", "params", "ops"}]`` in first-use order. An ``int_mac``/``fp8_dot`` op is one
     multiply-accumulate (one product), an ``xnor_popcount`` op one n-bit binary dot product
-    (``n`` binary MACs), a requantizer op one requantization."""
+    (``n`` binary MACs), a ``ternary_dot`` op one n-element ternary dot product, an
+    ``abc_dot`` op ``M * N`` n-bit binary dot products, a requantizer op one
+    requantization."""
     r = run(name, params, images=1)
     out: dict = {}
     for op in r["trace"].ops:
         row = out.setdefault(op.key, {"unit": op.unit, "params": dict(op.params), "ops": 0})
         row["ops"] += op.count // op.images
     return list(out.values())
+
+
+#: The networks retrained per seed by :func:`seed_study`.
+SEED_STUDY = ("float", "bnn", "binaryduo", "abc")
+
+
+def _deployed_accuracy(name: str, raw: dict, x, y) -> float:
+    if name == "float":
+        h = x / 16.0
+        for i in (1, 2, 3):
+            h = h @ raw[f"w{i}"].T + raw[f"b{i}"]
+            if i < 3:
+                h = np.maximum(h, 0)
+        return float(np.mean(np.argmax(h, axis=1) == y))
+    if name == "bnn":
+        out = bnn.forward(x, bnn.fold(raw))
+    elif name == "binaryduo":
+        out = binaryduo.forward(x, "ternary", binaryduo.fold(raw))
+    else:
+        out = abcnet.forward(x, abcnet.fold(raw))
+    return float(np.mean(out["pred"] == y))
+
+
+def seed_study(seeds=range(5), names=SEED_STUDY, progress: bool = False):
+    """Retrain each network with every seed (:mod:`golden.nets.train`, the committed recipe)
+    and measure the test accuracy of the deployed network (golden model; float: the float32
+    MLP). One seed is one test-split measurement: 450 images, so 1 image = 0.22 points; the
+    spread over seeds says which differences between networks are larger than training noise.
+
+    Returns a ``pandas.DataFrame`` with columns ``network``, ``seed``, ``accuracy``.
+    """
+    import pandas as pd
+    from tqdm import tqdm
+
+    from .train import TRAINERS
+    s = load_split()
+    jobs = [(n, int(seed)) for seed in seeds for n in names]
+    rows = []
+    for name, seed in tqdm(jobs, desc="seed study", unit="net", disable=not progress):
+        raw = TRAINERS[name](seed=seed)
+        rows.append({"network": name, "seed": seed,
+                     "accuracy": _deployed_accuracy(name, raw, s.x_test, s.y_test)})
+    return pd.DataFrame(rows)

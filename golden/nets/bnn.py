@@ -32,8 +32,8 @@ from qrtl.golden.xnor import dot_width, xnor_popcount
 
 from .data import load_params
 
-__all__ = ["LEVELS", "thermometer", "BnnParams", "load", "fold", "forward", "float_forward",
-           "layer_operands", "pack"]
+__all__ = ["LEVELS", "thermometer", "BnnParams", "load", "fold", "level_threshold", "forward",
+           "float_forward", "layer_operands", "pack"]
 
 #: thermometer levels: pixel p gives bits [p >= 2, p >= 6, p >= 10, p >= 14]
 LEVELS = (2, 6, 10, 14)
@@ -94,13 +94,7 @@ def fold(raw: dict) -> BnnParams:
         w = raw[f"w{i}"].astype(np.uint8).copy()
         n = w.shape[1]
         g = raw[f"gamma{i}"].astype(np.float64)
-        sd = np.sqrt(raw[f"var{i}"].astype(np.float64) + float(raw["eps"]))
-        b, mu = raw[f"beta{i}"].astype(np.float64), raw[f"mu{i}"].astype(np.float64)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            t = mu - b * sd / g
-        thr = np.where(g > 0, np.ceil(t), np.ceil(-t))
-        thr = np.where(g == 0, np.where(b >= 0, -n, n + 1), thr)
-        thr = np.clip(thr, -n, n + 1).astype(np.int64)
+        thr = level_threshold(raw, i, 0.0)
         if n + 1 > (1 << (dot_width(n) - 1)) - 1:
             raise ValueError(f"threshold n+1={n + 1} does not fit the thr port of n={n}")
         w[g < 0] ^= 1
@@ -108,6 +102,23 @@ def fold(raw: dict) -> BnnParams:
         thresholds.append(thr)
     weights.append(raw[f"w{nl + 1}"].astype(np.uint8))
     return BnnParams(tuple(int(v) for v in raw["levels"]), tuple(weights), tuple(thresholds), raw)
+
+
+def level_threshold(raw: dict, i: int, c: float) -> np.ndarray:
+    """Integer threshold per neuron of layer ``i`` for ``u >= c``, ``u = gamma (dot - mu) /
+    sqrt(var + eps) + beta`` (float64 from the float32 parameters), on ``dot`` with the
+    row's bits inverted where ``gamma < 0`` (see :func:`fold`): ``T = mu + sd (c - beta) /
+    gamma``, ``thr = ceil(T)`` (``gamma > 0``) or ``ceil(-T)`` (``gamma < 0``); ``gamma = 0``:
+    ``-n`` (always true, ``beta >= c``) or ``n + 1`` (never); clipped to ``-n..n+1``."""
+    n = raw[f"w{i}"].shape[1]
+    g = raw[f"gamma{i}"].astype(np.float64)
+    sd = np.sqrt(raw[f"var{i}"].astype(np.float64) + float(raw["eps"]))
+    b, mu = raw[f"beta{i}"].astype(np.float64), raw[f"mu{i}"].astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = mu + sd * (c - b) / g
+    thr = np.where(g > 0, np.ceil(t), np.ceil(-t))
+    thr = np.where(g == 0, np.where(b >= c, -n, n + 1), thr)
+    return np.clip(thr, -n, n + 1).astype(np.int64)
 
 
 @lru_cache(maxsize=1)
@@ -171,9 +182,13 @@ def forward(pixels: np.ndarray, params: BnnParams | None = None, execute=None) -
             "pred": np.argmax(scores, axis=1)}
 
 
-def float_forward(pixels: np.ndarray, params: BnnParams | None = None) -> np.ndarray:
+def float_forward(pixels: np.ndarray, params: BnnParams | None = None,
+                  activation=None) -> np.ndarray:
     """Float32 reference: {-1,+1} matrix products with the batch-norm in float32 (the
-    trained network before folding). Returns the output scores (N, 10)."""
+    trained network before folding). Returns the output scores (N, 10).
+
+    ``activation(u)`` of the hidden layers: sign (``u >= 0``: +1) unless given (the
+    ``binaryduo`` network's ternary one)."""
     raw = (params or load()).raw
     h = thermometer(pixels, tuple(raw["levels"])).astype(np.float32) * 2 - 1
     nl = sum(1 for k in raw if k.startswith("gamma"))
@@ -181,5 +196,5 @@ def float_forward(pixels: np.ndarray, params: BnnParams | None = None) -> np.nda
         z = h @ (raw[f"w{i}"].astype(np.float32) * 2 - 1).T
         u = raw[f"gamma{i}"] * (z - raw[f"mu{i}"]) / np.sqrt(raw[f"var{i}"] + raw["eps"]) \
             + raw[f"beta{i}"]
-        h = np.where(u >= 0, 1.0, -1.0).astype(np.float32)
+        h = np.where(u >= 0, 1.0, -1.0).astype(np.float32) if activation is None else activation(u)
     return h @ (raw[f"w{nl + 1}"].astype(np.float32) * 2 - 1).T

@@ -20,6 +20,9 @@ quant_fixedpoint   int8               requantizations of ``int8 scheme=fixedpoin
 quant_float        int8               requantizations of ``int8 scheme=float``
 xnor_popcount      bnn                binary dot products of ``bnn`` (hidden layers with
                                       thresholds if threshold=1, else every layer)
+xnor_popcount      binaryduo_MODE     the same of ``binaryduo mode=MODE`` (ternary: layer 1)
+ternary_dot        binaryduo          ternary dot products of ``binaryduo mode=ternary``
+abc_dot            abc                dot products of ``abc`` with the unit's ``n``
 fp8_mul            fp8                products of ``fp8`` (fmt of the unit)
 fp8_mac            fp8                (a, b, chunk accumulator) of ``fp8`` (fmt, acc of the
                                       unit; fp16 with chunk 64, fp32 in one chunk)
@@ -128,6 +131,36 @@ def _bnn(params, n):
     return x
 
 
+def _duo_xnor(mode):
+    def fn(params, n):
+        _need("xnor_popcount", f"binaryduo_{mode}", params, n=256)
+        thr = bool(params.get("threshold"))
+        if thr and mode == "ternary":
+            raise QrtlError("stream 'binaryduo_ternary' of xnor_popcount has no thresholds "
+                            "(the ternary network compares in NumPy): use threshold=0")
+        x = network_stream("binaryduo", {"mode": mode}, n,
+                           lambda op: op.unit == "xnor_popcount"
+                           and (op.params["threshold"] == 1 or not thr))
+        if not thr:
+            x.pop("thr", None)
+        return x
+    return fn
+
+
+def _duo_ternary(params, n):
+    _need("ternary_dot", "binaryduo", params, n=128, weights="binary")
+    return network_stream("binaryduo", {"mode": "ternary"}, n,
+                          lambda op: op.unit == "ternary_dot")
+
+
+def _abc(params, n):
+    from .abcnet import M_BASES, N_BASES, SCALE_WIDTH
+    _need("abc_dot", "abc", params, M=M_BASES, N=N_BASES, scale_width=SCALE_WIDTH)
+    if params.get("n") not in (64, 128):
+        raise QrtlError(f"stream 'abc' of abc_dot needs n=64 or n=128 (got n={params.get('n')})")
+    return network_stream("abc", {}, n, lambda op: op.params["n"] == params["n"])
+
+
 def _fp8_config(params) -> dict:
     return {"fmt": params["fmt"], "acc": "fp16", "chunk": 64}
 
@@ -199,6 +232,14 @@ STREAM_TABLE = [
     ("quant_float", "int8", _quant("quant_float", "float", out_width=8),
      "accumulators entering the requantizers of int8 scheme=float"),
     ("xnor_popcount", "bnn", _bnn, "binary dot products of the digits BNN (n=256)"),
+    ("xnor_popcount", "binaryduo_decoupled", _duo_xnor("decoupled"),
+     "binary dot products of the decoupled BinaryDuo MLP (n=256)"),
+    ("xnor_popcount", "binaryduo_ternary", _duo_xnor("ternary"),
+     "first-layer binary dot products of the ternary BinaryDuo MLP (n=256, threshold=0)"),
+    ("ternary_dot", "binaryduo", _duo_ternary,
+     "ternary dot products of the BinaryDuo MLP (n=128, binary weights)"),
+    ("abc_dot", "abc", _abc, "dot products of the ABC-Net MLP (M=N=3, n=64: layers 1 and 3, "
+     "n=128: layer 2)"),
     ("fp8_mul", "fp8", _fp8_mul, "products of the FP8 digits MLP (fmt of the unit)"),
     ("fp8_mac", "fp8", _fp8_mac,
      "MACs of the FP8 digits MLP with their chunk accumulator (fmt, acc of the unit)"),

@@ -23,7 +23,7 @@ import numpy as np
 
 from qrtl.golden.cache import atomic_output
 
-__all__ = ["train_float", "train_bnn", "TRAINERS", "save"]
+__all__ = ["train_float", "train_bnn", "train_binaryduo", "train_abc", "TRAINERS", "save"]
 
 
 def _single_thread(fn):
@@ -67,6 +67,26 @@ def _sign(x):
     return np.where(x >= 0, 1.0, -1.0).astype(np.float32)
 
 
+def _softmax_xent(z, logscale, y):
+    """Gradient of the mean softmax cross-entropy of ``exp(logscale) * z`` w.r.t. the
+    logits, and w.r.t. ``logscale``: ``(d, g_logscale)``; ``d * exp(logscale)`` is the
+    gradient w.r.t. ``z``."""
+    sc = np.exp(logscale[0])
+    logits = z * sc
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    d = p.copy()
+    d[np.arange(len(y)), y] -= 1
+    d /= len(y)
+    return d, np.array([(d * z).sum() * sc], np.float32)
+
+
+def _bn_backward(du, zh, v, eps):
+    """Gradient of ``zh = (z - mean) / sqrt(var + eps)`` (batch statistics) w.r.t. ``z``."""
+    b = len(du)
+    return (b * du - du.sum(0) - zh * (du * zh).sum(0)) / (b * np.sqrt(v + eps))
+
+
 class _Adam:
     def __init__(self, params, lr):
         self.p, self.lr, self.t = params, lr, 0
@@ -87,13 +107,17 @@ class _Adam:
 
 @_single_thread
 def train_bnn(seed: int = 0, hidden=(256, 256), epochs: int = 150, batch: int = 64,
-              lr: float = 3e-3) -> dict:
+              lr: float = 3e-3, delta: float | None = None) -> dict:
     """Binarized MLP on the thermometer code of the pixels (see :mod:`golden.nets.bnn`).
 
     Returns the npz content: ``levels`` (thermometer thresholds), per layer ``w{i}``
     (uint8 bits, 1 = +1, shape (out, in)), per hidden layer the batch-norm running
     statistics and affine parameters ``mu{i}``, ``var{i}``, ``gamma{i}``, ``beta{i}``, and
     ``eps``.
+
+    With ``delta`` (BinaryDuo, :func:`train_binaryduo`) the hidden activations are ternary,
+    ``[u >= delta] + [u >= -delta] - 1``, instead of ``sign(u)``, with the same
+    straight-through estimator; ``delta`` is then stored too.
     """
     from qrtl.golden.nets.bnn import LEVELS, thermometer
     from qrtl.golden.nets.data import load_split
@@ -131,19 +155,13 @@ def train_bnn(seed: int = 0, hidden=(256, 256), epochs: int = 150, batch: int = 
                 cache.append((h, wb, zh, v, u))
                 mu_run[i] = (1 - mom) * mu_run[i] + mom * m
                 var_run[i] = (1 - mom) * var_run[i] + mom * v
-                h = _sign(u)
+                h = _sign(u) if delta is None else \
+                    ((u >= delta).astype(np.float32) + (u >= -delta) - 1).astype(np.float32)
             wb = _sign(W[nl])
             z = h @ wb.T
-            sc = np.exp(logscale[0])
-            logits = z * sc
-            p = np.exp(logits - logits.max(1, keepdims=True))
-            p /= p.sum(1, keepdims=True)
-            d = p.copy()
-            d[np.arange(len(y)), y] -= 1
-            d /= len(y)
+            d, g_logscale = _softmax_xent(z, logscale, y)
             grads_w = [None] * (nl + 1)
-            g_logscale = np.array([(d * z).sum() * sc], np.float32)
-            dz = d * sc
+            dz = d * np.exp(logscale[0])
             grads_w[nl] = dz.T @ h
             dh = dz @ wb
             gG, gB = [None] * nl, [None] * nl
@@ -152,9 +170,7 @@ def train_bnn(seed: int = 0, hidden=(256, 256), epochs: int = 150, batch: int = 
                 du = dh * (np.abs(u) <= 1)  # straight-through estimator
                 gG[i] = (du * zh).sum(0)
                 gB[i] = du.sum(0)
-                dzh = du * G[i]
-                bsz = len(dzh)
-                dz = (bsz * dzh - dzh.sum(0) - zh * (dzh * zh).sum(0)) / (bsz * np.sqrt(v + eps))
+                dz = _bn_backward(du * G[i], zh, v, eps)
                 grads_w[i] = dz.T @ hin
                 dh = dz @ wb
             opt.step(grads_w + gG + gB + [g_logscale], lr_ep)
@@ -166,10 +182,112 @@ def train_bnn(seed: int = 0, hidden=(256, 256), epochs: int = 150, batch: int = 
     for i in range(nl):
         out[f"mu{i + 1}"], out[f"var{i + 1}"] = mu_run[i], var_run[i]
         out[f"gamma{i + 1}"], out[f"beta{i + 1}"] = G[i], B[i]
+    if delta is not None:
+        out["delta"] = np.array(delta, np.float32)
     return out
 
 
-TRAINERS = {"float": train_float, "bnn": train_bnn}
+def train_binaryduo(seed: int = 0) -> dict:
+    """BinaryDuo: the ``bnn`` recipe with ternary hidden activations (``delta`` =
+    :data:`golden.nets.binaryduo.DELTA`) at half the BNN's width, 128 (see
+    :mod:`golden.nets.binaryduo`)."""
+    from qrtl.golden.nets.binaryduo import DELTA
+    return train_bnn(seed=seed, hidden=(128, 128), delta=DELTA)
+
+
+# --- ABC-Net ------------------------------------------------------------------------
+
+
+@_single_thread
+def train_abc(seed: int = 0, hidden=(128, 64), epochs: int = 150, batch: int = 64,
+              lr: float = 3e-3) -> dict:
+    """ABC-Net MLP 64-128-64-10, M = N = 3 (see :mod:`golden.nets.abcnet`).
+
+    Returns the npz content: per layer ``w{i}`` (latent float32 weights, (out, in)) and
+    ``beta{i}`` (scales of the layer's input bases), per hidden layer the batch-norm
+    running statistics ``mu{i}``, ``var{i}``, affine ``gamma{i}``, ``bn_beta{i}``, the
+    shifts ``v{i+1}`` of the next layer's input bases, ``eps`` and ``logscale``.
+    """
+    from qrtl.golden.nets.abcnet import (INPUT_LEVELS, N_BASES, activation_bases, fit_alpha,
+                                         weight_bases)
+    from qrtl.golden.nets.data import load_split
+    s = load_split()
+    rng = np.random.default_rng(seed)
+    x_all = np.stack([np.where(s.x_train >= lv, 1.0, -1.0) for lv in INPUT_LEVELS]).astype(np.float32)
+    y_all = s.y_train
+    sizes = [x_all.shape[2], *hidden, 10]
+    nl = len(hidden)
+    W = [rng.uniform(-1, 1, (o, i)).astype(np.float32) * np.float32(np.sqrt(1.5 / i))
+         for i, o in zip(sizes[:-1], sizes[1:])]
+    Bt = [np.full(N_BASES, 1.0 / N_BASES, np.float32) for _ in W]
+    V = [np.array([1.0, 0.5, 0.0], np.float32)[:N_BASES] for _ in range(nl)]
+    G = [np.ones(h, np.float32) for h in hidden]
+    Bb = [np.zeros(h, np.float32) for h in hidden]
+    logscale = np.array([np.log(1.0 / np.sqrt(sizes[-2]))], np.float32)
+    mu_run = [np.zeros(h, np.float32) for h in hidden]
+    var_run = [np.ones(h, np.float32) for h in hidden]
+    eps, mom = 1e-4, 0.1
+    params = W + Bt + V + G + Bb + [logscale]
+    opt = _Adam(params, lr)
+    n = len(y_all)
+    for ep in range(epochs):
+        lr_ep = lr * 0.5 * (1 + np.cos(np.pi * ep / epochs))
+        order = rng.permutation(n)
+        for lo in range(0, n, batch):
+            idx = order[lo:lo + batch]
+            h, y = x_all[:, idx], y_all[idx]
+            cache = []
+            for i in range(nl + 1):
+                wb = weight_bases(W[i])
+                w_hat = np.tensordot(fit_alpha(W[i], wb), wb, axes=1)
+                a_hat = np.tensordot(Bt[i], h, axes=1)
+                z = a_hat @ w_hat.T
+                entry = {"h": h, "w_hat": w_hat, "a_hat": a_hat}
+                if i < nl:
+                    m, v = z.mean(0), z.var(0)
+                    zh = (z - m) / np.sqrt(v + eps)
+                    u = G[i] * zh + Bb[i]
+                    mu_run[i] = (1 - mom) * mu_run[i] + mom * m
+                    var_run[i] = (1 - mom) * var_run[i] + mom * v
+                    entry.update(zh=zh, v=v, u=u)
+                    h = activation_bases(u, V[i])
+                cache.append(entry)
+            d, g_logscale = _softmax_xent(z, logscale, y)
+            gW, gBt = [None] * (nl + 1), [None] * (nl + 1)
+            gV, gG, gBb = [None] * nl, [None] * nl, [None] * nl
+            dz = d * np.exp(logscale[0])
+            for i in reversed(range(nl + 1)):
+                c = cache[i]
+                gW[i] = dz.T @ c["a_hat"]          # straight through the weight bases
+                da = dz @ c["w_hat"]
+                gBt[i] = np.array([(da * hk).sum() for hk in c["h"]], np.float32)
+                if i == 0:
+                    break
+                prev = cache[i - 1]
+                du = np.zeros_like(prev["u"])
+                gv = np.zeros(N_BASES, np.float32)
+                for k in range(N_BASES):
+                    ste = 2.0 * ((prev["u"] + V[i - 1][k] >= 0) & (prev["u"] + V[i - 1][k] <= 1))
+                    dk = Bt[i][k] * da * ste
+                    du += dk
+                    gv[k] = dk.sum()
+                gV[i - 1] = gv
+                gG[i - 1] = (du * prev["zh"]).sum(0)
+                gBb[i - 1] = du.sum(0)
+                dz = _bn_backward(du * G[i - 1], prev["zh"], prev["v"], eps)
+            opt.step(gW + gBt + gV + gG + gBb + [g_logscale], lr_ep)
+    out = {"eps": np.array(eps, np.float32), "logscale": logscale}
+    for i in range(nl + 1):
+        out[f"w{i + 1}"], out[f"beta{i + 1}"] = W[i], Bt[i]
+    for i in range(nl):
+        out[f"mu{i + 1}"], out[f"var{i + 1}"] = mu_run[i], var_run[i]
+        out[f"gamma{i + 1}"], out[f"bn_beta{i + 1}"] = G[i], Bb[i]
+        out[f"v{i + 2}"] = V[i]
+    return out
+
+
+TRAINERS = {"float": train_float, "bnn": train_bnn, "abc": train_abc,
+            "binaryduo": train_binaryduo}
 
 
 def save(name: str, params: dict, folder) -> Path:

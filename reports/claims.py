@@ -1,0 +1,152 @@
+"""The cited papers' claims, each measured and judged by a stated rule (``claims.csv``).
+
+Every function takes tables the report has already measured and returns one row:
+``paper``, ``claim`` (the paper's statement, paraphrased), ``measured`` (the figures, with
+where they come from) and ``verdict`` (``holds``, ``not significant``, ``does not hold``,
+or for a claim of several parts ``partly``), decided
+by the rule in its docstring, never by hand.
+
+Accuracy differences between networks are judged on the seed study
+(:func:`qrtl.golden.nets.seed_study`: every network retrained with seeds 0..4, the deployed
+network's test accuracy): an improvement "holds" when the mean paired difference over seeds
+is positive and at least twice its standard error (a paired t of 2), is "not significant"
+when it is positive but smaller than that (within the training noise of that many seeds),
+and "does not hold" when the mean difference is zero or negative. The
+committed networks (seed 0 for ABC-Net and BinaryDuo; the BNN's committed parameters were
+trained by an earlier version of the trainer) are one draw each and are quoted beside.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+__all__ = ["paired", "abc_claim", "binaryduo_claim", "fp8_train_claim", "CLAIM_COLUMNS"]
+
+CLAIM_COLUMNS = ["paper", "claim", "measured", "verdict"]
+
+
+def paired(seeds, a: str, b: str) -> dict:
+    """Mean and standard error of ``accuracy(a) - accuracy(b)`` over the seeds both have
+    (percentage points), the paired t and the number of seeds."""
+    pa = seeds[seeds["network"] == a].set_index("seed")["accuracy"]
+    pb = seeds[seeds["network"] == b].set_index("seed")["accuracy"]
+    d = (pa - pb).dropna() * 100.0
+    n = len(d)
+    mean = float(d.mean()) if n else math.nan
+    se = float(d.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
+    t = mean / se if se and se > 0 else (math.inf if mean > 0 else -math.inf if mean < 0 else 0.0)
+    return {"mean": mean, "se": se, "t": t, "n": n}
+
+
+def _verdict(p: dict) -> str:
+    if p["mean"] > 0 and p["t"] >= 2:
+        return "holds"
+    return "not significant" if p["mean"] > 0 else "does not hold"
+
+
+def _mean_acc(seeds, name: str) -> str:
+    v = seeds[seeds["network"] == name]["accuracy"] * 100.0
+    return f"{v.mean():.2f}% (min {v.min():.2f}, max {v.max():.2f})"
+
+
+def _row(rows: list[dict], label: str) -> Optional[dict]:
+    return next((r for r in rows if r["network"] == label), None)
+
+
+def _energy(rows: list[dict], label: str) -> float:
+    r = _row(rows, label)
+    return float(r["energy_nj_per_inference"]) if r and r.get("energy_nj_per_inference") else math.nan
+
+
+def abc_claim(networks: list[dict], seeds) -> dict:
+    """ABC-Net narrows the gap to full precision at M = N = 3. Verdict: the paired
+    difference ``abc - bnn`` over seeds (rule in the module docstring)."""
+    acc = {r["network"]: r["accuracy_pct"] for r in networks}
+    p = paired(seeds, "abc", "bnn")
+    gap = paired(seeds, "float", "abc")
+    e_abc, e_bnn = _energy(networks, "abc"), _energy(networks, "bnn")
+    e_int8 = _energy(networks, "int8 scheme=fixedpoint")
+    return {
+        "paper": "ABC-Net (Lin, Zhao, Pan, NeurIPS 2017)",
+        "claim": "M = N = 3 binary bases narrow the accuracy gap to full precision, at M*N "
+                 "times the binary cost",
+        "measured": (
+            f"committed networks: abc {acc.get('abc', math.nan):.2f}%, bnn "
+            f"{acc.get('bnn', math.nan):.2f}%, float32 {acc.get('float', math.nan):.2f}%; over "
+            f"{p['n']} seeds: abc {_mean_acc(seeds, 'abc')}, bnn {_mean_acc(seeds, 'bnn')}, "
+            f"float32 {_mean_acc(seeds, 'float')}; abc - bnn = {p['mean']:+.2f} +- "
+            f"{p['se']:.2f} points (t = {p['t']:.1f}), remaining gap float32 - abc = "
+            f"{gap['mean']:.2f} points; energy per inference abc {e_abc:.3g} nJ = "
+            f"{e_abc / e_bnn:.3g}x bnn ({e_bnn:.3g} nJ), {e_abc / e_int8:.3g}x int8 fixedpoint "
+            f"({e_int8:.3g} nJ)"),
+        "verdict": _verdict(p),
+    }
+
+
+def binaryduo_claim(networks: list[dict], seeds, equal_ops: bool) -> dict:
+    """BinaryDuo beats the BNN at equal binary compute. ``equal_ops``: the decoupled
+    network performs exactly the bnn's unit operations (checked by the caller from the
+    operation counts). Verdict: the paired difference ``binaryduo - bnn`` over seeds."""
+    acc = {r["network"]: r["accuracy_pct"] for r in networks}
+    p = paired(seeds, "binaryduo", "bnn")
+    e_t = _energy(networks, "binaryduo mode=ternary")
+    e_d = _energy(networks, "binaryduo mode=decoupled")
+    e_b = _energy(networks, "bnn")
+    verdict = _verdict(p) if equal_ops else "does not hold (compute not equal)"
+    return {
+        "paper": "BinaryDuo (Kim, Kim, Kim, ICLR 2020)",
+        "claim": "ternary activations in training, decoupled into two binary ones at "
+                 "inference, beat the BNN at the same binary compute",
+        "measured": (
+            f"decoupled network = the bnn's operations ({'equal' if equal_ops else 'NOT equal'}: "
+            f"256-256-256-10 xnor_popcount); committed networks: binaryduo "
+            f"{acc.get('binaryduo mode=ternary', math.nan):.2f}% (ternary and decoupled "
+            f"identical), bnn {acc.get('bnn', math.nan):.2f}%; over {p['n']} seeds: binaryduo "
+            f"{_mean_acc(seeds, 'binaryduo')}, bnn {_mean_acc(seeds, 'bnn')}, binaryduo - bnn "
+            f"= {p['mean']:+.2f} +- {p['se']:.2f} points (t = {p['t']:.1f}); energy per "
+            f"inference decoupled {e_d:.3g} nJ ({e_d / e_b:.3g}x bnn {e_b:.3g} nJ), ternary on "
+            f"ternary_dot {e_t:.3g} nJ ({e_t / e_b:.3g}x bnn)"),
+        "verdict": verdict,
+    }
+
+
+def fp8_train_claim(summary_rows: list[dict], fp32_seeds: list[float], hyper: dict) -> dict:
+    """FP8 training (chunk-based accumulation, stochastic rounding) matches float32, while
+    unchunked 16-bit accumulation does not.
+
+    ``summary_rows``: :func:`qrtl.reports.fp8_train.summary` rows (``config``,
+    ``final_accuracy`` as a fraction); ``fp32_seeds``: final accuracies of the ``fp32``
+    configuration retrained with other seeds (the training noise). Rule: a configuration
+    *matches* float32 when its final accuracy is within two standard deviations of the
+    ``fp32`` seeds of the seed-0 ``fp32`` run; part 1 holds when the paper's recipe
+    (``fp8-chunk64-sr``) matches, part 2 when the unchunked round-to-nearest configuration
+    (``fp8-nochunk-rne``) does not. Both: ``holds``; one: ``partly``; none: ``does not
+    hold``.
+    """
+    acc = {r["config"]: 100.0 * r["final_accuracy"] for r in summary_rows}
+    n = len(fp32_seeds)
+    mean = sum(fp32_seeds) / n * 100.0
+    sd = math.sqrt(sum((100.0 * a - mean) ** 2 for a in fp32_seeds) / (n - 1)) if n > 1 else math.nan
+    ref = acc["fp32"]
+    within = {c: abs(a - ref) <= 2 * sd for c, a in acc.items()}
+    part1 = within.get("fp8-chunk64-sr", False)
+    part2 = not within.get("fp8-nochunk-rne", True)
+    verdict = "holds" if part1 and part2 else "partly" if part1 or part2 else "does not hold"
+    others = ", ".join(f"{c} {a:.2f}%" for c, a in acc.items() if c != "fp32")
+    return {
+        "paper": "FP8 training (Wang, Choi, Brand, Chen, Gopalakrishnan, NeurIPS 2018)",
+        "claim": "every GEMM with (1,5,2) operands and chunk-based 16-bit accumulation, weight "
+                 "updates in 16 bits with stochastic rounding, matches float32 accuracy; "
+                 "unchunked accumulation does not",
+        "measured": (
+            f"digits MLP, {hyper['epochs']} epochs, batch {hyper['batch']}, "
+            f"{hyper['acc']} accumulation: final test accuracy fp32 {ref:.2f}% (over {n} seeds "
+            f"{mean:.2f} +- {sd:.2f}%), {others}; the recipe "
+            f"{'matches' if part1 else 'does not match'} float32 and unchunked RNE "
+            f"{'matches it too' if not part2 else 'does not'} (within 2 sd of the seed spread); "
+            f"the longest dot product has {max(129, int(hyper['batch']))} products (the MLP's "
+            f"widest layer plus its bias, or the batch in the weight gradient), so chunks of 64 "
+            f"split few of them"),
+        "verdict": verdict,
+    }
