@@ -10,9 +10,13 @@ from qrtl.golden.norm import M_MAX, NORM_FORMATS, NORMS, bn_norm, check_norm_par
 from qrtl.golden.params import ChoiceParam, IntParam
 
 from .bn_norm import BnNorm
-from .registry import UnitSpec, register
+from .registry import UnitSpec, register, register_stream
 
-__all__ = ["norm_stimulus", "norm_corners", "norm_values"]
+__all__ = ["norm_stimulus", "norm_corners", "norm_values", "gaussian_channels",
+           "GAUSSIAN_FRAC_BITS"]
+
+#: Fraction bits of the integer codes of the ``gaussian`` stream (int16: range +-128).
+GAUSSIAN_FRAC_BITS = {"int8": 4, "int16": 8}
 
 
 def norm_values(p, x) -> np.ndarray:
@@ -117,3 +121,23 @@ register(UnitSpec(
     exhaustive=lambda p: every_input([("x", p["m"] * elem_width(p["fmt"]), False)]),
     check=lambda p: check_norm_params(p["m"], p["fmt"], p["norm"]),
 ))
+
+
+def gaussian_channels(p, n, seed: int = 0) -> dict:
+    """The ``gaussian`` stream: ``n`` channels of ``m`` pre-activation values, each channel
+    ``N(c, 1)`` with its own mean ``c ~ N(0, 1)`` (what a batch-norm layer sees), seeded. The
+    same real values for every ``norm`` and format: fp16 codes rounded to nearest even,
+    integer codes ``round(x 2^F)`` saturated (``F`` = :data:`GAUSSIAN_FRAC_BITS`)."""
+    rng = np.random.default_rng(seed)
+    m, fmt = p["m"], p["fmt"]
+    x = rng.normal(0.0, 1.0, (n, 1)) + rng.normal(0.0, 1.0, (n, m))
+    if fmt == "fp16":
+        return {"x": _port(p, encode(x, "fp16").astype(np.int64))}
+    w = elem_width(fmt)
+    codes = np.clip(np.rint(x * 2.0 ** GAUSSIAN_FRAC_BITS[fmt]), -(1 << (w - 1)), (1 << (w - 1)) - 1)
+    return {"x": _port(p, codes.astype(np.int64))}
+
+
+register_stream("bn_norm", "gaussian", gaussian_channels,
+                "channels of m values N(c, 1), c ~ N(0, 1): the same values in every format "
+                "(int8 / int16 with 4 / 8 fraction bits, fp16)")

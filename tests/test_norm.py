@@ -362,3 +362,41 @@ def test_norm_accuracy_shows_the_fp16_l2_overflow(cli, tmp_path):
     assert "fp16 l2" in text and out.read_text().startswith("fmt,norm,log2_std")
     code, _, err = cli("norm-accuracy", "--m", "12")
     assert code == 2 and "m=12" in err and len(err.strip().splitlines()) == 1
+
+
+def test_gaussian_stream_is_the_same_values_in_every_format():
+    """The stream the normalization table is costed on: int16 codes (8 fraction bits) and
+    fp16 codes of the same real values, the same for every norm."""
+    from qrtl.hw.registry import STREAMS
+    fn = STREAMS["bn_norm"]["gaussian"][0]
+    p16 = {"m": 8, "fmt": "int16", "norm": "l2"}
+    ph = {"m": 8, "fmt": "fp16", "norm": "l2"}
+    xi = norm_values(p16, fn(p16, 500)["x"]) / 256.0
+    xh = decode(norm_values(ph, fn(ph, 500)["x"]), "fp16")
+    assert xi.shape == xh.shape == (500, 8)
+    assert np.max(np.abs(xi - xh)) <= 2.0 ** -9 + 2.0 ** -8   # each within half an LSB
+    assert 0.5 < np.std(xi - xi.mean(axis=1, keepdims=True)) < 1.5
+    for norm in ("l1", "linf"):
+        assert (fn({**p16, "norm": norm}, 500)["x"] == fn(p16, 500)["x"]).all()
+
+
+def test_norm_claim_rule():
+    """The verdict follows the stated rule: cheaper in area and energy per element in every
+    format (part 1), and a strictly wider working range in fp16 (part 2)."""
+    import pandas as pd
+
+    from qrtl.reports.claims import norm_claim
+    costs = [{"fmt": f, "norm": n, "m": 8, "area_um2": a, "pj_per_element": e}
+             for f in ("int16", "fp16") for n, a, e in (("l2", 100, 10), ("l1", 80, 9), ("linf", 70, 8))]
+    acc = pd.DataFrame([{"fmt": "fp16", "norm": n, "log2_std": s, "m": 64,
+                         "y_rel_rms_e2e": 1e-3 if s <= top else 1.0,
+                         "overflow": 0.0 if s <= top else 1.0}
+                        for n, top in (("l2", 4), ("l1", 8), ("linf", 8)) for s in range(0, 10, 2)])
+    r = norm_claim(costs, acc)
+    assert r["verdict"] == "holds"
+    assert "int16: l1 0.80x the area and 0.90x the energy per element of l2" in r["measured"]
+    assert "l2 std 2^0..2^4" in r["measured"] and "l2 std 2^6" in r["measured"]
+    costs[1]["area_um2"] = 120                                      # int16 l1 larger than l2
+    assert norm_claim(costs, acc)["verdict"] == "partly"
+    same = acc.assign(y_rel_rms_e2e=1e-3, overflow=0.0)            # every norm works everywhere
+    assert norm_claim(costs, same)["verdict"] == "does not hold"
