@@ -156,7 +156,7 @@ def report(output="build/reports", *, liberty: Optional[str] = None, jobs: int =
         Every file written (``report.md`` last).
     """
     from qrtl.reports.report import run_report
-    from qrtl.sim.net import replay
+    from qrtl.sim.net import replay, replay_qonnx
     return run_report(Path(output), verify=_verify, replay=replay, liberty=liberty, jobs=jobs,
                       images=images, verify_vectors=verify_vectors, progress=progress,
-                      seeds=seeds)
+                      seeds=seeds, replay_qonnx=replay_qonnx)

@@ -33,6 +33,8 @@ from qrtl.golden.procs import pool_map
 from qrtl.hw.registry import STREAMS
 from qrtl.hw.units import all_units, configure
 
+from .qonnx_cost import SCOPE as QONNX_SCOPE
+from .qonnx_cost import qonnx_figure, qonnx_report_rows
 from .synth import FLOWS
 from .tables import Table, fmt
 from .tables import save_figure as _save_figure
@@ -92,6 +94,8 @@ REPORT_FILES = [
     "lean.csv", "lean.md", "lean_cost.png", "lean_cost.svg", "glitch.png", "glitch.svg",
     "claims.csv", "claims.md", "seeds.csv", "seeds.md", "seeds.tex", "fp8_train.csv",
     "fp8_train.md", "fp8_train.tex", "norm.csv", "norm.md", "norm.tex", "norm_accuracy.csv",
+    "qonnx_models.csv", "qonnx_models.md", "qonnx_layers.csv", "qonnx_layers.md", "qonnx_cost.png",
+    "qonnx_cost.svg",
     "report.md",
 ]
 
@@ -743,6 +747,19 @@ def _report_md(out: Path, tables: dict, claim_rows: list[dict], prov: dict, nets
         "per operation of each unit (on the network's own operand stream where it fits the "
         "unit, else uniform random codes).", "",
         tables["networks"].markdown(), "![accuracy versus energy](accuracy_energy.png)", "",
+        "## Networks from QONNX (`qonnx_models.csv`, `qonnx_layers.csv`)", "",
+        "The two kinds of model shipped in the `qonnx` wheel, imported with `qrtl net --qonnx` "
+        "and run on their shipped inputs: a Brevitas `QuantLinear(3,16)` with OCP E4M3 input "
+        "and weights (`fp8_dot`), and the BSD300 ESPCN super-resolution CNNs (4-bit weights "
+        "and activations, 8-bit input and output, on `int_mac` and `quant_fixedpoint`). "
+        "`agreement`: our bit-exact golden model against qonnx's reference executor "
+        "(identical, or how many outputs differ and by how many LSBs: the requantizer's "
+        "fixed-point multiplier is not the float product of the scales). `rtl_*`: operations "
+        "replayed on Verilator (every operation of the FP8 model, the operations of sampled "
+        "output pixels of the ESPCN models). Energy per inference is per image, each layer's "
+        "unit measured on that layer's own operand stream; " + QONNX_SCOPE + ".", "",
+        tables["qonnx_models"].markdown(), "",
+        tables["qonnx_layers"].markdown(), "![QONNX energy by layer](qonnx_cost.png)", "",
         "## Paper claims (`claims.csv`, `seeds.csv`)", "",
         "Each claim of the cited papers, the figures measured here, and a verdict by a stated "
         "rule (`qrtl/reports/claims.py`): an accuracy difference holds when its mean over the "
@@ -812,7 +829,8 @@ def _claims_md(rows: list[dict]) -> str:
 
 def run_report(out: Path, *, verify: Callable, replay: Callable, liberty=None, jobs: int = 1,
                images: Optional[int] = None, verify_vectors: int = VERIFY_VECTORS,
-               progress: bool = True, seeds: int = SEEDS, fp8_train_hyper=None) -> list[Path]:
+               progress: bool = True, seeds: int = SEEDS, fp8_train_hyper=None,
+               replay_qonnx: Optional[Callable] = None, qonnx_samples: int = 1) -> list[Path]:
     """Produce the whole report under ``out``; returns the files written.
 
     ``verify(unit, vectors=, seed=)`` and ``replay(network, params, images)`` run the RTL
@@ -820,7 +838,10 @@ def run_report(out: Path, *, verify: Callable, replay: Callable, liberty=None, j
     for the networks (None: the whole split); ``verify_vectors``: random vectors per unit
     where verification cannot be exhaustive; ``seeds``: seeds of the seed study (networks
     retrained, for the paper claims); ``fp8_train_hyper``: settings of the FP8 training study
-    (:class:`qrtl.golden.nets.fp8train.Hyper`; default: its defaults).
+    (:class:`qrtl.golden.nets.fp8train.Hyper`; default: its defaults); ``replay_qonnx``
+    (:func:`qrtl.sim.net.replay_qonnx`) replays the QONNX models on the RTL, every operation
+    of the FP8 model and those of ``qonnx_samples`` output pixels of each ESPCN model (None:
+    no RTL replay for them).
     """
     out = Path(out)
     from .cost import DEFAULT_CLOCK_NS, compare_quant
@@ -830,7 +851,7 @@ def run_report(out: Path, *, verify: Callable, replay: Callable, liberty=None, j
     lib_key = [lib_obj.key]  # the library's contents, not its path
     written: list[Path] = []
     steps = ["verilog", "verify", "units", "quant", "clocked", "lean", "mac", "norm", "qor", "networks",
-             "seeds", "fp8", "fp8train", "claims", "plots", "report"]
+             "qonnx", "seeds", "fp8", "fp8train", "claims", "plots", "report"]
     bar = tqdm(steps, desc="qrtl report", unit="step", file=sys.stderr, disable=not progress)
     tables: dict = {}
     for step in bar:
@@ -898,6 +919,11 @@ def run_report(out: Path, *, verify: Callable, replay: Callable, liberty=None, j
             tables["networks"] = Table(nrows, caption="Networks on the digits test split: "
                                        "accuracy, bit-exact RTL replay, energy per inference",
                                        label="tab:networks", brief=NETWORK_BRIEF)
+        elif step == "qonnx":
+            qonnx = _cached("qonnx", lib_key + [replay_qonnx is not None, qonnx_samples],
+                            lambda: qonnx_report_rows(liberty, jobs, replay=replay_qonnx,
+                                                      samples=qonnx_samples))
+            tables.update(qonnx["tables"])
         elif step == "seeds":
             seed_df = _seed_study(seeds)
             tables["seeds"] = Table(_seed_rows(seed_df),
@@ -927,6 +953,7 @@ def run_report(out: Path, *, verify: Callable, replay: Callable, liberty=None, j
             written += _plots(out, qrows, nrows, fp8acc)
             written += _lean_plot(out, lean_rows)
             written += _glitch_plot(out, tables["units"], qrows)
+            written += qonnx_figure(qonnx["costs"], out)
         elif step == "report":
             for name in ("quant_ops", "mac", "norm", "networks", "quant_clocked", "seeds", "fp8_train"):
                 written += tables[name].write(out / name)
@@ -938,6 +965,8 @@ def run_report(out: Path, *, verify: Callable, replay: Callable, liberty=None, j
             written.append(tables["units"].csv(out / "units.csv"))
             written += tables["qor"].write(out / "qor", formats=("csv", "md"))
             written += tables["lean"].write(out / "lean", formats=("csv", "md"))
+            for name in ("qonnx_models", "qonnx_layers"):
+                written += tables[name].write(out / name, formats=("csv", "md"))
             written.append(tables["verification"].csv(out / "verification.csv"))
             stims = ["random"] + sorted({s for u in STREAMS.values() for s in u})
             n_img = f"{nrows[0]['images']} images" if nrows else ""

@@ -15,7 +15,7 @@ from qrtl.hw.units import all_units
 from qrtl.sim.runner import verify as _verify
 from qrtl.reports import report as report_mod
 from qrtl.reports.report import MAC_CONFIGS, REPORT_FILES, run_report
-from qrtl.sim.net import replay
+from qrtl.sim.net import replay, replay_qonnx
 
 # one worker builds the report once for every test here (make test runs --dist loadgroup)
 pytestmark = pytest.mark.xdist_group("report")
@@ -29,10 +29,13 @@ def report(tmp_path_factory):
     # the normalization table at m=4 in int8 (the report's m=8 int16/fp16 units take minutes each)
     saved = dict(report_mod.NORM_TABLE)
     report_mod.NORM_TABLE.update(m=4, fmts=("int8",))
-    written = run_report(out, verify=_verify, replay=replay, jobs=2, images=20,
-                         verify_vectors=20_000, progress=False, seeds=2,
-                         fp8_train_hyper=Hyper(epochs=1, train_images=256))
-    report_mod.NORM_TABLE.update(saved)
+    try:
+        written = run_report(out, verify=_verify, replay=replay, jobs=2, images=20,
+                             verify_vectors=20_000, progress=False, seeds=2,
+                             fp8_train_hyper=Hyper(epochs=1, train_images=256),
+                             replay_qonnx=replay_qonnx)
+    finally:
+        report_mod.NORM_TABLE.update(saved)
     return out, written
 
 
@@ -158,6 +161,33 @@ def test_normalization_table(report):
     acc = read_csv(out / "norm_accuracy.csv")
     assert {(r["fmt"], r["norm"]) for r in acc} == {(f, n) for f in ("fp16", "int16") for n in NORMS}
     assert "## Normalization" in (out / "report.md").read_text()
+
+
+def test_networks_from_qonnx(report):
+    """The section on the qonnx wheel's models: each imported, compared with qonnx's
+    executor, replayed on the RTL without a mismatch and costed per layer."""
+    from qrtl.reports.qonnx_cost import SHIPPED_MODELS
+    out, _ = report
+    models = read_csv(out / "qonnx_models.csv")
+    assert [r["model"] for r in models] == [name for name, *_ in SHIPPED_MODELS]
+    fp8, *espcn = models
+    assert fp8["units"] == "fp8_dot" and fp8["rtl_scope"] == "every operation"
+    assert re.fullmatch(r"\d+ of 16 differ, max 1 ulp", fp8["agreement"])
+    for r in espcn:
+        assert r["units"] == "int_mac quant_fixedpoint" and r["rtl_scope"] == "1 output pixel(s)"
+        assert int(r["ops_per_inference"]) > 10**9                       # about 1 G MACs
+        assert re.fullmatch(r"\d+ of 196608 differ, max \d+ LSB", r["agreement"])
+    for r in models:
+        assert int(r["rtl_ops"]) > 0 and r["rtl_mismatches"] == "0"
+        assert float(r["energy_nj_per_inference"]) > 0 and float(r["area_um2"]) > 0
+    layers = read_csv(out / "qonnx_layers.csv")
+    for name in (r["model"] for r in models):
+        mine = [r for r in layers if r["model"] == name]
+        total = next(float(r["energy_nj_per_inference"]) for r in models if r["model"] == name)
+        assert sum(float(r["energy_nj_per_inference"]) for r in mine) == pytest.approx(total, rel=1e-3)
+        assert sum(float(r["share_pct"]) for r in mine) == pytest.approx(100, abs=0.5)
+    md = (out / "report.md").read_text()
+    assert "## Networks from QONNX" in md and "qonnx_cost.png" in md
 
 
 def test_paper_claims_and_seed_study(report):
