@@ -904,7 +904,8 @@ def run_report(out: Path, *, verify: Callable, replay: Callable, liberty=None, j
                                   f"{lib_obj.corner}; xnor_popcount: per binary MAC)",
                                   label="tab:mac", brief=MAC_BRIEF)
         elif step == "norm":
-            norm_rows = _cached("norm", lib_key, lambda: _norm_table(liberty, jobs))
+            norm_key = [NORM_TABLE["m"], list(NORM_TABLE["fmts"]), NORM_TABLE["stimulus"]]
+            norm_rows = _cached("norm", lib_key + norm_key, lambda: _norm_table(liberty, jobs))
             tables["norm"] = Table(norm_rows, caption=f"Normalization statistics and y = (x - mu) / "
                                    f"sigma over m={NORM_TABLE['m']} values ({lib_obj.name}, "
                                    f"{lib_obj.corner}; {NORM_TABLE['stimulus']} stream). x l2: "
