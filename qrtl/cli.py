@@ -736,6 +736,49 @@ def cmd_fp8_accuracy(args) -> int:
     return 0
 
 
+def cmd_norm_accuracy(args) -> int:
+    import pandas as pd
+    from tqdm import tqdm
+
+    from qrtl.reports.norm_accuracy import COLUMNS, norm_accuracy, summary
+    try:
+        scales = [int(x) for x in _list_arg(args.scales)]
+    except ValueError:
+        raise QrtlError(f"--scales={args.scales!r} is not a comma-separated list of integers") from None
+    out = _output_file(args.output, make_parents=True)
+    fmts, norms = _list_arg(args.fmt), _list_arg(args.norm)
+    bars = []
+
+    def progress(step: str) -> None:
+        if not bars:
+            bars.append(tqdm(total=len(fmts) * len(norms), desc="norm-accuracy", unit="run",
+                             disable=args.no_progress or args.json, file=sys.stderr))
+        bars[0].set_postfix_str(step)
+        bars[0].update()
+
+    try:
+        df = norm_accuracy(scales, fmts=fmts, norms=norms, m=args.m, channels=args.channels,
+                           int_frac_bits=args.int_frac_bits, seed=args.seed, progress=progress)
+    finally:
+        for bar in bars:
+            bar.close()
+    if out is not None:
+        _write_text(out, df.to_csv(index=False))
+    if args.json:
+        _print_json({"rows": df.to_dict(orient="records"), "summary": summary(df)})
+        return 0
+    with pd.option_context("display.width", 200, "display.max_rows", 500,
+                           "display.float_format", "{:.2e}".format):
+        print(f"bn_norm against float64: m={args.m}, {args.channels} channels per scale, inputs "
+              f"N(s, s^2) with s = 2^log2_std (int16: {args.int_frac_bits} fraction bits)")
+        print(df.set_index(["fmt", "norm", "log2_std"])[list(COLUMNS)].to_string())
+    for line in summary(df):
+        print(line)
+    if out is not None:
+        print(f"wrote {out}")
+    return 0
+
+
 def cmd_fp8_train(args) -> int:
     import pandas as pd
     from tqdm import tqdm
@@ -966,7 +1009,7 @@ def _cost_commands(sub) -> None:
 
 
 def _network_commands(sub) -> None:
-    """net, train, fp8-accuracy, fp8-train."""
+    """net, train, fp8-accuracy, norm-accuracy, fp8-train."""
     from qrtl.golden import nets
     from qrtl.golden.fp8 import RBITS_MAX
     from qrtl.reports.fp8_accuracy import DATASETS, DEFAULT_LENGTHS
@@ -1034,6 +1077,26 @@ def _network_commands(sub) -> None:
     p.add_argument("-o", "--output", default="build/reports/fp8_accuracy.csv", help="CSV file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_fp8_accuracy)
+
+    from qrtl.golden.norm import NORMS
+    from qrtl.reports.norm_accuracy import DEFAULT_SCALES, FORMATS
+    p = sub.add_parser("norm-accuracy", help="error and overflow of L2 / L1 / L-inf normalization "
+                                             "(bn_norm) in fp16 and int16 vs float64")
+    p.add_argument("--scales", default=",".join(map(str, DEFAULT_SCALES)),
+                   help="log2 of the input standard deviations, comma-separated")
+    p.add_argument("--m", type=_int("--m", 2, 64), default=64, help="values per channel (power of two)")
+    p.add_argument("--channels", type=_int("--channels", 1, 100_000), default=512,
+                   help="channels per scale")
+    p.add_argument("--fmt", default=",".join(FORMATS), help="formats: " + ", ".join(FORMATS))
+    p.add_argument("--norm", default=",".join(NORMS), help="norms: " + ", ".join(NORMS))
+    p.add_argument("--int-frac-bits", type=_int("--int-frac-bits", 0, 15), default=8,
+                   help="fraction bits of the int16 inputs")
+    p.add_argument("--seed", type=_SEED, default=0)
+    p.add_argument("-o", "--output", default="build/reports/norm_accuracy.csv",
+                   help="CSV file ('-': none)")
+    p.add_argument("--json", action="store_true", help="one JSON object (rows and summary)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_norm_accuracy)
 
     from qrtl.golden.nets.fp8train import ACCS, DEFAULT_CONFIGS, Hyper
     hp = Hyper()

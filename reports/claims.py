@@ -21,7 +21,8 @@ from __future__ import annotations
 import math
 from typing import Optional
 
-__all__ = ["paired", "abc_claim", "binaryduo_claim", "fp8_train_claim", "CLAIM_COLUMNS"]
+__all__ = ["paired", "abc_claim", "binaryduo_claim", "norm_claim", "fp8_train_claim",
+           "CLAIM_COLUMNS"]
 
 CLAIM_COLUMNS = ["paper", "claim", "measured", "verdict"]
 
@@ -107,6 +108,64 @@ def binaryduo_claim(networks: list[dict], seeds, equal_ops: bool) -> dict:
             f"= {p['mean']:+.2f} +- {p['se']:.2f} points (t = {p['t']:.1f}); energy per "
             f"inference decoupled {e_d:.3g} nJ ({e_d / e_b:.3g}x bnn {e_b:.3g} nJ), ternary on "
             f"ternary_dot {e_t:.3g} nJ ({e_t / e_b:.3g}x bnn)"),
+        "verdict": verdict,
+    }
+
+
+def _working_scales(acc, fmt: str, norm: str, good: float) -> set:
+    """Scales (``log2_std``) where ``norm`` in ``fmt`` has a relative RMS error of ``y``
+    below ``good`` (input rounding included) and no overflow."""
+    h = acc[(acc["fmt"] == fmt) & (acc["norm"] == norm)]
+    return set(h[(h["y_rel_rms_e2e"] < good) & (h["overflow"] == 0)]["log2_std"].astype(int))
+
+
+def _span(scales: set) -> str:
+    return f"std 2^{min(scales)}..2^{max(scales)}" if scales else "no scale"
+
+
+def norm_claim(costs: list[dict], acc, good: float = 1e-2) -> dict:
+    """L1 / L-inf normalization is cheaper than L2 in area and energy per element, and more
+    accurate (numerically stable) in half precision.
+
+    ``costs``: rows of the normalization table (``fmt``, ``norm``, ``area_um2``,
+    ``pj_per_element``); ``acc``: :func:`qrtl.reports.norm_accuracy.norm_accuracy`'s table.
+    Rule: part 1 (cost) holds when L1 and L-inf each have a smaller area and a smaller
+    energy per element than L2 in every costed format; part 2 (fp16 accuracy) holds when
+    L1 and L-inf each work (relative RMS error of ``y`` below ``good``, no overflow) on every
+    input scale where L2 works and on at least one more. Both: ``holds``; one: ``partly``;
+    none: ``does not hold``. The mean errors where all three work are quoted beside.
+    """
+    by = {(r["fmt"], r["norm"]): r for r in costs}
+    fmts = list(dict.fromkeys(r["fmt"] for r in costs))
+    cheaper = all(by[(f, n)]["area_um2"] < by[(f, "l2")]["area_um2"]
+                  and by[(f, n)]["pj_per_element"] < by[(f, "l2")]["pj_per_element"]
+                  for f in fmts for n in ("l1", "linf"))
+    cost_text = "; ".join(
+        f"{f}: " + ", ".join(f"{n} {by[(f, n)]['area_um2'] / by[(f, 'l2')]['area_um2']:.2f}x "
+                             f"the area and {by[(f, n)]['pj_per_element'] / by[(f, 'l2')]['pj_per_element']:.2f}x "
+                             f"the energy per element of l2" for n in ("l1", "linf"))
+        for f in fmts)
+    ok = {n: _working_scales(acc, "fp16", n, good) for n in ("l2", "l1", "linf")}
+    stable = all(ok[n] > ok["l2"] for n in ("l1", "linf"))    # a strict superset
+    common = ok["l2"] & ok["l1"] & ok["linf"]
+    h = acc[(acc["fmt"] == "fp16") & acc["log2_std"].isin(common)]
+    mean = h.groupby("norm")["y_rel_rms_e2e"].mean() if len(h) else {}
+    over = {n: sorted(set(acc[(acc["fmt"] == "fp16") & (acc["norm"] == n) & (acc["overflow"] > 0)]
+                          ["log2_std"].astype(int))) for n in ("l2", "l1", "linf")}
+    m = int(acc["m"].iloc[0])
+    verdict = "holds" if cheaper and stable else "partly" if cheaper or stable else "does not hold"
+    return {
+        "paper": "Norm matters (Hoffer, Banner, Golan, Soudry, NeurIPS 2018)",
+        "claim": "L1 and L-infinity batch normalization are cheaper than L2 in hardware and "
+                 "numerically stable in half precision, where L2's sum of squares overflows",
+        "measured": (
+            f"bn_norm m={costs[0]['m']} on the gaussian stream: {cost_text}; fp16 over "
+            f"channels of m={m} values N(s, s^2): error of y below {good:g} for "
+            + ", ".join(f"{n} {_span(ok[n])}" for n in ("l2", "l1", "linf"))
+            + "; first overflow at "
+            + ", ".join(f"{n} std 2^{over[n][0]}" if over[n] else f"{n} none" for n in ("l2", "l1", "linf"))
+            + ("; where all three work, mean relative RMS error of y "
+               + ", ".join(f"{n} {mean[n]:.2e}" for n in ("l2", "l1", "linf")) if len(h) else "")),
         "verdict": verdict,
     }
 

@@ -94,10 +94,10 @@ REPORT_FILES = [
     "fp8_accuracy.png", "fp8_accuracy.svg", "verification.csv", "qor.csv", "qor.md",
     "lean.csv", "lean.md", "lean_cost.png", "lean_cost.svg", "glitch.png", "glitch.svg",
     "claims.csv", "claims.md", "seeds.csv", "seeds.md", "seeds.tex", "fp8_train.csv",
-    "fp8_train.md", "fp8_train.tex", "qonnx_models.csv", "qonnx_models.md", "qonnx_layers.csv",
-    "qonnx_layers.md", "qonnx_cost.png", "qonnx_cost.svg", "scaling.csv", "scaling_exponents.csv",
-    "scaling_exponents.md", "scaling_xnor_popcount.png", "scaling_xnor_popcount.svg",
-    "scaling_fp8_mac.png",
+    "fp8_train.md", "fp8_train.tex", "norm.csv", "norm.md", "norm.tex", "norm_accuracy.csv",
+    "qonnx_models.csv", "qonnx_models.md", "qonnx_layers.csv", "qonnx_layers.md", "qonnx_cost.png",
+    "qonnx_cost.svg", "scaling.csv", "scaling_exponents.csv", "scaling_exponents.md",
+    "scaling_xnor_popcount.png", "scaling_xnor_popcount.svg", "scaling_fp8_mac.png",
     "report.md",
 ]
 
@@ -214,6 +214,40 @@ def _mac_table(liberty, jobs) -> list[dict]:
 
 #: The scaling section's sweeps (:data:`qrtl.reports.sweep.SCALING_SWEEPS`).
 SCALING = SCALING_SWEEPS
+
+
+#: The normalization table: ``bn_norm`` with ``m`` values per channel, these formats, every
+#: norm, on the ``gaussian`` stream (the same real values in every format).
+NORM_TABLE = {"m": 8, "fmts": ("int16", "fp16"), "stimulus": "gaussian"}
+NORM_BRIEF = ["fmt", "norm", "area_um2", "cells", "delay_ps", "energy_pj_per_op",
+              "pj_per_element", "glitch_pct", "area_x_l2", "energy_x_l2"]
+
+
+def _norm_table(liberty, jobs) -> list[dict]:
+    from qrtl.golden.norm import NORMS
+    m = NORM_TABLE["m"]
+    configs = [("bn_norm", {"m": m, "fmt": f, "norm": n}, NORM_TABLE["stimulus"])
+               for f in NORM_TABLE["fmts"] for n in NORMS]
+    results = _cost_rows(configs, liberty, jobs, "cost norms")
+    rows = []
+    for (_, p, stim), r in zip(configs, results):
+        rows.append({"fmt": p["fmt"], "norm": p["norm"], "m": m, "stimulus": stim,
+                     "area_um2": r["area_um2"], "cells": sum(r["cells"].values()),
+                     "delay_ps": r["delay_ps"], "energy_pj_per_op": r["energy_pj_per_op"],
+                     "pj_per_element": r["energy_pj_per_op"] / m,
+                     "pj_per_element_zero_delay": r["energy_zero_delay_pj_per_op"] / m,
+                     "glitch_pct": round(100.0 * r["glitch_fraction"], 1),
+                     "flow": r["synthesis"]["flow"]})
+    for r in rows:
+        l2 = next(x for x in rows if x["fmt"] == r["fmt"] and x["norm"] == "l2")
+        r["area_x_l2"] = l2["area_um2"] / r["area_um2"]
+        r["energy_x_l2"] = l2["pj_per_element"] / r["pj_per_element"]
+    return rows
+
+
+def _norm_accuracy():
+    from .norm_accuracy import norm_accuracy
+    return norm_accuracy()
 
 
 def _ratio_columns(rows: list[dict]) -> list[dict]:
@@ -369,13 +403,14 @@ def _seed_study(seeds: int):
     return cache.value(key, lambda: nets.seed_study(range(seeds), progress=True))
 
 
-def _claims(networks: list[dict], seeds, fp8train: dict) -> list[dict]:
+def _claims(networks: list[dict], seeds, fp8train: dict, norm_rows: list[dict], norm_acc) -> list[dict]:
     from qrtl.golden import nets
 
-    from .claims import abc_claim, binaryduo_claim, fp8_train_claim
+    from .claims import abc_claim, binaryduo_claim, fp8_train_claim, norm_claim
     from .fp8_train import summary
     equal = nets.op_counts("binaryduo", {"mode": "decoupled"}) == nets.op_counts("bnn")
     return [abc_claim(networks, seeds), binaryduo_claim(networks, seeds, equal),
+            norm_claim(norm_rows, norm_acc),
             fp8_train_claim(summary(fp8train["df"]).to_dict("records"), fp8train["fp32_seeds"],
                             fp8train["hyper"])]
 
@@ -715,6 +750,17 @@ def _report_md(out: Path, tables: dict, claim_rows: list[dict], prov: dict, nets
         "![lean baselines: cost vs mismatch](lean_cost.png)", "",
         "## Cost per multiply-accumulate (`mac.csv`)", "",
         tables["mac"].markdown(), "",
+        "## Normalization (`norm.csv`, `norm_accuracy.csv`)", "",
+        "`bn_norm` (Hoffer et al., \"Norm matters\"): the mean, `1/sigma` with sigma the L2 "
+        "norm (standard deviation), the L1 norm (`sqrt(pi/2) mean|x - mu|`) or the L-inf norm "
+        "(`C(m) max|x - mu|`), and `y = (x - mu) / sigma` for all m values of a channel in one "
+        "combinational step (the arithmetic, every rounding included, is `golden/norm.py`), "
+        "costed on the same stimulus for every norm: channels of m values N(c, 1), c ~ N(0, 1) "
+        "(int16 with 8 fraction bits; fp16). `pj_per_element`: energy per operation / m. "
+        "`x_l2`: L2's figure / this norm's (above 1: cheaper than L2). `norm_accuracy.csv` "
+        "(`qrtl norm-accuracy`): each norm's error against float64 and its overflow and "
+        "underflow rates in fp16 and int16 across input scales.", "",
+        tables["norm"].markdown(), "",
         "## Networks (`networks.csv`)", "",
         f"Test accuracy on the digits test split ({nets_images}); `rtl_bit_exact`: every "
         "operation of those images replayed on the generated RTL (Verilator) matched the golden "
@@ -835,8 +881,8 @@ def run_report(out: Path, *, verify: Callable, replay: Callable, liberty=None, j
     lib_obj = load_library(str(liberty) if liberty else None)
     lib_key = [lib_obj.key]  # the library's contents, not its path
     written: list[Path] = []
-    steps = ["verilog", "verify", "units", "quant", "clocked", "lean", "mac", "scaling", "qor",
-             "networks", "qonnx", "seeds", "fp8", "fp8train", "claims", "plots", "report"]
+    steps = ["verilog", "verify", "units", "quant", "clocked", "lean", "mac", "norm", "scaling",
+             "qor", "networks", "qonnx", "seeds", "fp8", "fp8train", "claims", "plots", "report"]
     bar = tqdm(steps, desc="qrtl report", unit="step", file=sys.stderr, disable=not progress)
     tables: dict = {}
     for step in bar:
@@ -894,11 +940,20 @@ def run_report(out: Path, *, verify: Callable, replay: Callable, liberty=None, j
                 liberty, jobs, progress=False, sweeps=SCALING))
             first = {label: next(iter(params)) for label, _, params, _ in SCALING}
             tables["scaling_exponents"] = Table(
-                [f for f in scale_fits if f["param"] == first[f["sweep"]]], brief=["sweep", "param", "series", "figure", "exponent", "r2_power",
-                                   "per_doubling", "r2_log", "points"],
+                [f for f in scale_fits if f["param"] == first[f["sweep"]]],
+                brief=["sweep", "param", "series", "figure", "exponent", "r2_power",
+                       "per_doubling", "r2_log", "points"],
                 caption="How cost grows: fitted exponents b of figure ~ param^b (log-log "
                         "least squares), and the change per doubling of the parameter",
                 label="tab:scaling")
+        elif step == "norm":
+            norm_key = [NORM_TABLE["m"], list(NORM_TABLE["fmts"]), NORM_TABLE["stimulus"]]
+            norm_rows = _cached("norm", lib_key + norm_key, lambda: _norm_table(liberty, jobs))
+            tables["norm"] = Table(norm_rows, caption=f"Normalization statistics and y = (x - mu) / "
+                                   f"sigma over m={NORM_TABLE['m']} values ({lib_obj.name}, "
+                                   f"{lib_obj.corner}; {NORM_TABLE['stimulus']} stream). x l2: "
+                                   f"L2 / this norm.", label="tab:norm", brief=NORM_BRIEF)
+            norm_acc = _cached("norm_accuracy", [], _norm_accuracy)
         elif step == "qor":
             rows = _cached("qor", lib_key, lambda: _qor_table(liberty, jobs))
             tables["qor"] = Table(rows, caption=f"Synthesis QoR against Yosys's standard flow "
@@ -930,7 +985,7 @@ def run_report(out: Path, *, verify: Callable, replay: Callable, liberty=None, j
                 caption="FP8 training of the digits MLP: test accuracy (%) per epoch",
                 label="tab:fp8train")
         elif step == "claims":
-            claim_rows = _claims(nrows, seed_df, ftrain)
+            claim_rows = _claims(nrows, seed_df, ftrain, norm_rows, norm_acc)
             tables["claims"] = Table(claim_rows, caption="The cited papers' claims, measured",
                                      label="tab:claims")
         elif step == "fp8":
@@ -945,8 +1000,11 @@ def run_report(out: Path, *, verify: Callable, replay: Callable, liberty=None, j
             written += qonnx_figure(qonnx["costs"], out)
             written += _scaling_plot(out, scale_rows)
         elif step == "report":
-            for name in ("quant_ops", "mac", "networks", "quant_clocked", "seeds", "fp8_train"):
+            for name in ("quant_ops", "mac", "norm", "networks", "quant_clocked", "seeds", "fp8_train"):
                 written += tables[name].write(out / name)
+            path = out / "norm_accuracy.csv"
+            Table(norm_acc.to_dict("records")).csv(path)
+            written.append(path)
             written += tables["claims"].write(out / "claims", formats=("csv", "md"))
             written += tables["mac_clocked"].write(out / "mac_clocked", formats=("csv", "md"))
             written.append(tables["units"].csv(out / "units.csv"))

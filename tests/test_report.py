@@ -26,17 +26,20 @@ def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
     # a small run: 20 test images, 20k random vectors per unit (the CLI uses the full split)
     from qrtl.golden.nets.fp8train import Hyper
-    # small scaling sweeps (the report's go to xnor_popcount n=4096: minutes per point)
-    saved = report_mod.SCALING
+    # small scaling sweeps (the report's go to xnor_popcount n=4096: minutes per point) and
+    # the normalization table at m=4 in int8 (the report's m=8 int16/fp16 units take minutes each)
+    saved = report_mod.SCALING, dict(report_mod.NORM_TABLE)
     report_mod.SCALING = (("xnor_popcount vs n", "xnor_popcount", {"n": "8..32"}, False),
                           ("fp8_mac vs accumulator format", "fp8_mac", {"acc": "fp16,fp32"}, False))
+    report_mod.NORM_TABLE.update(m=4, fmts=("int8",))
     try:
         written = run_report(out, verify=_verify, replay=replay, jobs=2, images=20,
                              verify_vectors=20_000, progress=False, seeds=2,
                              fp8_train_hyper=Hyper(epochs=1, train_images=256),
                              replay_qonnx=replay_qonnx)
     finally:
-        report_mod.SCALING = saved
+        report_mod.SCALING = saved[0]
+        report_mod.NORM_TABLE.update(saved[1])
     return out, written
 
 
@@ -159,6 +162,26 @@ def test_scaling_section(report):
     assert "## How cost grows" in (out / "report.md").read_text()
 
 
+def test_normalization_table(report):
+    """Every norm of every costed format, on one stream; energy per element = per op / m;
+    the ratios against L2 recomputed; the fp16/int16 accuracy study beside it."""
+    from qrtl.golden.norm import NORMS
+    out, _ = report
+    rows = read_csv(out / "norm.csv")
+    assert [(r["fmt"], r["norm"]) for r in rows] == [("int8", n) for n in NORMS]
+    l2 = rows[0]
+    for r in rows:
+        assert r["stimulus"] == "gaussian" and r["m"] == "4"
+        for col in ("area_um2", "delay_ps", "energy_pj_per_op", "pj_per_element"):
+            assert float(r[col]) > 0, (r["norm"], col)
+        assert float(r["pj_per_element"]) == pytest.approx(float(r["energy_pj_per_op"]) / 4, rel=1e-3)
+        assert float(r["area_x_l2"]) == pytest.approx(float(l2["area_um2"]) / float(r["area_um2"]), rel=1e-3)
+    assert float(l2["area_x_l2"]) == 1.0 == float(l2["energy_x_l2"])
+    acc = read_csv(out / "norm_accuracy.csv")
+    assert {(r["fmt"], r["norm"]) for r in acc} == {(f, n) for f in ("fp16", "int16") for n in NORMS}
+    assert "## Normalization" in (out / "report.md").read_text()
+
+
 def test_networks_from_qonnx(report):
     """The section on the qonnx wheel's models: each imported, compared with qonnx's
     executor, replayed on the RTL without a mismatch and costed per layer."""
@@ -198,10 +221,11 @@ def test_paper_claims_and_seed_study(report):
         assert 80 <= min(accs) and max(accs) <= 100
         assert float(r["mean_pct"]) == pytest.approx(sum(accs) / 2, abs=0.01)  # 4 digits
     claims = read_csv(out / "claims.csv")
-    assert [r["paper"].split()[0] for r in claims][:3] == ["ABC-Net", "BinaryDuo", "FP8"]
+    assert [r["paper"].split()[0] for r in claims] == ["ABC-Net", "BinaryDuo", "Norm", "FP8"]
     for r in claims:
         assert r["verdict"] in ("holds", "not significant", "does not hold", "partly"), r
-        assert re.search(r"\d+\.\d+%", r["measured"]) and "seeds" in r["measured"], r
+        if not r["paper"].startswith("Norm"):
+            assert re.search(r"\d+\.\d+%", r["measured"]) and "seeds" in r["measured"], r
     md = (out / "report.md").read_text()
     assert all(r["measured"] in md for r in claims)
     train = read_csv(out / "fp8_train.csv")
