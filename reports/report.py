@@ -18,7 +18,6 @@ from __future__ import annotations
 import datetime as _dt
 import functools
 import hashlib
-import importlib.util
 import math
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from typing import Callable, Optional
 
 from tqdm import tqdm
 
-from qrtl.golden.cache import Cache, atomic_write
+from qrtl.golden.cache import Cache, atomic_write, code_hash
 from qrtl.golden.nets.fp8train import Hyper
 from qrtl.golden.procs import pool_map
 from qrtl.hw.registry import STREAMS
@@ -106,17 +105,9 @@ REPORT_FILES = [
 
 @functools.lru_cache(maxsize=1)
 def _code_hash() -> str:
-    """Hash of qrtl's code and data: any change invalidates every cached step."""
-    h = hashlib.sha256()
-    for pkg in ("qrtl", "qrtl.golden", "qrtl.hw", "qrtl.sim", "qrtl.reports"):
-        for folder in importlib.util.find_spec(pkg).submodule_search_locations:
-            folder = Path(folder)
-            for path in sorted(folder.rglob("*")):
-                if path.is_file() and path.suffix in (".py", ".npz", ".lib", ".json") \
-                        and "__pycache__" not in path.parts:
-                    h.update(f"{pkg}/{path.relative_to(folder)}".encode())
-                    h.update(path.read_bytes())
-    return h.hexdigest()[:16]
+    """Hash of qrtl's code and data (:func:`qrtl.golden.cache.code_hash`): any change
+    invalidates every cached step."""
+    return code_hash()
 
 
 def _cached(step: str, key: object, fn: Callable):
