@@ -701,32 +701,46 @@ def _list_arg(text: str) -> list[str]:
     return [x.strip() for x in text.split(",") if x.strip()]
 
 
+def _int_list_arg(flag: str, text: str) -> list[int]:
+    try:
+        return [int(x) for x in _list_arg(text)]
+    except ValueError:
+        raise QrtlError(f"{flag}={text!r} is not a comma-separated list of integers") from None
+
+
+class _StepBar:
+    """A progress bar over ``total`` steps, made at the first step (so that bad input is
+    refused before any output); ``bar(step)`` advances it, ``bar.close()`` ends it."""
+
+    def __init__(self, total: int, desc: str, disable: bool):
+        self.total, self.desc, self.disable, self.bar = total, desc, disable, None
+
+    def __call__(self, step: str) -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+            self.bar = tqdm(total=self.total, desc=self.desc, unit="run", disable=self.disable,
+                            file=sys.stderr)
+        self.bar.set_postfix_str(step)
+        self.bar.update()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def cmd_fp8_accuracy(args) -> int:
     import pandas as pd
-    from tqdm import tqdm
 
     from qrtl.reports.fp8_accuracy import METHODS, fp8_accuracy, pivot
-    try:
-        lengths = [int(x) for x in _list_arg(args.lengths)]
-    except ValueError:
-        raise QrtlError(f"--lengths={args.lengths!r} is not a comma-separated list of integers") from None
+    lengths = _int_list_arg("--lengths", args.lengths)
     out = _output_file(args.output, make_parents=True)
     fmts, data = _list_arg(args.fmt), _list_arg(args.data)
-    bars = []  # made at the first step, so that bad input is refused before any output
-
-    def progress(step: str) -> None:
-        if not bars:
-            bars.append(tqdm(total=len(fmts) * len(METHODS), desc="fp8-accuracy", unit="run",
-                             disable=args.no_progress, file=sys.stderr))
-        bars[0].set_postfix_str(step)
-        bars[0].update()
-
+    progress = _StepBar(len(fmts) * len(METHODS), "fp8-accuracy", args.no_progress)
     try:
         df = fp8_accuracy(lengths, fmts=fmts, data=data, trials=args.trials, rbits=args.rbits,
                           seed=args.seed, progress=progress)
     finally:
-        for bar in bars:
-            bar.close()
+        progress.close()
     _write_text(out, df.to_csv(index=False))
     with pd.option_context("display.width", 200, "display.max_rows", 500,
                            "display.float_format", "{:.2e}".format):
@@ -738,30 +752,17 @@ def cmd_fp8_accuracy(args) -> int:
 
 def cmd_norm_accuracy(args) -> int:
     import pandas as pd
-    from tqdm import tqdm
 
     from qrtl.reports.norm_accuracy import COLUMNS, norm_accuracy, summary
-    try:
-        scales = [int(x) for x in _list_arg(args.scales)]
-    except ValueError:
-        raise QrtlError(f"--scales={args.scales!r} is not a comma-separated list of integers") from None
+    scales = _int_list_arg("--scales", args.scales)
     out = _output_file(args.output, make_parents=True)
     fmts, norms = _list_arg(args.fmt), _list_arg(args.norm)
-    bars = []
-
-    def progress(step: str) -> None:
-        if not bars:
-            bars.append(tqdm(total=len(fmts) * len(norms), desc="norm-accuracy", unit="run",
-                             disable=args.no_progress or args.json, file=sys.stderr))
-        bars[0].set_postfix_str(step)
-        bars[0].update()
-
+    progress = _StepBar(len(fmts) * len(norms), "norm-accuracy", args.no_progress or args.json)
     try:
         df = norm_accuracy(scales, fmts=fmts, norms=norms, m=args.m, channels=args.channels,
                            int_frac_bits=args.int_frac_bits, seed=args.seed, progress=progress)
     finally:
-        for bar in bars:
-            bar.close()
+        progress.close()
     if out is not None:
         _write_text(out, df.to_csv(index=False))
     if args.json:
