@@ -11,6 +11,7 @@ rounding and packing exist once:
 * :func:`round_pack` -- normalise, round (RNE or stochastic), detect overflow, pack a code
 * :func:`add_round` -- fused ``round(x + y)`` of two operands of any formats
 * :func:`pack_exact` -- pack a value known to be representable (the multiplier's output)
+* :func:`align_fixed` -- an exact operand as a signed fixed-point integer (``mx_dot``)
 
 Formats are :class:`golden.formats.FPFormat` (the same objects the golden models use) and the
 rounding rules are those of :mod:`golden.fp8` (module docstring), bit for bit.
@@ -30,7 +31,7 @@ from qrtl.golden.formats import ACC_FORMATS, ELEMENT_FORMATS, FP8_FORMATS, FPFor
 from .errors import reject
 
 __all__ = ["Operand", "unpack", "multiply", "lzc", "shr_sticky", "round_pack", "add_round",
-           "pack_exact", "Fp8Mul", "Fp8Mac", "Fp8Dot", "EXP", "MAC_STAGES"]
+           "pack_exact", "align_fixed", "Fp8Mul", "Fp8Mac", "Fp8Dot", "EXP", "MAC_STAGES"]
 
 #: Width of every internal (signed) exponent: binary32's range plus alignment fits easily.
 EXP = 12
@@ -192,6 +193,18 @@ def round_pack(m: Module, sign, mag, g, f: FPFormat, rounding: str, rnd, rbits: 
     else:
         m.d.comb += code.eq(Mux(over, f.nan_code, finite))
     return code
+
+
+def align_fixed(m: Module, x: Operand, lsb: int, width: int, max_shift: int, name: str):
+    """``x`` as a signed ``width``-bit fixed-point integer with LSB weight ``2^lsb``:
+    ``(-1)^sign * (sig << (exp - lsb))``, exact. The caller guarantees ``0 <= exp - lsb <=
+    max_shift`` and that the value fits (NaN/Inf operands have ``sig = 0``, giving 0)."""
+    amt = _sig(f"{name}_amt", max(1, max_shift.bit_length()))
+    mag = _sig(f"{name}_mag", width)
+    out = _sig(f"{name}_fx", width, True)
+    m.d.comb += [amt.eq((x.exp - lsb)[:len(amt)]), mag.eq(x.sig << amt),
+                 out.eq(Mux(x.sign, -mag, mag))]
+    return out
 
 
 def _normalise(m: Module, x: Operand, width: int, name: str):

@@ -1,0 +1,123 @@
+"""Bit-exact golden model of the OCP MX dot product (``mx_dot``).
+
+OCP Microscaling Formats (MX) v1.0, section 6 ("Dot"): for two MX blocks of ``k`` elements
+``P^A_i``, ``P^B_i`` with scales ``X(A)``, ``X(B)``,
+
+    ``Dot(A, B) = X(A) * X(B) * sum_i P^A_i * P^B_i``
+
+and the spec leaves the internal precision and the order of the additions to the
+implementation. Ours: **exact**. Every element is an integer multiple of its format's
+smallest quantum ``2^lsb`` (``lsb = emin - mbits`` for a minifloat, the implicit scale
+``-6`` for the INT8 element), so every product is an integer multiple of ``2^(lsbA + lsbB)``
+and the sum is an integer ``S`` held exactly in a two's complement accumulator of
+
+    ``W = bitlen(k * MA * MB) + 1``  bits  (at most ``wA + wB + log2(k) + 1``),
+
+where ``MA = max|A| / 2^lsbA`` is the largest element magnitude in quanta (``wA`` bits).
+The result is ``S * 2^(lsbA + lsbB + (eA - 127) + (eB - 127))`` for E8M0 scale codes
+``eA``, ``eB``, rounded **once** to IEEE binary32 (round to nearest even, subnormals kept,
+overflow to +-Inf). :func:`acc_width` gives ``W``; for k = 32 it is 14 bits (E2M1 x E2M1),
+18 (E2M3), 24 (E3M2), 42 (E4M3), 70 (E5M2), 21 (INT8 x INT8) and 56 (E4M3 x E5M2).
+
+Special values (section 6: a NaN scale makes the block NaN; the FP8 elements' NaN and Inf
+follow IEEE 754 as in :mod:`golden.fp8`): the result is the canonical NaN ``0x7FC00000`` if
+either scale is NaN (``0xFF``), if any element is NaN, if any product is ``Inf * 0``, or if
+products of both infinite signs occur; else ``+-Inf`` if any product is infinite. An exact
+zero sum is ``-0`` only if every product is ``-0`` (as IEEE 754 sums them), else ``+0``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import QrtlError
+from .formats import MX_ELEMENTS, FPFormat, get_format
+from .fp8 import product, round_pack, split_lanes, unpack
+
+__all__ = ["element_lsb", "element_max_quanta", "acc_width", "mx_dot", "mx_dot_ports",
+           "check_mx_params", "K_MAX"]
+
+K_MAX = 64
+_NAN32, _INF32 = 0x7FC00000, 0x7F800000
+
+
+def element_lsb(fmt) -> int:
+    """Exponent of the smallest quantum of an element format (every value is a multiple)."""
+    f = get_format(fmt)
+    return f.emin - f.mbits if isinstance(f, FPFormat) else f.scale_exp
+
+
+def element_max_quanta(fmt) -> int:
+    """Largest element magnitude in quanta ``2^element_lsb`` (``2^7`` for the INT8 element)."""
+    f = get_format(fmt)
+    if isinstance(f, FPFormat):
+        return int(f.max_value / 2 ** element_lsb(f))
+    return 1 << (f.width - 1)
+
+
+def acc_width(fmt_a, fmt_b, k: int) -> int:
+    """Width ``W`` of the exact two's complement accumulator of ``k`` products (module doc)."""
+    return (k * element_max_quanta(fmt_a) * element_max_quanta(fmt_b)).bit_length() + 1
+
+
+def check_mx_params(fmt_a, fmt_b, k) -> tuple:
+    """The element formats (objects) after checking them and ``k`` (one-line QrtlError)."""
+    for what, f in (("fmt_a", fmt_a), ("fmt_b", fmt_b)):
+        name = getattr(f, "name", f)
+        if name not in MX_ELEMENTS:
+            raise QrtlError(f"{what}={name!r} is not an MX element format "
+                            f"(allowed: {', '.join(MX_ELEMENTS)})")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= K_MAX \
+            or k & (k - 1):
+        raise QrtlError(f"k={k!r} is not valid (allowed: a power of two 1..{K_MAX})")
+    return get_format(fmt_a), get_format(fmt_b)
+
+
+def mx_dot(a, b, sa, sb, *, fmt_a="e4m3", fmt_b="e4m3") -> np.ndarray:
+    """binary32 codes (uint64) of ``2^(sa-127) * 2^(sb-127) * sum_i a_i * b_i``, exact then
+    rounded once (module docstring).
+
+    ``a``, ``b``: element codes, shape ``(..., k)`` (``k`` a power of two up to 64);
+    ``sa``, ``sb``: E8M0 scale codes, shape ``(...)``.
+    """
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape or a.ndim < 1:
+        raise QrtlError(f"mx_dot: a and b must have the same shape (..., k), got {a.shape} and {b.shape}")
+    fa, fb = check_mx_params(fmt_a, fmt_b, a.shape[-1])
+    k = a.shape[-1]
+    lead = a.shape[:-1]
+    sa, sb = (np.broadcast_to(np.asarray(s).astype(np.int64), lead).ravel() for s in (sa, sb))
+    p = product(unpack(a.reshape(-1, k), fa), unpack(b.reshape(-1, k), fb))
+    la, lb = element_lsb(fa), element_lsb(fb)
+    shift = p.exp - (la + lb)                    # >= 0: every product is a multiple of 2^(la+lb)
+    wide = acc_width(fa, fb, k) > 62             # E5M2 products alone may need 64 bits
+    sig = p.sig.astype(object) if wide else p.sig
+    term = sig << (shift.astype(object) if wide else shift)
+    s = np.where(p.sign == 1, -term, term).sum(axis=1)
+    neg = s < 0
+    mag = np.where(neg, -s, s)
+    g = la + lb + sa + sb - 254
+    if wide:  # jam to 62 bits with a sticky bit: the RNE binary32 result is unchanged
+        bl = np.array([int(x).bit_length() for x in mag], np.int64)
+        d = np.maximum(bl - 62, 0)
+        kept = np.array([int(x) >> int(n) | (int(x) & ((1 << int(n)) - 1) != 0)
+                         for x, n in zip(mag, d)], np.int64)
+        mag, g = kept, g + d
+    zero_sign = np.all((p.sign == 1) & (p.sig == 0) & ~p.inf & ~p.nan, axis=1)
+    sign = np.where(mag == 0, zero_sign, neg).astype(np.int64)
+    out = round_pack(sign, mag.astype(np.int64), g, "fp32")
+    pinf = np.any(p.inf & (p.sign == 0), axis=1)
+    ninf = np.any(p.inf & (p.sign == 1), axis=1)
+    nan = np.any(p.nan, axis=1) | (pinf & ninf) | (sa == 0xFF) | (sb == 0xFF)
+    out = np.where(pinf | ninf, np.where(ninf, np.uint64(_INF32 | 1 << 31), np.uint64(_INF32)), out)
+    out = np.where(nan, np.uint64(_NAN32), out)
+    return out.astype(np.uint64).reshape(lead)
+
+
+def mx_dot_ports(x: dict, *, fmt_a="e4m3", fmt_b="e4m3", k=32) -> dict:
+    """:func:`mx_dot` on port values: ``a`` (``k`` codes side by side, element 0 in the
+    LSBs), ``b`` likewise, ``sa``, ``sb``; returns ``{"result": binary32 codes}``."""
+    fa, fb = check_mx_params(fmt_a, fmt_b, k)
+    a = split_lanes(x["a"], fa.width, k)
+    b = split_lanes(x["b"], fb.width, k)
+    return {"result": mx_dot(a, b, x["sa"], x["sb"], fmt_a=fa, fmt_b=fb)}

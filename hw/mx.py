@@ -1,0 +1,121 @@
+"""The OCP MX dot product ``mx_dot``, built from the FP8 family's blocks (:mod:`hw.fp8`).
+
+Per element pair: :func:`~qrtl.hw.fp8.unpack` both codes, :func:`~qrtl.hw.fp8.multiply`
+them exactly, :func:`~qrtl.hw.fp8.align_fixed` the product into the exact fixed-point
+accumulator; a balanced adder tree sums the ``k`` terms; the sum, scaled by the two E8M0
+scales (an exponent offset), is rounded once to binary32 by :func:`~qrtl.hw.fp8.round_pack`.
+The maths, the accumulator width and the special cases are those of :mod:`qrtl.golden.mx`.
+"""
+
+from __future__ import annotations
+
+import operator
+
+from amaranth import Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from qrtl.golden.errors import QrtlError
+from qrtl.golden.formats import FPFormat, get_format
+from qrtl.golden.mx import acc_width, check_mx_params, element_lsb
+
+from .errors import reject
+from .fp8 import EXP, align_fixed, multiply, round_pack, unpack
+
+__all__ = ["MxDot"]
+
+_FP32 = get_format("fp32")
+
+
+def _max_shift(f) -> int:
+    """Largest ``exp - lsb`` of an unpacked element (its special codes included)."""
+    return (1 << f.ebits) - 2 if isinstance(f, FPFormat) else 0
+
+
+class MxDot(wiring.Component):
+    """MX block dot product ``result = 2^(sa-127) * 2^(sb-127) * sum_i a_i * b_i`` (binary32).
+
+    The sum is exact in a ``W``-bit two's complement accumulator
+    (:func:`qrtl.golden.mx.acc_width`), scaled and rounded once to nearest even; special
+    values as :mod:`qrtl.golden.mx` says (NaN scale ``0xFF`` -> NaN). Combinational: the
+    whole block in one pass (latency 0).
+
+    Parameters
+    ----------
+    fmt_a, fmt_b : str
+        Element formats of the two blocks: ``e2m1``, ``e2m3``, ``e3m2``, ``e4m3``, ``e5m2``
+        or ``mxint8`` (default ``e4m3``; ``fmt_b=None`` takes ``fmt_a``).
+    k : int
+        Elements per block, a power of two 1..64 (default 32, the MX block size).
+
+    Members
+    -------
+    a : In(k * width of fmt_a)
+        Element codes, element ``i`` in bits ``i*w .. i*w + w - 1``.
+    b : In(k * width of fmt_b)
+        Likewise.
+    sa, sb : In(8)
+        E8M0 scale codes of the two blocks.
+    result : Out(32)
+        binary32 code of the dot product.
+    """
+
+    def __init__(self, fmt_a="e4m3", fmt_b=None, k=32):
+        fmt_b = fmt_a if fmt_b is None else fmt_b
+        try:
+            k = operator.index(k)
+            self.fmt_a, self.fmt_b = check_mx_params(fmt_a, fmt_b, k)
+        except (QrtlError, TypeError) as e:
+            reject(self, str(e))
+        self.k = k
+        wa, wb = self.fmt_a.width, self.fmt_b.width
+        super().__init__({"a": In(k * wa), "b": In(k * wb), "sa": In(8), "sb": In(8),
+                          "result": Out(32)})
+
+    @property
+    def acc_width(self) -> int:
+        """Width of the exact accumulator (two's complement bits)."""
+        return acc_width(self.fmt_a, self.fmt_b, self.k)
+
+    @property
+    def latency(self) -> int:
+        return 0
+
+    def elaborate(self, platform):
+        m = Module()
+        fa, fb, k, w = self.fmt_a, self.fmt_b, self.k, self.acc_width
+        wa, wb = fa.width, fb.width
+        lsb = element_lsb(fa) + element_lsb(fb)
+        shift = _max_shift(fa) + _max_shift(fb)
+        terms, prods = [], []
+        for i in range(k):
+            x = unpack(m, self.a[i * wa:(i + 1) * wa], fa, f"a{i}")
+            y = unpack(m, self.b[i * wb:(i + 1) * wb], fb, f"b{i}")
+            p = multiply(m, x, y, f"p{i}")
+            prods.append(p)
+            terms.append(align_fixed(m, p, lsb, w, shift, f"t{i}"))
+        level = 0
+        while len(terms) > 1:  # balanced adder tree, every node W bits (the total fits)
+            nxt = []
+            for j in range(0, len(terms), 2):
+                s = Signal(signed(w), name=f"sum{level}_{j // 2}")
+                m.d.comb += s.eq(terms[j] + terms[j + 1])
+                nxt.append(s)
+            terms, level = nxt, level + 1
+        total = terms[0]
+        mag = Signal(w, name="mag")
+        sign = Signal(name="sign")
+        g = Signal(signed(EXP), name="g")
+        all_negzero = Cat(*[p.sign & ~p.sig.any() & ~p.nan & ~p.inf for p in prods]).all()
+        m.d.comb += [
+            mag.eq(Mux(total < 0, -total, total)),
+            sign.eq(Mux(total == 0, all_negzero, total < 0)),
+            g.eq(self.sa + self.sb + (lsb - 254)),
+        ]
+        code = round_pack(m, sign, mag, g, _FP32, "rne", None, 16, False, "rp")
+        pinf = Cat(*[p.inf & ~p.sign for p in prods]).any()
+        ninf = Cat(*[p.inf & p.sign for p in prods]).any()
+        nan = Cat(*[p.nan for p in prods]).any() | (pinf & ninf) | (self.sa == 0xFF) | (self.sb == 0xFF)
+        inf = Cat(Const(0, 23), Const(0xFF, 8), ninf)
+        m.d.comb += self.result.eq(Mux(nan, _FP32.nan_code, Mux(pinf | ninf, inf, code)))
+        return m
