@@ -215,3 +215,187 @@ def test_rtl_mac_exhaustive(fmt, acc):
     res = simulate(inst, x)
     assert res.mismatches == 0, res.first_mismatch
     assert res.vectors >= (1 << (2 * get_format(fmt).width)) * 64
+
+
+# --- mx_dot: golden -------------------------------------------------------------------------------
+
+from fractions import Fraction  # noqa: E402
+
+from qrtl.golden.formats import MX_ELEMENTS  # noqa: E402
+from qrtl.golden.fp8 import split_lanes  # noqa: E402
+from qrtl.golden.mx import acc_width, element_lsb, element_max_quanta, mx_dot  # noqa: E402
+from qrtl.hw.reg_mx import mx_formats  # noqa: E402
+
+from .test_fp8 import ref_decode, ref_round  # noqa: E402
+
+FP32 = get_format("fp32")
+DOT_PAIRS = [("e4m3", "e4m3"), ("e5m2", "e5m2"), ("mxint8", "mxint8"), ("e2m1", "e2m1"),
+             ("e2m3", "e3m2"), ("e4m3", "e5m2"), ("mxint8", "e2m1")]
+
+
+def ref_element(code, f):
+    """``ref_decode`` of :mod:`tests.test_fp8`, plus the INT8 element straight from the
+    spec's definition (two's complement times 2^-6)."""
+    if f.name == "mxint8":
+        c = int(code) - (256 if int(code) & 0x80 else 0)
+        return (Fraction(c, 64), int(c < 0))
+    return ref_decode(code, f)
+
+
+def ref_mx_dot(a, b, sa, sb, fa, fb) -> int:
+    """The MX Dot of one block pair with Fractions and the IEEE 754 special rules."""
+    if sa == 0xFF or sb == 0xFF:
+        return 0x7FC00000
+    prods = []
+    for x, y in zip(a, b):
+        x, y = ref_element(x, fa), ref_element(y, fb)
+        if x[0] == "nan" or y[0] == "nan":
+            return 0x7FC00000
+        s = x[1] ^ y[1]
+        if x[0] == "inf" or y[0] == "inf":
+            other = y if x[0] == "inf" else x
+            if other[0] == 0:
+                return 0x7FC00000
+            prods.append(("inf", s))
+        else:
+            prods.append((x[0] * y[0], s))
+    infs = {s for v, s in prods if v == "inf"}
+    if len(infs) == 2:
+        return 0x7FC00000
+    if infs:
+        return 0x7F800000 | (infs.pop() << 31)
+    total = sum(v for v, _ in prods)
+    zero_sign = int(all(v == 0 and s == 1 for v, s in prods))
+    return ref_round(total * Fraction(2) ** (int(sa) + int(sb) - 254), zero_sign, FP32)
+
+
+def _float_oracle(a, b, sa, sb, fa, fb):
+    """Where float64 holds every product and the sum exactly (accumulator <= 53 bits): the
+    float64 sum of ml_dtypes (or int8 / 64) element values, scaled, cast once to float32."""
+    def val(c, f):
+        c = np.asarray(c, np.uint8)
+        return c.view(np.int8) / 64.0 if f.name == "mxint8" else c.view(ML[f.name]).astype(np.float64)
+    prods = val(a, fa) * val(b, fb)
+    s = prods.sum(axis=1)
+    # NumPy's sum starts from +0, so a block of -0 products sums to +0; IEEE 754 gives -0
+    s = np.where(np.all((prods == 0) & np.signbit(prods), axis=1), -0.0, s)
+    return np.ldexp(s, (sa + sb - 254).astype(np.int32)).astype(np.float32)
+
+
+def test_acc_width_is_tight():
+    """W - 1 bits hold exactly the largest sum (k max-magnitude products): one bit less
+    would not, and W never exceeds wA + wB + log2 k + 1."""
+    for fa in MX_ELEMENTS:
+        for fb in MX_ELEMENTS:
+            for k in (1, 2, 16, 32, 64):
+                w = acc_width(fa, fb, k)
+                top = k * element_max_quanta(fa) * element_max_quanta(fb)
+                assert top < 2 ** (w - 1) and top >= 2 ** (w - 2)
+                wa, wb = (element_max_quanta(f).bit_length() for f in (fa, fb))
+                assert w <= wa + wb + k.bit_length()
+    assert {f: acc_width(f, f, 32) for f in MX_ELEMENTS} == {
+        "e2m1": 14, "e2m3": 18, "e3m2": 24, "e4m3": 42, "e5m2": 70, "mxint8": 21}
+    assert [element_lsb(f) for f in MX_ELEMENTS] == [-1, -3, -4, -9, -16, -6]
+
+
+def _dot_vectors(fa, fb, k, n, seed):
+    """Stimulus and corners of the registered unit, as (n, k) code matrices and scales."""
+    inst = configure("mx_dot", {"fmt_a": fa, "fmt_b": fb, "k": k})
+    fa_, fb_ = mx_formats(inst.params)
+    x = inst.stimulus(n, seed)
+    c = inst.corners()
+    a = np.concatenate([split_lanes(c["a"], fa_.width, k), split_lanes(x["a"], fa_.width, k)])
+    b = np.concatenate([split_lanes(c["b"], fb_.width, k), split_lanes(x["b"], fb_.width, k)])
+    sa = np.concatenate([c["sa"], x["sa"]]).astype(np.int64)
+    sb = np.concatenate([c["sb"], x["sb"]]).astype(np.int64)
+    return fa_, fb_, a, b, sa, sb
+
+
+@pytest.mark.parametrize("fa, fb", DOT_PAIRS)
+def test_mx_dot_golden_matches_fractions(fa, fb):
+    """Corners (every corner block under every pair of extreme scales) and random blocks:
+    the golden model against exact rationals, on a sample of each."""
+    fa_, fb_, a, b, sa, sb = _dot_vectors(fa, fb, 32, 4000, 1)
+    got = mx_dot(a, b, sa, sb, fmt_a=fa, fmt_b=fb)
+    rng = np.random.default_rng(2)
+    pick = rng.choice(len(a), 1500, replace=False)
+    for i in pick:
+        assert int(got[i]) == ref_mx_dot(a[i], b[i], sa[i], sb[i], fa_, fb_), (i, a[i], b[i], sa[i], sb[i])
+
+
+@pytest.mark.parametrize("fa, fb", [p for p in DOT_PAIRS if acc_width(*p, 64) <= 53])
+def test_mx_dot_golden_matches_ml_dtypes(fa, fb):
+    """Every vector whose sum float64 holds exactly (all but E5M2 blocks): the float64 sum
+    of ml_dtypes values, scaled, cast to float32 once: the same bits (NaN aside)."""
+    fa_, fb_, a, b, sa, sb = _dot_vectors(fa, fb, 64, 30_000, 3)
+    got = mx_dot(a, b, sa, sb, fmt_a=fa, fmt_b=fb)
+    ref = _float_oracle(a, b, sa, sb, fa_, fb_)
+    nan = np.isnan(ref) | (sa == 0xFF) | (sb == 0xFF)
+    assert np.array_equal(got[~nan], ref[~nan].view(np.uint32).astype(np.uint64))
+    assert np.all(got[nan] == 0x7FC00000)
+    v = ref[~nan]
+    # the stimulus reaches every class of result
+    assert (v == 0).sum() > 50 and np.isinf(v).sum() > 20 and (np.abs(v) < 2.0 ** -126).sum() > 20
+
+
+def test_mx_dot_special_cases():
+    e4, e5 = get_format("e4m3"), get_format("e5m2")
+    k = 32
+    one4, one5 = 0x38, 0x3C
+    z = np.zeros(k, np.int64)
+
+    def dot(a, b, sa=127, sb=127, f="e4m3"):
+        return int(mx_dot(np.array([a]), np.array([b]), np.array([sa]), np.array([sb]), fmt_a=f, fmt_b=f)[0])
+
+    assert dot(z, z, 0xFF, 127) == 0x7FC00000                   # NaN scale, zero block
+    assert dot(z, z) == 0 and dot(z | 0x80, z) == 0x80000000     # +0; all products -0
+    a = np.full(k, one4)
+    assert dot(a, a) == 0x42000000                              # 32 * 1 * 1 = 32
+    nan_a = a.copy(); nan_a[5] = e4.nan_code
+    assert dot(nan_a, a) == 0x7FC00000                          # E4M3 NaN element
+    big = np.full(k, e4.max_code)
+    assert dot(big, big, 254, 254) == 0x7F800000                # overflow -> +Inf
+    assert dot(big, big, 0, 0) == 0                             # 32*448^2*2^-254: underflow
+    half = np.where(np.arange(k) < 16, big, big | 0x80)
+    assert dot(half, big) == 0                                  # exact cancellation -> +0
+    inf5 = np.full(k, one5); inf5[0] = e5.inf_code
+    b5 = np.full(k, one5)
+    assert dot(inf5, b5, f="e5m2") == 0x7F800000                # +Inf
+    b5[0] = 0
+    assert dot(inf5, b5, f="e5m2") == 0x7FC00000                # Inf * 0
+    b5[0] = one5; inf5[1] = e5.inf_code | 0x80
+    assert dot(inf5, b5, f="e5m2") == 0x7FC00000                # +Inf + -Inf
+
+
+def test_mx_dot_validates(cli):
+    with pytest.raises(QrtlError, match="k=48"):
+        mx_dot(np.zeros((1, 48)), np.zeros((1, 48)), 127, 127)
+    with pytest.raises(QrtlError, match="fmt_a='fp16'"):
+        mx_dot(np.zeros((1, 32)), np.zeros((1, 32)), 127, 127, fmt_a="fp16")
+    from qrtl.hw.mx import MxDot
+    with pytest.raises(ValueError, match="k=12"):
+        MxDot(k=12)
+    code, out, err = cli("describe", "mx_dot", "-p", "k=24")
+    assert code == 2 and "k=24" in err and err.count("\n") == 1
+    code, out, err = cli("describe", "mx_dot", "-p", "fmt_a=e2m1", "-p", "fmt_b=mxint8", "-p", "k=16", "--json")
+    assert code == 0
+    import json
+    d = json.loads(out)
+    assert {p["name"]: p["width"] for p in d["ports"]} == {"a": 64, "b": 128, "sa": 8, "sb": 8, "result": 32}
+    assert d["latency"] == 0
+
+
+# --- mx_dot: RTL on Verilator ----------------------------------------------------------------------
+
+MX_RTL = [dict(), dict(fmt_a="e5m2"), dict(fmt_a="mxint8"), dict(fmt_a="e2m1", k=64),
+          dict(fmt_a="e3m2", fmt_b="e2m3", k=16), dict(fmt_a="e4m3", fmt_b="e5m2", k=8),
+          dict(fmt_a="mxint8", fmt_b="e2m1", k=1)]
+
+
+@pytest.mark.parametrize("params", MX_RTL, ids=lambda p: ",".join(f"{k}={v}" for k, v in p.items()) or "default")
+def test_rtl_mx_dot(params):
+    """Corners (zero, max-magnitude, smallest, cancelling and special-code blocks under
+    every pair of extreme scales) plus 30,000 random block pairs, bit-exact."""
+    res = verify(configure("mx_dot", params), vectors=30_000)
+    assert res.mismatches == 0, res.first_mismatch
+    assert res.vectors >= 30_000
