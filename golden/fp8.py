@@ -95,17 +95,19 @@ def unpack(codes, fmt) -> Unpacked:
     """Decode codes of ``fmt`` into :class:`Unpacked` (exact integers, no rounding).
 
     An :class:`IntFormat` code ``c`` unpacks to sign ``c < 0``, ``sig = |c|`` (``2^(w-1)``
-    for the most negative code) and ``exp = scale_exp``: the same product and alignment
-    logic then serves the MX INT8 element.
+    for the most negative code) and ``exp = scale_exp``; a :class:`ScaleFormat` code ``E``
+    to sign 0, ``sig = 1``, ``exp = E - bias`` (NaN: ``sig = 0``). The same product and
+    alignment logic then serves the MX INT8 element and the E8M0 scale.
     """
     f = get_format(fmt)
     c = _i64(codes)
+    z = np.zeros(c.shape, bool)
     if isinstance(f, IntFormat):
         v = c - ((c & f.sign_bit) << 1)            # two's complement value
-        z = np.zeros(c.shape, bool)
         return Unpacked((v < 0).astype(np.int64), np.abs(v), np.full(c.shape, f.scale_exp, np.int64), z, z)
     if isinstance(f, ScaleFormat):
-        raise QrtlError(f"unpack: {f.name} is a scale format (use decode)")
+        nan = c == f.nan_code
+        return Unpacked(np.zeros(c.shape, np.int64), (~nan).astype(np.int64), c - f.bias, nan, z)
     m = f.mbits
     sign = (c >> (f.width - 1)) & 1
     e = (c >> m) & ((1 << f.ebits) - 1)

@@ -19,6 +19,14 @@ The result is ``S * 2^(lsbA + lsbB + (eA - 127) + (eB - 127))`` for E8M0 scale c
 overflow to +-Inf). :func:`acc_width` gives ``W``; for k = 32 it is 14 bits (E2M1 x E2M1),
 18 (E2M3), 24 (E3M2), 42 (E4M3), 70 (E5M2), 21 (INT8 x INT8) and 56 (E4M3 x E5M2).
 
+**NVFP4** (``scale="e4m3"``): NVIDIA's variant of the same product, E2M1 elements with an
+E4M3 scale per 16 elements. A scale is then a minifloat ``sX * 2^eX`` (4-bit significand),
+and the exact sum is multiplied by ``sA * sB`` (8 bits more: ``W + 8``) before the one
+rounding; the E4M3 sign is honoured (NVFP4 scales are positive in practice) and an E4M3
+NaN scale gives NaN, a zero scale a zero (NaN with an infinite element). Any element
+format works with either scale. The optional per-tensor FP32 scale of NVFP4 is not
+part of the unit (one binary32 multiply of the result).
+
 Special values (section 6: a NaN scale makes the block NaN; the FP8 elements' NaN and Inf
 follow IEEE 754 as in :mod:`golden.fp8`): the result is the canonical NaN ``0x7FC00000`` if
 either scale is NaN (``0xFF``), if any element is NaN, if any product is ``Inf * 0``, or if
@@ -34,10 +42,12 @@ from .errors import QrtlError
 from .formats import MX_ELEMENTS, FPFormat, get_format
 from .fp8 import product, round_pack, split_lanes, unpack
 
-__all__ = ["element_lsb", "element_max_quanta", "acc_width", "mx_dot", "mx_dot_ports",
-           "check_mx_params", "K_MAX"]
+__all__ = ["element_lsb", "element_max_quanta", "acc_width", "scale_bits", "mx_dot", "mx_dot_ports",
+           "check_mx_params", "K_MAX", "SCALE_FORMATS"]
 
 K_MAX = 64
+#: Scale formats of ``mx_dot``: the MX E8M0, and E4M3 (NVFP4).
+SCALE_FORMATS = ("e8m0", "e4m3")
 _NAN32, _INF32 = 0x7FC00000, 0x7F800000
 
 
@@ -60,8 +70,19 @@ def acc_width(fmt_a, fmt_b, k: int) -> int:
     return (k * element_max_quanta(fmt_a) * element_max_quanta(fmt_b)).bit_length() + 1
 
 
-def check_mx_params(fmt_a, fmt_b, k) -> tuple:
-    """The element formats (objects) after checking them and ``k`` (one-line QrtlError)."""
+def scale_bits(scale) -> int:
+    """Bits of the product of two scale significands: 0 for E8M0 (powers of two), 8 for
+    E4M3 (``15 * 15 = 225``). The exact scaled magnitude has ``W - 1 + scale_bits`` bits."""
+    f = get_format(scale)
+    return 2 * f.precision if isinstance(f, FPFormat) else 0
+
+
+def check_mx_params(fmt_a, fmt_b, k, scale="e8m0") -> tuple:
+    """The element formats (objects) after checking them, ``k`` and ``scale`` (one-line
+    QrtlError)."""
+    if getattr(scale, "name", scale) not in SCALE_FORMATS:
+        raise QrtlError(f"scale={getattr(scale, 'name', scale)!r} is not a scale format "
+                        f"(allowed: {', '.join(SCALE_FORMATS)})")
     for what, f in (("fmt_a", fmt_a), ("fmt_b", fmt_b)):
         name = getattr(f, "name", f)
         if name not in MX_ELEMENTS:
@@ -73,30 +94,31 @@ def check_mx_params(fmt_a, fmt_b, k) -> tuple:
     return get_format(fmt_a), get_format(fmt_b)
 
 
-def mx_dot(a, b, sa, sb, *, fmt_a="e4m3", fmt_b="e4m3") -> np.ndarray:
-    """binary32 codes (uint64) of ``2^(sa-127) * 2^(sb-127) * sum_i a_i * b_i``, exact then
-    rounded once (module docstring).
+def mx_dot(a, b, sa, sb, *, fmt_a="e4m3", fmt_b="e4m3", scale="e8m0") -> np.ndarray:
+    """binary32 codes (uint64) of ``X(sa) * X(sb) * sum_i a_i * b_i``, exact then rounded
+    once (module docstring); ``X(s) = 2^(s-127)`` for E8M0 scales.
 
     ``a``, ``b``: element codes, shape ``(..., k)`` (``k`` a power of two up to 64);
-    ``sa``, ``sb``: E8M0 scale codes, shape ``(...)``.
+    ``sa``, ``sb``: scale codes (``scale``: ``"e8m0"`` or ``"e4m3"``), shape ``(...)``.
     """
     a, b = np.asarray(a), np.asarray(b)
     if a.shape != b.shape or a.ndim < 1:
         raise QrtlError(f"mx_dot: a and b must have the same shape (..., k), got {a.shape} and {b.shape}")
-    fa, fb = check_mx_params(fmt_a, fmt_b, a.shape[-1])
+    fa, fb = check_mx_params(fmt_a, fmt_b, a.shape[-1], scale)
     k = a.shape[-1]
     lead = a.shape[:-1]
     sa, sb = (np.broadcast_to(np.asarray(s).astype(np.int64), lead).ravel() for s in (sa, sb))
+    x = product(unpack(sa, scale), unpack(sb, scale))   # the block scale X(A) * X(B), exact
     p = product(unpack(a.reshape(-1, k), fa), unpack(b.reshape(-1, k), fb))
     la, lb = element_lsb(fa), element_lsb(fb)
     shift = p.exp - (la + lb)                    # >= 0: every product is a multiple of 2^(la+lb)
-    wide = acc_width(fa, fb, k) > 62             # E5M2 products alone may need 64 bits
+    wide = acc_width(fa, fb, k) + scale_bits(scale) > 62   # E5M2 sums need up to 70 bits
     sig = p.sig.astype(object) if wide else p.sig
     term = sig << (shift.astype(object) if wide else shift)
     s = np.where(p.sign == 1, -term, term).sum(axis=1)
     neg = s < 0
-    mag = np.where(neg, -s, s)
-    g = la + lb + sa + sb - 254
+    mag = np.where(neg, -s, s) * (x.sig.astype(object) if wide else x.sig)
+    g = la + lb + x.exp
     if wide:  # jam to 62 bits with a sticky bit: the RNE binary32 result is unchanged
         bl = np.array([int(x).bit_length() for x in mag], np.int64)
         d = np.maximum(bl - 62, 0)
@@ -104,20 +126,21 @@ def mx_dot(a, b, sa, sb, *, fmt_a="e4m3", fmt_b="e4m3") -> np.ndarray:
                          for x, n in zip(mag, d)], np.int64)
         mag, g = kept, g + d
     zero_sign = np.all((p.sign == 1) & (p.sig == 0) & ~p.inf & ~p.nan, axis=1)
-    sign = np.where(mag == 0, zero_sign, neg).astype(np.int64)
+    sign = np.where(s == 0, zero_sign, neg).astype(np.int64) ^ x.sign
     out = round_pack(sign, mag.astype(np.int64), g, "fp32")
     pinf = np.any(p.inf & (p.sign == 0), axis=1)
     ninf = np.any(p.inf & (p.sign == 1), axis=1)
-    nan = np.any(p.nan, axis=1) | (pinf & ninf) | (sa == 0xFF) | (sb == 0xFF)
-    out = np.where(pinf | ninf, np.where(ninf, np.uint64(_INF32 | 1 << 31), np.uint64(_INF32)), out)
+    nan = np.any(p.nan, axis=1) | (pinf & ninf) | x.nan | ((pinf | ninf) & (x.sig == 0))
+    isign = (ninf ^ (x.sign == 1)).astype(np.uint64)
+    out = np.where(pinf | ninf, np.uint64(_INF32) | (isign << np.uint64(31)), out)
     out = np.where(nan, np.uint64(_NAN32), out)
     return out.astype(np.uint64).reshape(lead)
 
 
-def mx_dot_ports(x: dict, *, fmt_a="e4m3", fmt_b="e4m3", k=32) -> dict:
+def mx_dot_ports(x: dict, *, fmt_a="e4m3", fmt_b="e4m3", k=32, scale="e8m0") -> dict:
     """:func:`mx_dot` on port values: ``a`` (``k`` codes side by side, element 0 in the
     LSBs), ``b`` likewise, ``sa``, ``sb``; returns ``{"result": binary32 codes}``."""
-    fa, fb = check_mx_params(fmt_a, fmt_b, k)
+    fa, fb = check_mx_params(fmt_a, fmt_b, k, scale)
     a = split_lanes(x["a"], fa.width, k)
     b = split_lanes(x["b"], fb.width, k)
-    return {"result": mx_dot(a, b, x["sa"], x["sb"], fmt_a=fa, fmt_b=fb)}
+    return {"result": mx_dot(a, b, x["sa"], x["sb"], fmt_a=fa, fmt_b=fb, scale=scale)}

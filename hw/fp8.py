@@ -26,7 +26,7 @@ from amaranth import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from qrtl.golden.formats import ACC_FORMATS, ELEMENT_FORMATS, FP8_FORMATS, FPFormat, IntFormat, get_format
+from qrtl.golden.formats import ACC_FORMATS, ELEMENT_FORMATS, FP8_FORMATS, FPFormat, IntFormat, ScaleFormat, get_format
 
 from .errors import reject
 
@@ -59,9 +59,16 @@ def unpack(m: Module, code, fmt: FPFormat, name: str) -> Operand:
 
     An :class:`~qrtl.golden.formats.IntFormat` code (the MX INT8 element) becomes sign,
     magnitude (``width`` bits: ``-2^(width-1)`` has magnitude ``2^(width-1)``) and the
-    constant exponent ``scale_exp``, as :func:`qrtl.golden.fp8.unpack` does.
+    constant exponent ``scale_exp``; a :class:`~qrtl.golden.formats.ScaleFormat` code
+    (E8M0) sign 0, significand 1 (0 for NaN) and exponent ``E - bias``, as
+    :func:`qrtl.golden.fp8.unpack` does.
     """
     f = fmt
+    if isinstance(f, ScaleFormat):
+        nan = _sig(f"{name}_nan", 1)
+        exp = _sig(f"{name}_exp", EXP, True)
+        m.d.comb += [nan.eq(code == f.nan_code), exp.eq(code - f.bias)]
+        return Operand(Const(0, 1), ~nan, exp, nan, Const(0, 1))
     if isinstance(f, IntFormat):
         sign = code[f.width - 1]
         sig = _sig(f"{name}_sig", f.width)

@@ -17,7 +17,7 @@ from amaranth.lib.wiring import In, Out
 
 from qrtl.golden.errors import QrtlError
 from qrtl.golden.formats import FPFormat, get_format
-from qrtl.golden.mx import acc_width, check_mx_params, element_lsb
+from qrtl.golden.mx import acc_width, check_mx_params, element_lsb, scale_bits
 
 from .errors import reject
 from .fp8 import EXP, align_fixed, multiply, round_pack, unpack
@@ -33,12 +33,13 @@ def _max_shift(f) -> int:
 
 
 class MxDot(wiring.Component):
-    """MX block dot product ``result = 2^(sa-127) * 2^(sb-127) * sum_i a_i * b_i`` (binary32).
+    """MX block dot product ``result = X(sa) * X(sb) * sum_i a_i * b_i`` (binary32), with
+    ``X(s) = 2^(s-127)`` for E8M0 scales (or the E4M3 value, NVFP4).
 
     The sum is exact in a ``W``-bit two's complement accumulator
-    (:func:`qrtl.golden.mx.acc_width`), scaled and rounded once to nearest even; special
-    values as :mod:`qrtl.golden.mx` says (NaN scale ``0xFF`` -> NaN). Combinational: the
-    whole block in one pass (latency 0).
+    (:func:`qrtl.golden.mx.acc_width`), multiplied by the exact scale product and rounded
+    once to nearest even; special values as :mod:`qrtl.golden.mx` says (NaN scale -> NaN).
+    Combinational: the whole block in one pass (latency 0).
 
     Parameters
     ----------
@@ -47,6 +48,8 @@ class MxDot(wiring.Component):
         or ``mxint8`` (default ``e4m3``; ``fmt_b=None`` takes ``fmt_a``).
     k : int
         Elements per block, a power of two 1..64 (default 32, the MX block size).
+    scale : str
+        ``"e8m0"`` (MX, default) or ``"e4m3"`` (NVFP4: with ``fmt_a="e2m1"``, ``k=16``).
 
     Members
     -------
@@ -55,19 +58,19 @@ class MxDot(wiring.Component):
     b : In(k * width of fmt_b)
         Likewise.
     sa, sb : In(8)
-        E8M0 scale codes of the two blocks.
+        Scale codes of the two blocks.
     result : Out(32)
         binary32 code of the dot product.
     """
 
-    def __init__(self, fmt_a="e4m3", fmt_b=None, k=32):
+    def __init__(self, fmt_a="e4m3", fmt_b=None, k=32, scale="e8m0"):
         fmt_b = fmt_a if fmt_b is None else fmt_b
         try:
             k = operator.index(k)
-            self.fmt_a, self.fmt_b = check_mx_params(fmt_a, fmt_b, k)
+            self.fmt_a, self.fmt_b = check_mx_params(fmt_a, fmt_b, k, scale)
         except (QrtlError, TypeError) as e:
             reject(self, str(e))
-        self.k = k
+        self.k, self.scale = k, get_format(scale)
         wa, wb = self.fmt_a.width, self.fmt_b.width
         super().__init__({"a": In(k * wa), "b": In(k * wb), "sa": In(8), "sb": In(8),
                           "result": Out(32)})
@@ -103,19 +106,21 @@ class MxDot(wiring.Component):
                 nxt.append(s)
             terms, level = nxt, level + 1
         total = terms[0]
-        mag = Signal(w, name="mag")
+        # the block scale X(A) * X(B): the same unpack and exact multiply as the elements
+        x = multiply(m, unpack(m, self.sa, self.scale, "sa"), unpack(m, self.sb, self.scale, "sb"), "x")
+        mag = Signal(w - 1 + scale_bits(self.scale), name="mag")
         sign = Signal(name="sign")
         g = Signal(signed(EXP), name="g")
         all_negzero = Cat(*[p.sign & ~p.sig.any() & ~p.nan & ~p.inf for p in prods]).all()
         m.d.comb += [
-            mag.eq(Mux(total < 0, -total, total)),
-            sign.eq(Mux(total == 0, all_negzero, total < 0)),
-            g.eq(self.sa + self.sb + (lsb - 254)),
+            mag.eq(Mux(total < 0, -total, total)[:w - 1] * x.sig),
+            sign.eq(Mux(total == 0, all_negzero, total < 0) ^ x.sign),
+            g.eq(x.exp + lsb),
         ]
         code = round_pack(m, sign, mag, g, _FP32, "rne", None, 16, False, "rp")
         pinf = Cat(*[p.inf & ~p.sign for p in prods]).any()
         ninf = Cat(*[p.inf & p.sign for p in prods]).any()
-        nan = Cat(*[p.nan for p in prods]).any() | (pinf & ninf) | (self.sa == 0xFF) | (self.sb == 0xFF)
-        inf = Cat(Const(0, 23), Const(0xFF, 8), ninf)
+        nan = Cat(*[p.nan for p in prods]).any() | (pinf & ninf) | x.nan | ((pinf | ninf) & ~x.sig.any())
+        inf = Cat(Const(0, 23), Const(0xFF, 8), ninf ^ x.sign)
         m.d.comb += self.result.eq(Mux(nan, _FP32.nan_code, Mux(pinf | ninf, inf, code)))
         return m

@@ -8,7 +8,7 @@ import numpy as np
 from qrtl.golden.errors import QrtlError
 from qrtl.golden.formats import MX_ELEMENTS, FPFormat, get_format
 from qrtl.golden.fp8 import encode, join_lanes
-from qrtl.golden.mx import K_MAX, check_mx_params, mx_dot_ports
+from qrtl.golden.mx import K_MAX, SCALE_FORMATS, check_mx_params, mx_dot_ports
 from qrtl.golden.params import ChoiceParam, IntParam
 
 from .mx import MxDot
@@ -24,7 +24,7 @@ SCALE_EXTREMES = np.array([0, 1, 2, 63, 126, 127, 128, 191, 253, 254, 255], np.i
 def mx_formats(p) -> tuple:
     """``(fmt_a, fmt_b)`` format objects of a parameter dict (``fmt_b="same"``: fmt_a)."""
     fb = p["fmt_a"] if p["fmt_b"] == "same" else p["fmt_b"]
-    return check_mx_params(p["fmt_a"], fb, p["k"])
+    return check_mx_params(p["fmt_a"], fb, p["k"], p["scale"])
 
 
 def _check(p):
@@ -33,7 +33,7 @@ def _check(p):
 
 def _golden(p, x):
     fa, fb = mx_formats(p)
-    return mx_dot_ports(x, fmt_a=fa, fmt_b=fb, k=p["k"])
+    return mx_dot_ports(x, fmt_a=fa, fmt_b=fb, k=p["k"], scale=p["scale"])
 
 
 def _max_code(f) -> int:
@@ -105,7 +105,11 @@ def _stimulus(p, n, rng):
             a[sel], b[sel] = _cancel(fa, fb, len(sel), k, rng)
         else:
             a[sel], b[sel] = mx_blocks(fa, kind, len(sel), k, rng), mx_blocks(fb, kind, len(sel), k, rng)
-    sa, sb = (np.where(rng.random(n) < 0.7, rng.integers(117, 138, n),
+    if p["scale"] == "e8m0":
+        near = lambda: rng.integers(117, 138, n)                    # 2^-10 .. 2^10
+    else:  # E4M3 codes of 2^-5 .. 2^5 (positive)
+        near = lambda: rng.integers(0x10, 0x60, n)
+    sa, sb = (np.where(rng.random(n) < 0.7, near(),
                        np.where(rng.random(n) < 0.83, rng.integers(0, 255, n), 255)) for _ in range(2))
     return _ports(fa, fb, a, b, sa, sb)
 
@@ -139,18 +143,20 @@ def mx_corner_blocks(fa, fb, k: int) -> tuple:
 
 
 def _corners(p):
-    """Every corner block pair under every pair of extreme scales (:data:`SCALE_EXTREMES`)."""
+    """Every corner block pair under every pair of extreme scales (:data:`SCALE_EXTREMES`;
+    for E4M3 scales its :func:`special_codes`: zeros, subnormals, max, NaN, negatives)."""
     fa, fb = mx_formats(p)
     a, b = mx_corner_blocks(fa, fb, p["k"])
-    ns, nb = len(SCALE_EXTREMES), len(a)
-    sa, sb = (g.ravel() for g in np.meshgrid(SCALE_EXTREMES, SCALE_EXTREMES, indexing="ij"))
+    ext = SCALE_EXTREMES if p["scale"] == "e8m0" else special_codes(p["scale"]).astype(np.int64)
+    ns, nb = len(ext), len(a)
+    sa, sb = (g.ravel() for g in np.meshgrid(ext, ext, indexing="ij"))
     return _ports(fa, fb, np.repeat(a, ns * ns, 0), np.repeat(b, ns * ns, 0),
                   np.tile(sa, nb), np.tile(sb, nb))
 
 
 def _build(p):
     fa, fb = mx_formats(p)
-    return MxDot(fa.name, fb.name, p["k"])
+    return MxDot(fa.name, fb.name, p["k"], p["scale"])
 
 
 register(UnitSpec(
@@ -160,6 +166,7 @@ register(UnitSpec(
         ChoiceParam("fmt_a", "e4m3", MX_ELEMENTS, "element format of block A (MX FP8/FP6/FP4/INT8)"),
         ChoiceParam("fmt_b", "same", ("same",) + MX_ELEMENTS, "element format of block B"),
         IntParam("k", 32, 1, K_MAX, "elements per block (a power of two)"),
+        ChoiceParam("scale", "e8m0", SCALE_FORMATS, "scale format (e4m3 with e2m1, k=16: NVFP4)"),
     ),
     build=_build,
     golden=_golden,

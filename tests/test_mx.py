@@ -242,10 +242,20 @@ def ref_element(code, f):
     return ref_decode(code, f)
 
 
-def ref_mx_dot(a, b, sa, sb, fa, fb) -> int:
+def ref_scale(code, scale):
+    """``(value, sign)`` of a scale code, or ``("nan",)``: E8M0 from the spec's definition
+    (2^(E-127), 0xFF NaN), E4M3 by ``ref_decode``."""
+    if scale == "e8m0":
+        return ("nan",) if code == 0xFF else (Fraction(2) ** (int(code) - 127), 0)
+    return ref_decode(code, get_format(scale))
+
+
+def ref_mx_dot(a, b, sa, sb, fa, fb, scale="e8m0") -> int:
     """The MX Dot of one block pair with Fractions and the IEEE 754 special rules."""
-    if sa == 0xFF or sb == 0xFF:
+    xa, xb = ref_scale(sa, scale), ref_scale(sb, scale)
+    if xa[0] == "nan" or xb[0] == "nan":
         return 0x7FC00000
+    scl, xs = xa[0] * xb[0], xa[1] ^ xb[1]
     prods = []
     for x, y in zip(a, b):
         x, y = ref_element(x, fa), ref_element(y, fb)
@@ -263,10 +273,12 @@ def ref_mx_dot(a, b, sa, sb, fa, fb) -> int:
     if len(infs) == 2:
         return 0x7FC00000
     if infs:
-        return 0x7F800000 | (infs.pop() << 31)
+        return 0x7FC00000 if scl == 0 else 0x7F800000 | ((infs.pop() ^ xs) << 31)
     total = sum(v for v, _ in prods)
     zero_sign = int(all(v == 0 and s == 1 for v, s in prods))
-    return ref_round(total * Fraction(2) ** (int(sa) + int(sb) - 254), zero_sign, FP32)
+    if total == 0 or scl == 0:
+        return ((zero_sign if total == 0 else int(total < 0)) ^ xs) << 31
+    return ref_round(total * scl, 0, FP32)
 
 
 def _float_oracle(a, b, sa, sb, fa, fb):
@@ -298,9 +310,9 @@ def test_acc_width_is_tight():
     assert [element_lsb(f) for f in MX_ELEMENTS] == [-1, -3, -4, -9, -16, -6]
 
 
-def _dot_vectors(fa, fb, k, n, seed):
+def _dot_vectors(fa, fb, k, n, seed, scale="e8m0"):
     """Stimulus and corners of the registered unit, as (n, k) code matrices and scales."""
-    inst = configure("mx_dot", {"fmt_a": fa, "fmt_b": fb, "k": k})
+    inst = configure("mx_dot", {"fmt_a": fa, "fmt_b": fb, "k": k, "scale": scale})
     fa_, fb_ = mx_formats(inst.params)
     x = inst.stimulus(n, seed)
     c = inst.corners()
@@ -311,16 +323,18 @@ def _dot_vectors(fa, fb, k, n, seed):
     return fa_, fb_, a, b, sa, sb
 
 
-@pytest.mark.parametrize("fa, fb", DOT_PAIRS)
-def test_mx_dot_golden_matches_fractions(fa, fb):
+@pytest.mark.parametrize("fa, fb, k, scale", [p + (32, "e8m0") for p in DOT_PAIRS] + [
+    ("e2m1", "e2m1", 16, "e4m3"), ("e5m2", "e4m3", 64, "e4m3")])
+def test_mx_dot_golden_matches_fractions(fa, fb, k, scale):
     """Corners (every corner block under every pair of extreme scales) and random blocks:
-    the golden model against exact rationals, on a sample of each."""
-    fa_, fb_, a, b, sa, sb = _dot_vectors(fa, fb, 32, 4000, 1)
-    got = mx_dot(a, b, sa, sb, fmt_a=fa, fmt_b=fb)
+    the golden model against exact rationals, on a sample of each (NVFP4 included)."""
+    fa_, fb_, a, b, sa, sb = _dot_vectors(fa, fb, k, 4000, 1, scale)
+    got = mx_dot(a, b, sa, sb, fmt_a=fa, fmt_b=fb, scale=scale)
     rng = np.random.default_rng(2)
     pick = rng.choice(len(a), 1500, replace=False)
     for i in pick:
-        assert int(got[i]) == ref_mx_dot(a[i], b[i], sa[i], sb[i], fa_, fb_), (i, a[i], b[i], sa[i], sb[i])
+        ref = ref_mx_dot(a[i], b[i], sa[i], sb[i], fa_, fb_, scale)
+        assert int(got[i]) == ref, (i, a[i], b[i], sa[i], sb[i])
 
 
 @pytest.mark.parametrize("fa, fb", [p for p in DOT_PAIRS if acc_width(*p, 64) <= 53])
@@ -383,13 +397,15 @@ def test_mx_dot_validates(cli):
     d = json.loads(out)
     assert {p["name"]: p["width"] for p in d["ports"]} == {"a": 64, "b": 128, "sa": 8, "sb": 8, "result": 32}
     assert d["latency"] == 0
+    code, out, err = cli("describe", "mx_dot", "-p", "scale=e5m2")
+    assert code == 2 and "scale='e5m2'" in err and err.count("\n") == 1
 
 
 # --- mx_dot: RTL on Verilator ----------------------------------------------------------------------
 
 MX_RTL = [dict(), dict(fmt_a="e5m2"), dict(fmt_a="mxint8"), dict(fmt_a="e2m1", k=64),
           dict(fmt_a="e3m2", fmt_b="e2m3", k=16), dict(fmt_a="e4m3", fmt_b="e5m2", k=8),
-          dict(fmt_a="mxint8", fmt_b="e2m1", k=1)]
+          dict(fmt_a="mxint8", fmt_b="e2m1", k=1), dict(fmt_a="e2m1", k=16, scale="e4m3")]
 
 
 @pytest.mark.parametrize("params", MX_RTL, ids=lambda p: ",".join(f"{k}={v}" for k, v in p.items()) or "default")
