@@ -7,11 +7,12 @@ import numpy as np
 
 from qrtl.golden.errors import QrtlError
 from qrtl.golden.formats import MX_ELEMENTS, FPFormat, get_format
-from qrtl.golden.fp8 import encode, join_lanes
-from qrtl.golden.mx import K_MAX, SCALE_FORMATS, check_mx_params, mx_dot_ports
+from qrtl.golden.fp8 import encode, join_lanes, split_lanes
+from qrtl.golden.mx import (K_MAX, SCALE_FORMATS, check_mx_params, mx_dot_general_stream,
+                            mx_dot_ports)
 from qrtl.golden.params import ChoiceParam, IntParam
 
-from .mx import MxDot
+from .mx import MxDot, MxDotGeneral
 from .reg_fp8 import special_codes
 from .registry import UnitSpec, register
 
@@ -90,13 +91,13 @@ def _ports(fa, fb, a, b, sa, sb) -> dict:
             "sa": np.asarray(sa, np.uint64), "sb": np.asarray(sb, np.uint64)}
 
 
-def _stimulus(p, n, rng):
+def _stimulus(p, n, rng, kinds=(0.4, 0.15, 0.15, 0.1, 0.2), nan_scale=0.05):
     """``n`` block pairs: 40% normal data, 15% uniform codes, 15% exact cancellation
-    (a quarter nudged to a tiny residue), 10% max-magnitude, 20% small values; scales
-    mostly near 1.0 (codes 117..137), 25% uniform codes 0..254, 5% NaN (0xFF)."""
+    (a quarter nudged to a tiny residue), 10% max-magnitude, 20% small values (``kinds``);
+    scales mostly near 1.0, 25% uniform codes, 5% the NaN code 0xFF (``nan_scale``)."""
     fa, fb = mx_formats(p)
     k = p["k"]
-    kinds = rng.choice(5, n, p=[0.4, 0.15, 0.15, 0.1, 0.2])
+    kinds = rng.choice(5, n, p=list(kinds))
     a = np.zeros((n, k), np.int64)
     b = np.zeros((n, k), np.int64)
     for i, kind in enumerate(("normal", "uniform", None, "max", "small")):
@@ -110,7 +111,8 @@ def _stimulus(p, n, rng):
     else:  # E4M3 codes of 2^-5 .. 2^5 (positive)
         near = lambda: rng.integers(0x10, 0x60, n)
     sa, sb = (np.where(rng.random(n) < 0.7, near(),
-                       np.where(rng.random(n) < 0.83, rng.integers(0, 255, n), 255)) for _ in range(2))
+                       np.where(rng.random(n) < 1 - nan_scale / 0.3, rng.integers(0, 255, n), 255))
+              for _ in range(2))
     return _ports(fa, fb, a, b, sa, sb)
 
 
@@ -173,4 +175,90 @@ register(UnitSpec(
     stimulus=_stimulus,
     corners=_corners,
     check=_check,
+))
+
+
+# --- mx_dot_general --------------------------------------------------------------------------
+
+def _take(ports: dict, idx) -> dict:
+    """Rows ``idx`` of port arrays (byte matrices for wide ports, values otherwise)."""
+    return {k: np.asarray(v)[idx] for k, v in ports.items()}
+
+
+def _general_golden(p, x):
+    fa, fb = mx_formats(p)
+    return mx_dot_general_stream(x, fmt_a=fa, fmt_b=fb, k=p["k"], scale=p["scale"])
+
+
+def _cycles(blocks: dict, lengths, rng, idle=0.1) -> dict:
+    """A cycle stream of the block pairs ``blocks`` (port arrays, in order), cut into dot
+    products of ``lengths`` blocks; before about ``idle`` of the cycles an idle cycle
+    (``valid = 0``, random ``last``) carries another, random block as junk."""
+    n = len(blocks["sa"])
+    ends = set(np.cumsum(lengths) - 1)
+    src, valid, last = [], [], []
+    for i in range(n):
+        if rng.random() < idle:
+            src.append(int(rng.integers(0, n)))
+            valid.append(0)
+            last.append(int(rng.integers(0, 2)))
+        src.append(i)
+        valid.append(1)
+        last.append(int(i in ends))
+    out = _take(blocks, np.array(src))
+    out["valid"], out["last"] = np.array(valid, np.uint64), np.array(last, np.uint64)
+    return out
+
+
+def _general_stimulus(p, n, rng):
+    """``n`` cycles of dot products of 1..64 blocks (log-uniform), block data as
+    :func:`_stimulus` with fewer specials (2% uniform codes, 0.2% NaN scales, so that long
+    sums are mostly finite), about 10% idle cycles of junk. A final dot product cut short by
+    ``n`` is left open (no ``last``)."""
+    blocks = _stimulus(p, n, rng, kinds=(0.5, 0.02, 0.2, 0.08, 0.2), nan_scale=0.002)
+    lengths = [int(np.exp(rng.uniform(0, np.log(65)))) for _ in range(n)]
+    x = _cycles(blocks, lengths, rng)
+    return {k: v[:n] for k, v in x.items()}
+
+
+def _general_corners(p):
+    """Every :func:`_corners` block pair alone (a one-block dot product), then followed by
+    itself with ``a`` negated (two blocks that cancel exactly), then four times in a row
+    (sums that carry, overflow to Inf, or stay NaN)."""
+    fa, fb = mx_formats(p)
+    c = _corners(p)
+    n = len(c["sa"])
+    lanes = split_lanes(c["a"], fa.width, p["k"])
+    c_neg = dict(c, a=join_lanes(_neg(lanes, fa), fa.width))
+    order, last = [], []
+    for i in range(n):
+        order += [(0, i), (0, i), (1, i)] + [(0, i)] * 4
+        last += [1, 0, 1, 0, 0, 0, 1]
+    src = [c, c_neg]
+    x = {k: np.concatenate([np.asarray(src[s][k])[[i]] for s, i in order]) for k in c}
+    x["valid"] = np.ones(len(order), np.uint64)
+    x["last"] = np.array(last, np.uint64)
+    return x
+
+
+def _build_general(p):
+    fa, fb = mx_formats(p)
+    return MxDotGeneral(fa.name, fb.name, p["k"], p["scale"])
+
+
+register(UnitSpec(
+    name="mx_dot_general",
+    summary="OCP MX DotGeneral: one block pair per cycle, each exact block Dot added to an fp32 accumulator",
+    params=(
+        ChoiceParam("fmt_a", "e4m3", MX_ELEMENTS, "element format of blocks A"),
+        ChoiceParam("fmt_b", "same", ("same",) + MX_ELEMENTS, "element format of blocks B"),
+        IntParam("k", 32, 1, K_MAX, "elements per block (a power of two)"),
+        ChoiceParam("scale", "e8m0", SCALE_FORMATS, "scale format (e4m3: NVFP4)"),
+    ),
+    build=_build_general,
+    golden=_general_golden,
+    stimulus=_general_stimulus,
+    corners=_general_corners,
+    check=_check,
+    stream=True,
 ))
