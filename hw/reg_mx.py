@@ -1,12 +1,11 @@
-"""Registry entry of the MX family: ``mx_dot`` (the element units are ``fp8_mul`` and
-``fp8_mac`` with ``fmt`` = e2m1 .. e5m2, registered in :mod:`hw.reg_fp8`)."""
+"""Registry entries of the MX family: ``mx_dot`` and ``mx_dot_general`` (the element units
+are ``fp8_mul`` and ``fp8_mac`` with ``fmt`` = e2m1 .. e5m2, registered in :mod:`hw.reg_fp8`)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from qrtl.golden.errors import QrtlError
-from qrtl.golden.formats import MX_ELEMENTS, FPFormat, get_format
+from qrtl.golden.formats import MX_ELEMENTS, FPFormat
 from qrtl.golden.fp8 import encode, join_lanes, split_lanes
 from qrtl.golden.mx import (K_MAX, SCALE_FORMATS, check_mx_params, mx_dot_general_stream,
                             mx_dot_ports)
@@ -121,24 +120,21 @@ def mx_corner_blocks(fa, fb, k: int) -> tuple:
     each sign combination, all smallest magnitude, an exact cancellation, and every special
     code of each format (NaN, Inf, extremes) placed in element 0 of otherwise unit blocks."""
     one = lambda f: int(encode(np.array([1.0]), f)[0])
-    rows = []
-    for f_a, f_b in ((fa, fb),):
-        za, zb = np.zeros(k, np.int64), np.zeros(k, np.int64)
-        ma, mb = np.full(k, _max_code(f_a)), np.full(k, _max_code(f_b))
-        rows += [(za, zb), (_neg(za, f_a), zb), (_neg(za, f_a), _neg(zb, f_b)),
-                 (ma, mb), (_neg(ma, f_a), mb), (_neg(ma, f_a), _neg(mb, f_b)),
-                 (np.ones(k, np.int64), np.ones(k, np.int64)),
-                 (np.ones(k, np.int64), _neg(np.ones(k, np.int64), f_b))]
-        if k > 1:  # exact cancellation of the largest products: +M*M ... -M*M
-            half = np.arange(k) < k // 2
-            rows.append((np.where(half, ma, _neg(ma, f_a)), mb))
-        for f, side in ((f_a, 0), (f_b, 1)):
-            specials = special_codes(f) if isinstance(f, FPFormat) else \
-                np.array([0, 1, 0x7F, 0x80, 0xFF], np.int64)
-            for c in specials:
-                x = np.full(k, one(f_a)), np.full(k, one(f_b))
-                x[side][0] = int(c)
-                rows.append(x)
+    za, zb = np.zeros(k, np.int64), np.zeros(k, np.int64)
+    ma, mb = np.full(k, _max_code(fa)), np.full(k, _max_code(fb))
+    unit = np.ones(k, np.int64)                      # code 1: the smallest magnitude
+    rows = [(za, zb), (_neg(za, fa), zb), (_neg(za, fa), _neg(zb, fb)),
+            (ma, mb), (_neg(ma, fa), mb), (_neg(ma, fa), _neg(mb, fb)),
+            (unit, unit), (unit, _neg(unit, fb))]
+    if k > 1:  # exact cancellation of the largest products: +M*M ... -M*M
+        rows.append((np.where(np.arange(k) < k // 2, ma, _neg(ma, fa)), mb))
+    for f, side in ((fa, 0), (fb, 1)):
+        specials = special_codes(f) if isinstance(f, FPFormat) else \
+            np.array([0, 1, 0x7F, 0x80, 0xFF], np.int64)
+        for c in specials:
+            x = np.full(k, one(fa)), np.full(k, one(fb))
+            x[side][0] = int(c)
+            rows.append(x)
     a = np.array([r[0] for r in rows], np.int64)
     b = np.array([r[1] for r in rows], np.int64)
     return a, b
