@@ -35,7 +35,7 @@ import numpy as np
 from qrtl.golden.errors import QrtlError
 
 from .bits import from_bytes, to_bytes
-from .formats import FP8_FORMATS, FPFormat, get_format
+from .formats import ELEMENT_FORMATS, FP8_FORMATS, FPFormat, IntFormat, ScaleFormat, get_format
 
 __all__ = ["Unpacked", "unpack", "product", "round_pack", "fp_add", "encode", "decode",
            "fp8_mul", "fp8_mac", "fp8_dot", "fp8_dot_prefix", "fp8_dot_stream",
@@ -92,9 +92,22 @@ def _clip(x, lo, hi):
 
 
 def unpack(codes, fmt) -> Unpacked:
-    """Decode codes of ``fmt`` into :class:`Unpacked` (exact integers, no rounding)."""
+    """Decode codes of ``fmt`` into :class:`Unpacked` (exact integers, no rounding).
+
+    An :class:`IntFormat` code ``c`` unpacks to sign ``c < 0``, ``sig = |c|`` (``2^(w-1)``
+    for the most negative code) and ``exp = scale_exp``; a :class:`ScaleFormat` code ``E``
+    to sign 0, ``sig = 1``, ``exp = E - bias`` (NaN: ``sig = 0``). The same product and
+    alignment logic then serves the MX INT8 element and the E8M0 scale.
+    """
     f = get_format(fmt)
     c = _i64(codes)
+    z = np.zeros(c.shape, bool)
+    if isinstance(f, IntFormat):
+        v = c - ((c & f.sign_bit) << 1)            # two's complement value
+        return Unpacked((v < 0).astype(np.int64), np.abs(v), np.full(c.shape, f.scale_exp, np.int64), z, z)
+    if isinstance(f, ScaleFormat):
+        nan = c == f.nan_code
+        return Unpacked(np.zeros(c.shape, np.int64), (~nan).astype(np.int64), c - f.bias, nan, z)
     m = f.mbits
     sign = (c >> (f.width - 1)) & 1
     e = (c >> m) & ((1 << f.ebits) - 1)
@@ -103,6 +116,8 @@ def unpack(codes, fmt) -> Unpacked:
     if f.nan == "ieee":
         nan = (e == all1) & (man != 0)
         inf = (e == all1) & (man == 0)
+    elif f.nan == "none":
+        nan = inf = np.zeros(c.shape, bool)
     else:
         nan = (e == all1) & (man == (1 << m) - 1)
         inf = np.zeros(c.shape, bool)
@@ -135,10 +150,12 @@ def round_pack(sign, mag, exp, fmt, rounding="rne", rnd=None, rbits=16, saturate
     """Code of ``(-1)^sign * mag * 2^exp`` rounded to ``fmt`` (see the module docstring).
 
     ``mag`` is a non-negative int64 array (``< 2^63``); ``saturate=None`` takes the format's
-    overflow policy. A zero ``mag`` gives the zero of sign ``sign``. Returns uint64 codes.
+    overflow policy; a format without Inf and NaN (``nan="none"``) always saturates. A zero
+    ``mag`` gives the zero of sign ``sign``. Returns uint64 codes.
     """
     f = get_format(fmt)
     sat = (f.overflow == "saturate") if saturate is None else bool(saturate)
+    sat = sat or not f.has_nan
     mag, exp, sign = _i64(mag), _i64(exp), _i64(sign)
     m = f.mbits
     e = exp + _bitlen(mag) - 1
@@ -227,6 +244,9 @@ def fp_add(x: Unpacked, y: Unpacked, fmt, rounding="rne", rnd=None, rbits=16, sa
 def decode(codes, fmt) -> np.ndarray:
     """float64 value of each code of ``fmt`` (exact: every format here fits in binary64)."""
     f = get_format(fmt)
+    if isinstance(f, ScaleFormat):
+        e = _i64(codes)
+        return np.where(e == f.nan_code, np.nan, np.ldexp(1.0, (e - f.bias).astype(np.int32)))
     u = unpack(codes, f)
     val = np.ldexp(u.sig.astype(np.float64), u.exp.astype(np.int32))
     val = np.where(u.inf, np.inf, val)
@@ -238,19 +258,29 @@ def encode(values, fmt, rounding="rne", rnd=None, rbits=16, saturate=None) -> np
     """Codes of ``fmt`` nearest to float64 ``values`` (uint64), rounded as :func:`round_pack`.
 
     NaN -> canonical NaN; +-Inf -> +-Inf, or +-max when saturating, or NaN for a format
-    without infinities (as ``ml_dtypes`` converts to ``float8_e4m3fn``).
+    without infinities (as ``ml_dtypes`` converts to ``float8_e4m3fn``). A format without
+    Inf and NaN (``nan="none"``: E2M1, E2M3, E3M2) always saturates (+-Inf -> +-max) and
+    a NaN input is an error (it has no code). :class:`ScaleFormat` and :class:`IntFormat`
+    convert as their docstrings say (``rounding="rne"`` only).
     """
     f = get_format(fmt)
+    if isinstance(f, (ScaleFormat, IntFormat)):
+        if rounding != "rne":
+            raise QrtlError(f"encode to {f.name}: rounding={rounding!r} is not valid (allowed: rne)")
+        return (_encode_scale if isinstance(f, ScaleFormat) else _encode_int)(values, f, saturate)
     _check_rounding(rounding, rnd if rounding == "rne" else (0 if rnd is None else rnd), rbits)
     if rounding == "stochastic" and rnd is None:
         raise QrtlError("rounding='stochastic' needs rnd (rbits-bit random integers)")
     v = np.asarray(values, dtype=np.float64)
     nan, inf = np.isnan(v), np.isinf(v)
+    if not f.has_nan and nan.any():
+        raise QrtlError(f"encode: NaN has no code in {f.name} (a format without Inf and NaN)")
     sign = np.signbit(v).astype(np.int64)
     mant, ex = np.frexp(np.abs(np.where(nan | inf, 0.0, v)))
     sig = np.ldexp(mant, 53).astype(np.int64)       # exact: 53-bit integer significand
     code = round_pack(sign, sig, ex.astype(np.int64) - 53, f, rounding, rnd, rbits, saturate)
     sat = (f.overflow == "saturate") if saturate is None else bool(saturate)
+    sat = sat or not f.has_nan
     sbit = sign.astype(np.uint64) << np.uint64(f.width - 1)
     if f.has_inf and not sat:
         code = np.where(inf, np.uint64(f.inf_code) | sbit, code)
@@ -258,27 +288,54 @@ def encode(values, fmt, rounding="rne", rnd=None, rbits=16, saturate=None) -> np
         code = np.where(inf, np.uint64(f.max_code) | sbit, code)
     else:
         code = np.where(inf, np.uint64(f.nan_code), code)
+    if not f.has_nan:
+        return code.astype(np.uint64)
     return np.where(nan, np.uint64(f.nan_code), code).astype(np.uint64)
+
+
+def _encode_scale(values, f: ScaleFormat, saturate) -> np.ndarray:
+    """E8M0 codes of float64 ``values`` (rule in :class:`golden.formats.ScaleFormat`)."""
+    v = np.asarray(values, dtype=np.float64)
+    ok = np.isfinite(v) & (v > 0)
+    mant, ex = np.frexp(np.where(ok, v, 1.0))      # v = mant * 2^ex, 0.5 <= mant < 1
+    e = ex.astype(np.int64) - 1 + (mant >= 0.75)    # ties (mant = 0.75) go up
+    code = np.maximum(e + f.bias, 0)
+    top = f.nan_code - 1
+    code = np.where(code > top, top if saturate else f.nan_code, code)
+    return np.where(ok, code, f.nan_code).astype(np.uint64)
+
+
+def _encode_int(values, f: IntFormat, saturate) -> np.ndarray:
+    """Codes of float64 ``values`` in the integer element format: ``round_half_even(v /
+    2^scale_exp)`` saturated to the two's complement range (``saturate`` is implied)."""
+    v = np.asarray(values, dtype=np.float64)
+    if np.isnan(v).any():
+        raise QrtlError(f"encode: NaN has no code in {f.name}")
+    lo, hi = -(1 << (f.width - 1)), (1 << (f.width - 1)) - 1
+    q = np.clip(np.rint(np.ldexp(np.clip(v, -2.0 ** 60, 2.0 ** 60), -f.scale_exp)), lo, hi)
+    return (q.astype(np.int64) & ((1 << f.width) - 1)).astype(np.uint64)
 
 
 # --- the units ---------------------------------------------------------------------------------
 
-def _fp8(fmt) -> FPFormat:
+def _fp8(fmt, allowed=FP8_FORMATS) -> FPFormat:
     f = get_format(fmt)
-    if f.name not in FP8_FORMATS:
-        raise QrtlError(f"fmt={f.name!r} is not an FP8 input format (allowed: {', '.join(FP8_FORMATS)})")
+    if f.name not in allowed:
+        what = "an FP8" if allowed == FP8_FORMATS else "a minifloat element"
+        raise QrtlError(f"fmt={f.name!r} is not {what} input format (allowed: {', '.join(allowed)})")
     return f
 
 
 def fp8_mul(a, b, fmt="e4m3") -> np.ndarray:
     """``p = a * b`` exactly, as binary32 codes (uint64 array).
 
-    Every product of two e4m3 or e5m2 values is a binary32 normal number or zero
-    (significands of at most 4 bits multiply to at most 8; exponents stay within
+    ``fmt`` is any minifloat element format (:data:`golden.formats.ELEMENT_FORMATS`: e2m1,
+    e2m3, e3m2, e4m3, e5m2). Every product of two such values is a binary32 normal number
+    or zero (significands of at most 4 bits multiply to at most 8; exponents stay within
     ``2^-32 .. 2^32``), so no rounding happens. NaN in, ``Inf * 0`` -> canonical NaN
     ``0x7FC00000``; signs of zeros and infinities are the XOR of the input signs.
     """
-    f = _fp8(fmt)
+    f = _fp8(fmt, ELEMENT_FORMATS)
     p = product(unpack(a, f), unpack(b, f))
     fp32 = get_format("fp32")
     out = round_pack(p.sign, p.sig, p.exp, fp32)
@@ -291,11 +348,12 @@ def fp8_mac(a, b, acc_in, *, fmt="e4m3", acc="fp16", rounding="rne", rnd=None, r
             saturate=False) -> np.ndarray:
     """``acc_out = round(acc_in + a * b)`` in format ``acc``: one rounding of the exact sum.
 
-    ``a``, ``b``: codes of ``fmt``; ``acc_in``: codes of ``acc``; ``rnd``: ``rbits``-bit
-    random integers for ``rounding="stochastic"``. ``saturate``: finite overflow gives
-    ``+-max`` instead of ``+-Inf``. Returns uint64 codes of ``acc``.
+    ``a``, ``b``: codes of ``fmt`` (any of :data:`golden.formats.ELEMENT_FORMATS`);
+    ``acc_in``: codes of ``acc``; ``rnd``: ``rbits``-bit random integers for
+    ``rounding="stochastic"``. ``saturate``: finite overflow gives ``+-max`` instead of
+    ``+-Inf``. Returns uint64 codes of ``acc``.
     """
-    f, fa = _fp8(fmt), get_format(acc)
+    f, fa = _fp8(fmt, ELEMENT_FORMATS), get_format(acc)
     _check_rounding(rounding, rnd, rbits)
     a, b, c = np.broadcast_arrays(np.asarray(a), np.asarray(b), np.asarray(acc_in))
     r = np.broadcast_to(np.asarray(rnd), a.shape) if rnd is not None else None

@@ -11,6 +11,7 @@ rounding and packing exist once:
 * :func:`round_pack` -- normalise, round (RNE or stochastic), detect overflow, pack a code
 * :func:`add_round` -- fused ``round(x + y)`` of two operands of any formats
 * :func:`pack_exact` -- pack a value known to be representable (the multiplier's output)
+* :func:`align_fixed` -- an exact operand as a signed fixed-point integer (``mx_dot``)
 
 Formats are :class:`golden.formats.FPFormat` (the same objects the golden models use) and the
 rounding rules are those of :mod:`golden.fp8` (module docstring), bit for bit.
@@ -25,12 +26,12 @@ from amaranth import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from qrtl.golden.formats import ACC_FORMATS, FP8_FORMATS, FPFormat, get_format
+from qrtl.golden.formats import ACC_FORMATS, ELEMENT_FORMATS, FP8_FORMATS, FPFormat, IntFormat, ScaleFormat, get_format
 
 from .errors import reject
 
 __all__ = ["Operand", "unpack", "multiply", "lzc", "shr_sticky", "round_pack", "add_round",
-           "pack_exact", "Fp8Mul", "Fp8Mac", "Fp8Dot", "EXP", "MAC_STAGES"]
+           "pack_exact", "align_fixed", "Fp8Mul", "Fp8Mac", "Fp8Dot", "EXP", "MAC_STAGES"]
 
 #: Width of every internal (signed) exponent: binary32's range plus alignment fits easily.
 EXP = 12
@@ -54,14 +55,34 @@ def _sig(name, width, signed_=False):
 
 
 def unpack(m: Module, code, fmt: FPFormat, name: str) -> Operand:
-    """Split a code of ``fmt`` into sign, significand (hidden bit restored), exponent, flags."""
+    """Split a code of ``fmt`` into sign, significand (hidden bit restored), exponent, flags.
+
+    An :class:`~qrtl.golden.formats.IntFormat` code (the MX INT8 element) becomes sign,
+    magnitude (``width`` bits: ``-2^(width-1)`` has magnitude ``2^(width-1)``) and the
+    constant exponent ``scale_exp``; a :class:`~qrtl.golden.formats.ScaleFormat` code
+    (E8M0) sign 0, significand 1 (0 for NaN) and exponent ``E - bias``, as
+    :func:`qrtl.golden.fp8.unpack` does.
+    """
     f = fmt
+    if isinstance(f, ScaleFormat):
+        nan = _sig(f"{name}_nan", 1)
+        exp = _sig(f"{name}_exp", EXP, True)
+        m.d.comb += [nan.eq(code == f.nan_code), exp.eq(code - f.bias)]
+        return Operand(Const(0, 1), ~nan, exp, nan, Const(0, 1))
+    if isinstance(f, IntFormat):
+        sign = code[f.width - 1]
+        sig = _sig(f"{name}_sig", f.width)
+        exp = _sig(f"{name}_exp", EXP, True)
+        m.d.comb += [sig.eq(Mux(sign, -code, code)[:f.width]), exp.eq(f.scale_exp)]
+        return Operand(sign, sig, exp, Const(0, 1), Const(0, 1))
     mb = f.mbits
     e, man = code[mb:mb + f.ebits], code[:mb]
     all1 = (1 << f.ebits) - 1
     nan, inf = _sig(f"{name}_nan", 1), _sig(f"{name}_inf", 1)
     if f.nan == "ieee":
         m.d.comb += [nan.eq((e == all1) & man.any()), inf.eq((e == all1) & ~man.any())]
+    elif f.nan == "none":
+        m.d.comb += [nan.eq(0), inf.eq(0)]
     else:
         m.d.comb += [nan.eq((e == all1) & (man == (1 << mb) - 1)), inf.eq(0)]
     sig = _sig(f"{name}_sig", mb + 1)
@@ -181,6 +202,18 @@ def round_pack(m: Module, sign, mag, g, f: FPFormat, rounding: str, rnd, rbits: 
     return code
 
 
+def align_fixed(m: Module, x: Operand, lsb: int, width: int, max_shift: int, name: str):
+    """``x`` as a signed ``width``-bit fixed-point integer with LSB weight ``2^lsb``:
+    ``(-1)^sign * (sig << (exp - lsb))``, exact. The caller guarantees ``0 <= exp - lsb <=
+    max_shift`` and that the value fits (NaN/Inf operands have ``sig = 0``, giving 0)."""
+    amt = _sig(f"{name}_amt", max(1, max_shift.bit_length()))
+    mag = _sig(f"{name}_mag", width)
+    out = _sig(f"{name}_fx", width, True)
+    m.d.comb += [amt.eq((x.exp - lsb)[:len(amt)]), mag.eq(x.sig << amt),
+                 out.eq(Mux(x.sign, -mag, mag))]
+    return out
+
+
 def _normalise(m: Module, x: Operand, width: int, name: str):
     """``(nsig, e)``: ``x.sig`` shifted so its MSB is bit ``width - 1``, and its MSB exponent."""
     lz = lzc(m, x.sig, name)
@@ -284,25 +317,28 @@ def _fmt_arg(obj, value, allowed, what):
 
 
 class Fp8Mul(wiring.Component):
-    """Exact FP8 multiplier: ``p = a * b`` as an IEEE binary32 pattern (no rounding needed).
+    """Exact minifloat multiplier: ``p = a * b`` as an IEEE binary32 pattern (no rounding
+    needed).
 
     Parameters
     ----------
     fmt : str
-        ``"e4m3"`` or ``"e5m2"``.
+        ``"e4m3"`` (default) or ``"e5m2"`` (OCP FP8), ``"e3m2"``, ``"e2m3"`` (MX FP6) or
+        ``"e2m1"`` (MX FP4).
 
     Members
     -------
-    a, b : In(8)
-        Codes of ``fmt``.
+    a, b : In(width of fmt)
+        Codes of ``fmt`` (8, 6 or 4 bits).
     p : Out(32)
         binary32 code of the exact product; NaN in or ``Inf * 0`` -> ``0x7FC00000``.
         Combinational (latency 0).
     """
 
     def __init__(self, fmt: str = "e4m3"):
-        self.fmt = _fmt_arg(self, fmt, FP8_FORMATS, "fmt")
-        super().__init__({"a": In(8), "b": In(8), "p": Out(32)})
+        self.fmt = _fmt_arg(self, fmt, ELEMENT_FORMATS, "fmt")
+        w = self.fmt.width
+        super().__init__({"a": In(w), "b": In(w), "p": Out(32)})
 
     @property
     def latency(self) -> int:
@@ -322,7 +358,7 @@ class Fp8Mac(wiring.Component):
     Parameters
     ----------
     fmt : str
-        Input format, ``"e4m3"`` or ``"e5m2"``.
+        Input format: ``"e4m3"`` (default), ``"e5m2"``, ``"e3m2"``, ``"e2m3"`` or ``"e2m1"``.
     acc : str
         Accumulator format: ``"fp16"``, ``"bf16"``, ``"e6m9"`` or ``"fp32"``.
     rounding : str
@@ -338,7 +374,7 @@ class Fp8Mac(wiring.Component):
 
     Members
     -------
-    a, b : In(8)
+    a, b : In(width of fmt)
         Codes of ``fmt``.
     acc_in : In(width of acc)
         Code of ``acc``.
@@ -350,7 +386,7 @@ class Fp8Mac(wiring.Component):
 
     def __init__(self, fmt="e4m3", acc="fp16", rounding="rne", rbits=16, saturate=False,
                  pipeline=0):
-        self.fmt = _fmt_arg(self, fmt, FP8_FORMATS, "fmt")
+        self.fmt = _fmt_arg(self, fmt, ELEMENT_FORMATS, "fmt")
         self.acc = _fmt_arg(self, acc, ACC_FORMATS, "acc")
         if rounding not in ("rne", "stochastic"):
             reject(self, f"rounding={rounding!r} is not valid (allowed: rne, stochastic)")
@@ -360,7 +396,8 @@ class Fp8Mac(wiring.Component):
         if not 0 <= pipeline <= len(MAC_STAGES):
             reject(self, f"pipeline={pipeline} is out of range (allowed 0..{len(MAC_STAGES)})")
         self.rounding, self.rbits, self.saturate, self.pipeline = rounding, rbits, bool(saturate), pipeline
-        members = {"a": In(8), "b": In(8), "acc_in": In(self.acc.width)}
+        w = self.fmt.width
+        members = {"a": In(w), "b": In(w), "acc_in": In(self.acc.width)}
         if rounding == "stochastic":
             members["rnd"] = In(rbits)
         members["acc_out"] = Out(self.acc.width)

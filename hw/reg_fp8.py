@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from qrtl.golden.bits import random_codes
-from qrtl.golden.formats import ACC_FORMATS, FP8_FORMATS, get_format
+from qrtl.golden.formats import ACC_FORMATS, ELEMENT_FORMATS, FP8_FORMATS, get_format
 from qrtl.golden.fp8 import decode, encode, fp8_dot_stream, fp8_mac, fp8_mul, join_lanes
 
 from qrtl.golden.errors import QrtlError
@@ -18,7 +18,8 @@ __all__ = ["special_codes", "acc_values", "all_pairs", "mac_exhaustive", "dot_st
 
 def special_codes(fmt) -> np.ndarray:
     """Edge codes of a format: +-0, +-min/max subnormal, +-min normal, +-1, +-max, +-max
-    minus one ulp, +-Inf (if any), the canonical NaN and a negative NaN with another payload."""
+    minus one ulp, +-Inf (if any), the canonical NaN and a negative NaN with another payload
+    (if any)."""
     f = get_format(fmt)
     sb = f.sign_bit
     mags = [0, 1, (1 << f.mbits) - 1, 1 << f.mbits, f.bias << f.mbits, f.max_code, f.max_code - 1,
@@ -26,7 +27,8 @@ def special_codes(fmt) -> np.ndarray:
     if f.has_inf:
         mags.append(f.inf_code)
     codes = [c | s for c in mags for s in (0, sb)]
-    codes += [f.nan_code, f.nan_code | sb | (1 if f.nan == "ieee" else 0)]
+    if f.has_nan:
+        codes += [f.nan_code, f.nan_code | sb | (1 if f.nan == "ieee" else 0)]
     return np.unique(np.array(codes, np.uint64))
 
 
@@ -47,7 +49,7 @@ def acc_values(acc, fmt, count: int = 64, seed: int = 0) -> np.ndarray:
 
 
 def all_pairs(n_codes: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """Every ``(a, b)`` pair of 8-bit codes (a major)."""
+    """Every ``(a, b)`` pair of codes ``0 .. n_codes - 1`` (a major; 256: 8-bit codes)."""
     a, b = np.meshgrid(np.arange(n_codes, dtype=np.uint64), np.arange(n_codes, dtype=np.uint64),
                        indexing="ij")
     return a.ravel(), b.ravel()
@@ -59,8 +61,13 @@ def _mul_golden(p, x):
     return {"p": fp8_mul(x["a"], x["b"], p["fmt"])}
 
 
+def _width(p) -> int:
+    return get_format(p["fmt"]).width
+
+
 def _mul_stimulus(p, n, rng):
-    return {"a": random_codes(rng, n, 8, False), "b": random_codes(rng, n, 8, False)}
+    w = _width(p)
+    return {"a": random_codes(rng, n, w, False), "b": random_codes(rng, n, w, False)}
 
 
 def _mul_corners(p):
@@ -70,14 +77,15 @@ def _mul_corners(p):
 
 
 def _mul_exhaustive(p):
-    a, b = all_pairs()
+    a, b = all_pairs(1 << _width(p))
     return {"a": a, "b": b}
 
 
 register(UnitSpec(
     name="fp8_mul",
-    summary="exact FP8 product p = a*b as a binary32 pattern (e4m3 | e5m2)",
-    params=(ChoiceParam("fmt", "e4m3", FP8_FORMATS, "input format (OCP E4M3 / E5M2)"),),
+    summary="exact minifloat product p = a*b as a binary32 pattern (FP8/FP6/FP4 elements)",
+    params=(ChoiceParam("fmt", "e4m3", ELEMENT_FORMATS,
+                        "input format (OCP FP8 E4M3/E5M2, MX FP6 E3M2/E2M3, MX FP4 E2M1)"),),
     build=lambda p: Fp8Mul(p["fmt"]),
     golden=_mul_golden,
     stimulus=_mul_stimulus,
@@ -101,8 +109,8 @@ def _rnd(p, n, rng):
 def _mac_stimulus(p, n, rng):
     """Uniform a, b; acc_in: one quarter uniform codes, the rest near ``a*b`` (ratio
     +-2^U(-14, 14)) so that the sum really rounds; uniform rnd."""
-    f = get_format(p["acc"])
-    a, b = random_codes(rng, n, 8, False), random_codes(rng, n, 8, False)
+    f, w = get_format(p["acc"]), _width(p)
+    a, b = random_codes(rng, n, w, False), random_codes(rng, n, w, False)
     ratio = np.ldexp(rng.uniform(1, 2, n), rng.integers(-14, 15, n)) * rng.choice([-1.0, 1.0], n)
     with np.errstate(invalid="ignore", over="ignore"):  # Inf x 0 and NaN codes: not used
         prod = decode(a, p["fmt"]) * decode(b, p["fmt"])
@@ -128,7 +136,7 @@ def mac_exhaustive(p, count: int = 64):
     """Every (a, b) pair against each of ``count`` :func:`acc_values` (RNE only, else None)."""
     if p["rounding"] != "rne":
         return None
-    a, b = all_pairs()
+    a, b = all_pairs(1 << _width(p))
     acc = acc_values(p["acc"], p["fmt"], count)
     # compact dtypes: 4.2M vectors travel to the testbench as ~30 MB instead of 100 MB
     dt = np.uint16 if get_format(p["acc"]).width <= 16 else np.uint32
@@ -138,9 +146,9 @@ def mac_exhaustive(p, count: int = 64):
 
 register(UnitSpec(
     name="fp8_mac",
-    summary="fused FP8 multiply-accumulate acc_out = round(acc_in + a*b), RNE or stochastic",
+    summary="fused minifloat multiply-accumulate acc_out = round(acc_in + a*b), RNE or stochastic",
     params=(
-        ChoiceParam("fmt", "e4m3", FP8_FORMATS, "input format"),
+        ChoiceParam("fmt", "e4m3", ELEMENT_FORMATS, "input format (FP8, FP6, FP4 elements)"),
         ChoiceParam("acc", "fp16", ACC_FORMATS, "accumulator format"),
         ChoiceParam("rounding", "rne", ("rne", "stochastic"),
                     "stochastic: round up iff first rbits discarded bits > rnd"),

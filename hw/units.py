@@ -30,6 +30,7 @@ from . import reg_ternary  # noqa: F401
 from . import reg_quant  # noqa: F401
 from . import reg_intmac  # noqa: F401
 from . import reg_fp8  # noqa: F401
+from . import reg_mx  # noqa: F401
 from . import reg_norm  # noqa: F401
 from .registry import UNITS, Unit, UnitSpec, make_unit, register, register_stream
 
