@@ -492,7 +492,7 @@ def test_fuzz_cli_never_tracebacks(monkeypatch, capsys, tmp_path):
     monkeypatch.setenv("QRTL_BUILD", str(tmp_path / "build"))
     monkeypatch.chdir(tmp_path)
 
-    def fake_verify(u, vectors=100_000, seed=0):
+    def fake_verify(u, vectors=100_000, seed=0, *, stimulus=None):  # qrtl.api.verify's signature
         from qrtl.golden.params import check_int
         check_int("vectors", vectors, 1, 50_000_000)
         return RunResult(u.name, u.module, u.params, 1, 0, None, 0.1, 0.1)
