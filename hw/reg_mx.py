@@ -152,6 +152,15 @@ def _corners(p):
                   np.tile(sa, nb), np.tile(sb, nb))
 
 
+#: The parameters of both MX units (one block pair, or a stream of them).
+MX_PARAMS = (
+    ChoiceParam("fmt_a", "e4m3", MX_ELEMENTS, "element format of block A (MX FP8/FP6/FP4/INT8)"),
+    ChoiceParam("fmt_b", "same", ("same",) + MX_ELEMENTS, "element format of block B"),
+    IntParam("k", 32, 1, K_MAX, "elements per block (a power of two)"),
+    ChoiceParam("scale", "e8m0", SCALE_FORMATS, "scale format (e4m3 with e2m1, k=16: NVFP4)"),
+)
+
+
 def _build(p):
     fa, fb = mx_formats(p)
     return MxDot(fa.name, fb.name, p["k"], p["scale"])
@@ -160,12 +169,7 @@ def _build(p):
 register(UnitSpec(
     name="mx_dot",
     summary="OCP MX block dot product 2^(sa+sb-254) * sum a_i*b_i, exact sum, one rounding to fp32",
-    params=(
-        ChoiceParam("fmt_a", "e4m3", MX_ELEMENTS, "element format of block A (MX FP8/FP6/FP4/INT8)"),
-        ChoiceParam("fmt_b", "same", ("same",) + MX_ELEMENTS, "element format of block B"),
-        IntParam("k", 32, 1, K_MAX, "elements per block (a power of two)"),
-        ChoiceParam("scale", "e8m0", SCALE_FORMATS, "scale format (e4m3 with e2m1, k=16: NVFP4)"),
-    ),
+    params=MX_PARAMS,
     build=_build,
     golden=_golden,
     stimulus=_stimulus,
@@ -245,12 +249,7 @@ def _build_general(p):
 register(UnitSpec(
     name="mx_dot_general",
     summary="OCP MX DotGeneral: one block pair per cycle, each exact block Dot added to an fp32 accumulator",
-    params=(
-        ChoiceParam("fmt_a", "e4m3", MX_ELEMENTS, "element format of blocks A"),
-        ChoiceParam("fmt_b", "same", ("same",) + MX_ELEMENTS, "element format of blocks B"),
-        IntParam("k", 32, 1, K_MAX, "elements per block (a power of two)"),
-        ChoiceParam("scale", "e8m0", SCALE_FORMATS, "scale format (e4m3: NVFP4)"),
-    ),
+    params=MX_PARAMS,
     build=_build_general,
     golden=_general_golden,
     stimulus=_general_stimulus,
