@@ -46,7 +46,8 @@ from .fp8 import Unpacked, product, round_pack, split_lanes, unpack
 
 __all__ = ["element_lsb", "element_max_quanta", "acc_width", "scale_bits", "mx_block", "mx_dot",
            "mx_dot_ports", "mx_dot_general_stream",
-           "check_mx_params", "K_MAX", "SCALE_FORMATS"]
+           "check_mx_params", "K_MAX", "SCALE_FORMATS", "element_emax", "mx_quantize",
+           "mx_dequantize"]
 
 K_MAX = 64
 #: Scale formats of ``mx_dot``: the MX E8M0, and E4M3 (NVFP4).
@@ -228,3 +229,68 @@ def mx_dot_ports(x: dict, *, fmt_a="e4m3", fmt_b="e4m3", k=32, scale="e8m0") -> 
     a = split_lanes(x["a"], fa.width, k)
     b = split_lanes(x["b"], fb.width, k)
     return {"result": mx_dot(a, b, x["sa"], x["sb"], fmt_a=fa, fmt_b=fb, scale=scale)}
+
+
+# --- conversion of real values to MX blocks (OCP MX v1.0 section 6.3) -----------------------
+
+def element_emax(fmt) -> int:
+    """``emax_elem`` of OCP MX v1.0 (table 1): exponent of the largest power of two the
+    element format holds (8 for E4M3, 15 for E5M2, 4 for E3M2, 2 for E2M3 and E2M1, 0 for
+    the INT8 element, whose values are ``-2 .. 1 + 63/64``)."""
+    f = get_format(fmt)
+    return f.emax if isinstance(f, FPFormat) else f.width - 2 + f.scale_exp
+
+
+def mx_quantize(values, fmt="e4m3", k: int = 32, scale="e8m0") -> tuple:
+    """Real values -> MX blocks: ``(element codes, scale codes)`` of shapes ``(..., n)`` and
+    ``(..., n / k)``; blocks are ``k`` consecutive values of the last axis.
+
+    ``scale="e8m0"`` is the conversion of OCP MX v1.0 section 6.3 (the algorithm of its
+    reference library): the shared exponent ``X = floor(log2(max_i |V_i|)) - emax_elem``
+    (:func:`element_emax`), clamped to the E8M0 range, and ``P_i = V_i / 2^X``
+    rounded to the element format (nearest even, saturating). A block of zeros gets the
+    smallest scale. ``scale="e4m3"`` (NVFP4): the scale is ``max_i |V_i| / max_elem``
+    rounded to E4M3 (nearest even, saturating), ``P_i = V_i / scale`` as above; a zero
+    scale gives zero elements. The caller divides by a per-tensor scale first if it uses
+    one (NVFP4's FP32 tensor scale keeps ``max / max_elem`` inside E4M3's range).
+    """
+    from .fp8 import decode, encode
+    v = np.asarray(values, dtype=np.float64)
+    check_mx_params(fmt, fmt, k, scale)
+    if v.ndim < 1 or v.shape[-1] % k:
+        raise QrtlError(f"mx_quantize: the last axis ({v.shape[-1] if v.ndim else 0}) is not a "
+                        f"multiple of k={k}")
+    if not np.isfinite(v).all():
+        raise QrtlError("mx_quantize: the values must be finite")
+    blocks = v.reshape(*v.shape[:-1], -1, k)
+    amax = np.abs(blocks).max(axis=-1)
+    if scale == "e8m0":
+        f = get_format("e8m0")
+        _, ex = np.frexp(np.where(amax > 0, amax, 1.0))          # amax = m 2^ex, 0.5 <= m < 1
+        shared = np.where(amax > 0, ex.astype(np.int64) - 1 - element_emax(fmt), f.emin)
+        shared = np.clip(shared, f.emin, f.emax)
+        scodes = (shared + f.bias).astype(np.uint64)
+        x = np.ldexp(1.0, shared.astype(np.int32))
+    else:
+        scodes = encode(amax / float(get_format(fmt).max_value), "e4m3", saturate=True)
+        x = decode(scodes, "e4m3")
+    safe = np.where(x > 0, x, 1.0)
+    codes = encode(np.where(x[..., None] > 0, blocks / safe[..., None], 0.0), fmt, saturate=True)
+    return codes.reshape(v.shape), scodes
+
+
+def mx_dequantize(codes, scales, fmt="e4m3", k: int = 32, scale="e8m0") -> np.ndarray:
+    """The real values ``X * P_i`` of MX blocks (float64, exact), inverse of
+    :func:`mx_quantize`'s layout."""
+    from .fp8 import decode
+    c = np.asarray(codes)
+    f = get_format(fmt)
+    if isinstance(f, FPFormat):
+        p = decode(c, f)
+    else:
+        p = np.ldexp(np.where(c >= f.sign_bit, c.astype(np.int64) - (1 << f.width),
+                              c.astype(np.int64)).astype(np.float64), f.scale_exp)
+    x = decode(np.asarray(scales), scale) if scale != "e8m0" else np.where(
+        np.asarray(scales) == get_format("e8m0").nan_code, np.nan,
+        np.ldexp(1.0, np.asarray(scales).astype(np.int32) - get_format("e8m0").bias))
+    return (p.reshape(*c.shape[:-1], -1, k) * x[..., None]).reshape(c.shape)

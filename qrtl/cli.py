@@ -780,6 +780,43 @@ def cmd_norm_accuracy(args) -> int:
     return 0
 
 
+def cmd_mx_accuracy(args) -> int:
+    import pandas as pd
+
+    from qrtl.reports.mx_accuracy import mlp_accuracy, mx_accuracy
+    schemes, data = _list_arg(args.schemes), _list_arg(args.data)
+    out = _output_file(args.output, make_parents=True)
+    steps = len(schemes) * (len(data) + (0 if args.no_mlp else 1))
+    progress = _StepBar(steps, "mx-accuracy", args.no_progress or args.json)
+    try:
+        df = mx_accuracy(schemes, data, length=args.length, trials=args.trials,
+                         images=args.images, seed=args.seed, progress=progress)
+        mlp = None if args.no_mlp else mlp_accuracy(schemes, progress=progress)
+    finally:
+        progress.close()
+    if out is not None:
+        _write_text(out, df.to_csv(index=False))
+        if mlp is not None:
+            _write_text(out.with_name(out.stem + "_mlp.csv"), mlp.to_csv(index=False))
+    if args.json:
+        _print_json({"rows": df.to_dict(orient="records"),
+                     "mlp": None if mlp is None else mlp.to_dict(orient="records")})
+        return 0
+    with pd.option_context("display.width", 200, "display.max_rows", 500,
+                           "display.float_format", "{:.3g}".format):
+        print(f"MX / per-tensor formats against float64 (synthetic: {args.trials} dot products "
+              f"of length {args.length}; digits: {args.images} test images)")
+        print(df.set_index(["data", "scheme"])[["bits_per_element", "qsnr_a_db", "qsnr_b_db",
+                                                "dot_rel_err_rms", "dot_rel_err_median",
+                                                "nonfinite", "overflow"]].to_string())
+        if mlp is not None:
+            print("digits MLP, weights and activations in each format:")
+            print(mlp.set_index("scheme")[["accuracy_pct", "images"]].to_string())
+    if out is not None:
+        print(f"wrote {out}" + ("" if mlp is None else f" and {out.with_name(out.stem + '_mlp.csv')}"))
+    return 0
+
+
 def cmd_fp8_train(args) -> int:
     import pandas as pd
     from tqdm import tqdm
@@ -1010,7 +1047,7 @@ def _cost_commands(sub) -> None:
 
 
 def _network_commands(sub) -> None:
-    """net, train, fp8-accuracy, norm-accuracy, fp8-train."""
+    """net, train, fp8-accuracy, norm-accuracy, mx-accuracy, fp8-train."""
     from qrtl.golden import nets
     from qrtl.golden.fp8 import RBITS_MAX
     from qrtl.reports.fp8_accuracy import DATASETS, DEFAULT_LENGTHS
@@ -1098,6 +1135,26 @@ def _network_commands(sub) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object (rows and summary)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_norm_accuracy)
+
+    from qrtl.reports.mx_accuracy import DATASETS as MX_DATASETS, SCHEMES as MX_SCHEMES
+    p = sub.add_parser("mx-accuracy", help="quantization and dot-product error of MX block formats, "
+                                           "NVFP4 and per-tensor FP8/INT vs float64; digits MLP")
+    p.add_argument("--schemes", default=",".join(MX_SCHEMES),
+                   help="comma-separated: " + ", ".join(MX_SCHEMES))
+    p.add_argument("--data", default=",".join(MX_DATASETS), help="data sets: " + ", ".join(MX_DATASETS))
+    p.add_argument("--length", type=_int("--length", 32, 1 << 16), default=1024,
+                   help="dot-product length of the synthetic data sets (a multiple of 32)")
+    p.add_argument("--trials", type=_int("--trials", 1, 100_000), default=256,
+                   help="dot products per synthetic data set")
+    p.add_argument("--images", type=_int("--images", 1, 10_000), default=100,
+                   help="test images whose dot products form the digits data set")
+    p.add_argument("--no-mlp", action="store_true", help="skip the digits MLP accuracy")
+    p.add_argument("--seed", type=_SEED, default=0)
+    p.add_argument("-o", "--output", default="build/reports/mx_accuracy.csv",
+                   help="CSV file ('-': none; the MLP table goes to <stem>_mlp.csv)")
+    p.add_argument("--json", action="store_true", help="one JSON object")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_mx_accuracy)
 
     from qrtl.golden.nets.fp8train import ACCS, DEFAULT_CONFIGS, Hyper
     hp = Hyper()

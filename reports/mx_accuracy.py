@@ -1,0 +1,290 @@
+"""``qrtl mx-accuracy``: quantization and dot-product error of MX block formats, NVFP4 and
+per-tensor FP8 / INT, against float64, and the digits MLP run in each.
+
+Schemes (:data:`SCHEMES`; each names the unit whose arithmetic computes its dot products):
+
+* ``MXFP8 E4M3``, ``MXFP8 E5M2``, ``MXFP6 E3M2``, ``MXFP6 E2M3``, ``MXFP4 E2M1``, ``MXINT8``:
+  OCP MX v1.0 blocks of k = 32 along the reduction axis with an E8M0 scale
+  (:func:`qrtl.golden.mx.mx_quantize`, the spec's conversion, section 6.3); dot products
+  on ``mx_dot_general`` (each block pair exact, rounded once into an FP32 accumulator:
+  :func:`qrtl.golden.mx.mx_dot_general_stream`, bit-exact with the RTL).
+* ``NVFP4``: E2M1 blocks of 16 with an E4M3 scale, after division by a per-tensor FP32
+  scale ``amax / (6 * 448)`` (so every block scale fits E4M3); ``mx_dot_general`` with
+  ``scale=e4m3``, then the FP32 result times the two tensor scales (binary32 multiplies).
+* ``FP8 E4M3``, ``FP8 E5M2``, ``FP6 E3M2``, ``FP4 E2M1`` (per tensor): one FP32 scale per
+  tensor, ``amax / max_elem``; elements rounded to the format (nearest even, saturating);
+  dot products on a chain of ``fp8_mac`` with an FP32 accumulator (one rounding per MAC),
+  then times the two scales in binary32.
+* ``INT8``, ``INT4`` (per tensor): symmetric, scale ``amax / (2^(b-1) - 1)``, codes
+  ``clip(rint(v / s))``; the integer sum is exact (``int_mac`` with its accumulator of
+  :data:`INT_ACC` bits: the ``overflow`` column counts dot products that would wrap), then
+  times the two scales.
+
+Per-tensor scales of activations come from calibration (the largest value of the tensor on
+the train split for the digits network, of the operand tensor itself for synthetic data);
+MX and NVFP4 block scales are computed from each block (dynamic, as MX hardware does).
+
+Data: ``normal`` (A, B ~ N(0, 1)), ``student_t`` (A, B ~ Student's t with 3 degrees of
+freedom: heavy tails, where one scale per tensor wastes range) and ``digits`` (every
+pre-activation dot product of the trained digits MLP on the test images: layer input x
+weight row, bias excluded). Metrics per scheme and data set: ``qsnr_a_db``, ``qsnr_b_db``
+(signal-to-quantization-noise ratio ``10 log10(sum v^2 / sum (q - v)^2)`` of each operand
+tensor), ``dot_rel_err_rms`` (``sqrt(mean (r - s)^2 / mean s^2)``, r: the unit's result,
+s: the float64 dot product of the unquantized operands) and ``dot_rel_err_median``.
+
+:func:`mlp_accuracy` runs the digits MLP with weights and activations in each scheme (every
+layer's dot products as above, FP32 bias added after, ReLU) and gives the test accuracy.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+
+from qrtl.golden.errors import QrtlError
+from qrtl.golden.formats import get_format
+from qrtl.golden.fp8 import decode, encode, fp8_mac, join_lanes
+from qrtl.golden.mx import mx_dequantize, mx_dot_general_stream, mx_quantize
+from qrtl.golden.params import check_int
+
+__all__ = ["Scheme", "SCHEMES", "DATASETS", "INT_ACC", "quantize", "dot", "mx_accuracy",
+           "mlp_accuracy"]
+
+#: Accumulator width of the integer schemes' ``int_mac`` (bits).
+INT_ACC = {8: 32, 4: 16}
+
+
+@dataclass(frozen=True)
+class Scheme:
+    """One number format with its scaling: ``kind`` ``mx`` (block scale E8M0), ``nvfp4``
+    (block scale E4M3 and an FP32 tensor scale), ``tensor_fp`` or ``tensor_int`` (one FP32
+    scale per tensor); ``fmt``: the element format (``int8`` / ``int4`` for the integer
+    ones); ``k``: block size."""
+
+    name: str
+    kind: str
+    fmt: str
+    k: int = 32
+
+    @property
+    def bits(self) -> int:
+        """Bits per element, scales not counted."""
+        return int(self.fmt[3:]) if self.kind == "tensor_int" else get_format(self.fmt).width
+
+    @property
+    def bits_per_element(self) -> float:
+        """Bits per element with the block scale amortised (8 bits per block)."""
+        return self.bits + (8 / self.k if self.kind in ("mx", "nvfp4") else 0.0)
+
+    @property
+    def unit(self) -> tuple[str, dict, int]:
+        """``(unit, params, MACs per operation)`` of the datapath that computes one MAC
+        (a block's ``mx_dot``: ``k`` MACs; the scale product and the FP32 rounding included)."""
+        if self.kind in ("mx", "nvfp4"):
+            return "mx_dot", {"fmt_a": self.fmt, "k": self.k,
+                              "scale": "e4m3" if self.kind == "nvfp4" else "e8m0"}, self.k
+        if self.kind == "tensor_int":
+            b = self.bits
+            return "int_mac", {"a_width": b, "b_width": b, "acc_width": INT_ACC[b]}, 1
+        return "fp8_mac", {"fmt": self.fmt, "acc": "fp16"}, 1
+
+
+SCHEMES: dict[str, Scheme] = {s.name: s for s in (
+    Scheme("MXFP8 E4M3", "mx", "e4m3"), Scheme("MXFP8 E5M2", "mx", "e5m2"),
+    Scheme("MXFP6 E3M2", "mx", "e3m2"), Scheme("MXFP6 E2M3", "mx", "e2m3"),
+    Scheme("MXFP4 E2M1", "mx", "e2m1"), Scheme("MXINT8", "mx", "mxint8"),
+    Scheme("NVFP4", "nvfp4", "e2m1", 16),
+    Scheme("FP8 E4M3", "tensor_fp", "e4m3"), Scheme("FP8 E5M2", "tensor_fp", "e5m2"),
+    Scheme("FP6 E3M2", "tensor_fp", "e3m2"), Scheme("FP4 E2M1", "tensor_fp", "e2m1"),
+    Scheme("INT8", "tensor_int", "int8"), Scheme("INT4", "tensor_int", "int4"),
+)}
+DATASETS = ("normal", "student_t", "digits")
+#: E4M3's largest value: NVFP4's tensor scale maps a tensor's max onto 6 * 448.
+_E4M3_MAX = 448.0
+
+
+def _f32(x) -> np.ndarray:
+    return np.asarray(x, np.float64).astype(np.float32).astype(np.float64)
+
+
+@dataclass
+class Quantized:
+    """Codes of one operand tensor ``(rows, n)``: ``codes``, block ``scales`` (MX/NVFP4),
+    the FP32 tensor ``scale`` (1 for MX), and the dequantized ``values`` (float64)."""
+
+    codes: np.ndarray
+    scales: Optional[np.ndarray]
+    scale: float
+    values: np.ndarray
+
+
+def quantize(v, scheme, amax: Optional[float] = None) -> Quantized:
+    """``v`` (rows, n) in ``scheme`` (module docstring); ``amax``: the calibrated largest
+    magnitude for a per-tensor scale (default: ``max |v|``)."""
+    s = SCHEMES[scheme] if isinstance(scheme, str) else scheme
+    v = np.asarray(v, np.float64)
+    amax = float(np.abs(v).max()) if amax is None else float(amax)
+    amax = amax if amax > 0 else 1.0
+    if s.kind == "mx":
+        codes, scales = mx_quantize(v, s.fmt, s.k)
+        return Quantized(codes, scales, 1.0, mx_dequantize(codes, scales, s.fmt, s.k))
+    if s.kind == "nvfp4":
+        g = float(_f32(amax / (float(get_format(s.fmt).max_value) * _E4M3_MAX)))
+        codes, scales = mx_quantize(v / g, s.fmt, s.k, "e4m3")
+        return Quantized(codes, scales, g, mx_dequantize(codes, scales, s.fmt, s.k, "e4m3") * g)
+    if s.kind == "tensor_fp":
+        g = float(_f32(amax / float(get_format(s.fmt).max_value)))
+        codes = encode(v / g, s.fmt, saturate=True)
+        return Quantized(codes, None, g, decode(codes, s.fmt) * g)
+    top = (1 << (s.bits - 1)) - 1
+    g = float(_f32(amax / top))
+    q = np.clip(np.rint(v / g), -top, top).astype(np.int64)
+    return Quantized(q, None, g, q * g)
+
+
+def dot(qa: Quantized, qb: Quantized, scheme) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise dot products ``(rows,)`` of two quantized tensors in the arithmetic of the
+    scheme's unit (module docstring), as float64; and a per-row flag of integer accumulator
+    overflow (always False for the floating-point schemes)."""
+    s = SCHEMES[scheme] if isinstance(scheme, str) else scheme
+    rows, n = qa.codes.shape
+    ovf = np.zeros(rows, bool)
+    if s.kind in ("mx", "nvfp4"):
+        nb = n // s.k
+        w = get_format(s.fmt).width
+        last = np.zeros((rows, nb), np.int64)
+        last[:, -1] = 1
+        x = {"valid": np.ones(rows * nb, np.int64), "last": last.ravel(),
+             "a": join_lanes(qa.codes.reshape(-1, s.k), w),
+             "b": join_lanes(qb.codes.reshape(-1, s.k), w),
+             "sa": qa.scales.ravel(), "sb": qb.scales.ravel()}
+        out = mx_dot_general_stream(x, fmt_a=s.fmt, fmt_b=s.fmt, k=s.k,
+                                    scale="e4m3" if s.kind == "nvfp4" else "e8m0")
+        r = decode(out["result"][last.ravel() == 1], "fp32")
+        return _f32(_f32(r * qa.scale) * qb.scale), ovf
+    if s.kind == "tensor_fp":
+        acc = np.zeros(rows, np.uint64)                       # +0.0 in binary32
+        for i in range(n):
+            acc = fp8_mac(qa.codes[:, i], qb.codes[:, i], acc, fmt=s.fmt, acc="fp32")
+        return _f32(_f32(decode(acc, "fp32") * qa.scale) * qb.scale), ovf
+    prods = qa.codes * qb.codes
+    total = prods.sum(axis=1)
+    lim = 1 << (INT_ACC[s.bits] - 1)
+    partial = np.cumsum(prods, axis=1)
+    ovf = np.any((partial >= lim) | (partial < -lim), axis=1)
+    return _f32(_f32(total * qa.scale) * qb.scale), ovf
+
+
+def _operands(data: str, trials: int, n: int, rng) -> list[tuple]:
+    """``[(A, B, amax_A, amax_B)]``, ``A`` and ``B`` (rows, n) float64."""
+    if data == "normal":
+        return [(rng.normal(0, 1, (trials, n)), rng.normal(0, 1, (trials, n)), None, None)]
+    if data == "student_t":
+        return [(rng.standard_t(3, (trials, n)), rng.standard_t(3, (trials, n)), None, None)]
+    if data == "digits":
+        from qrtl.golden.nets.data import load_split
+        from qrtl.golden.nets.mlp import calibration_max, float_forward, load_float
+        x = load_split().x_test[:trials].astype(np.float64) / 16.0
+        _, acts = float_forward(load_split().x_test[:trials], hidden=True)
+        ins = [(x, 1.0)] + [(a.astype(np.float64), m) for a, m in zip(acts, calibration_max())]
+        out = []
+        for (h, m), (w, _) in zip(ins, load_float()):
+            w = w.astype(np.float64)
+            # every (image, neuron) pair is one dot product of the layer
+            a = np.repeat(h, w.shape[0], axis=0)
+            b = np.tile(w, (len(h), 1))
+            out.append((a, b, m, float(np.abs(w).max())))
+        return out
+    raise QrtlError(f"unknown data set {data!r} (allowed: {', '.join(DATASETS)})")
+
+
+def _qsnr(q, v) -> float:
+    noise = float(np.sum((q - v) ** 2))
+    return math.inf if noise == 0 else 10 * math.log10(float(np.sum(v ** 2)) / noise)
+
+
+def mx_accuracy(schemes=tuple(SCHEMES), data=DATASETS, *, length: int = 1024, trials: int = 256,
+                images: int = 100, seed: int = 0, progress=None) -> pd.DataFrame:
+    """Quantization SNR and dot-product error of each scheme on each data set (module
+    docstring). ``length``: dot-product length of the synthetic sets (a multiple of 32);
+    ``trials``: dot products per synthetic set; ``images``: test images of ``digits``.
+    Returns one row per (scheme, data)."""
+    length = check_int("length", length, 32, 1 << 16)
+    if length % 32:
+        raise QrtlError(f"length={length} is not a multiple of 32 (the MX block size)")
+    trials = check_int("trials", trials, 1, 100_000)
+    images = check_int("images", images, 1, 10_000)
+    for what, given, allowed in (("scheme", schemes, SCHEMES), ("data", data, DATASETS)):
+        if not given:
+            raise QrtlError(f"no {what} given (allowed: {', '.join(allowed)})")
+        for x in given:
+            if x not in allowed:
+                raise QrtlError(f"{what}={x!r} is not one of {', '.join(allowed)}")
+    rows = []
+    for di, ds in enumerate(data):
+        parts = _operands(ds, images if ds == "digits" else trials, length,
+                          np.random.default_rng([seed, di]))
+        exact = [np.einsum("ij,ij->i", a, b) for a, b, _, _ in parts]
+        for name in schemes:
+            res, ex, ovf, qa_v, a_v, qb_v, b_v = [], [], [], [], [], [], []
+            for (a, b, ma, mb), s in zip(parts, exact):
+                qa, qb = quantize(a, name, ma), quantize(b, name, mb)
+                r, o = dot(qa, qb, name)
+                res.append(r), ex.append(s), ovf.append(o)
+                qa_v.append(qa.values.ravel()), a_v.append(a.ravel())
+                qb_v.append(qb.values.ravel()), b_v.append(b.ravel())
+            r, s = np.concatenate(res), np.concatenate(ex)
+            ok = np.isfinite(r)
+            nz = ok & (s != 0)
+            rows.append({
+                "scheme": name, "kind": SCHEMES[name].kind, "bits": SCHEMES[name].bits,
+                "bits_per_element": SCHEMES[name].bits_per_element, "data": ds,
+                "length": length if ds != "digits" else "64/128/64", "dot_products": len(r),
+                "qsnr_a_db": _qsnr(np.concatenate(qa_v), np.concatenate(a_v)),
+                "qsnr_b_db": _qsnr(np.concatenate(qb_v), np.concatenate(b_v)),
+                "dot_rel_err_rms": math.sqrt(np.mean((r[ok] - s[ok]) ** 2) / np.mean(s[ok] ** 2)),
+                "dot_rel_err_median": float(np.median(np.abs(r[nz] - s[nz]) / np.abs(s[nz]))),
+                "nonfinite": int((~ok).sum()), "overflow": int(np.concatenate(ovf).sum())})
+            if progress is not None:
+                progress(f"{ds} {name}")
+    return pd.DataFrame(rows)
+
+
+def mlp_accuracy(schemes=tuple(SCHEMES), *, images: Optional[int] = None, progress=None) -> pd.DataFrame:
+    """Test accuracy of the digits MLP with weights and activations in each scheme (every
+    dot product on the scheme's unit arithmetic, :func:`dot`; FP32 bias, ReLU), beside
+    the float32 network. ``images``: first test images (None: the whole split)."""
+    from qrtl.golden.nets.data import load_split
+    from qrtl.golden.nets.mlp import calibration_max, float_forward, load_float
+    split = load_split()
+    n = len(split.y_test) if images is None else check_int("images", images, 1, len(split.y_test))
+    pix, y = split.x_test[:n], split.y_test[:n]
+    rows = [{"scheme": "float32", "kind": "reference", "bits": 32, "images": n,
+             "accuracy_pct": 100.0 * float(np.mean(np.argmax(float_forward(pix), 1) == y))}]
+    amax = (1.0,) + calibration_max()
+    for name in schemes:
+        if name not in SCHEMES:
+            raise QrtlError(f"scheme={name!r} is not one of {', '.join(SCHEMES)}")
+        h = pix.astype(np.float64) / 16.0
+        layers = load_float()
+        for li, (w, b) in enumerate(layers):
+            w = w.astype(np.float64)
+            qh, qw = quantize(h, name, amax[li]), quantize(w, name)
+            # one dot product per (image, neuron): the activation row against the weight row
+            a = Quantized(np.repeat(qh.codes, len(w), axis=0),
+                          None if qh.scales is None else np.repeat(qh.scales, len(w), axis=0),
+                          qh.scale, None)
+            wb = Quantized(np.tile(qw.codes, (len(h), 1)),
+                           None if qw.scales is None else np.tile(qw.scales, (len(h), 1)),
+                           qw.scale, None)
+            z = _f32(dot(a, wb, name)[0].reshape(len(h), len(w)) + b.astype(np.float64))
+            h = np.maximum(z, 0.0) if li < len(layers) - 1 else z
+        rows.append({"scheme": name, "kind": SCHEMES[name].kind, "bits": SCHEMES[name].bits,
+                     "images": n, "accuracy_pct": 100.0 * float(np.mean(np.argmax(h, 1) == y))})
+        if progress is not None:
+            progress(name)
+    return pd.DataFrame(rows)
