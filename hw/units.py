@@ -22,6 +22,7 @@ from typing import Mapping
 
 from qrtl.golden.errors import QrtlError
 from qrtl.golden.nets.streams import STREAM_TABLE
+from qrtl.golden.schemes import NORMAL_STREAMS
 
 # the order is the order of `qrtl list` and of the report's tables
 from . import reg_xnor  # noqa: F401
@@ -41,7 +42,9 @@ PLUGIN_GROUP = "qrtl.units"
 
 # The real operand streams of the digits networks, as named stimuli of the units above
 # (qrtl/golden/nets/streams.py; computed lazily, only when a stream is asked for).
-for _unit, _name, _fn, _doc in STREAM_TABLE:
+# N(0, 1) operands in each MAC unit's number format (qrtl/golden/schemes.py): the data of
+# the MX accuracy study, for energy per MAC.
+for _unit, _name, _fn, _doc in STREAM_TABLE + NORMAL_STREAMS:
     register_stream(_unit, _name, _fn, _doc)
 
 

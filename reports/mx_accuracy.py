@@ -39,145 +39,18 @@ layer's dot products as above, FP32 bias added after, ReLU) and gives the test a
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
 import pandas as pd
 
 from qrtl.golden.errors import QrtlError
-from qrtl.golden.formats import get_format
-from qrtl.golden.fp8 import decode, encode, fp8_mac, join_lanes
-from qrtl.golden.mx import mx_dequantize, mx_dot_general_stream, mx_quantize
 from qrtl.golden.params import check_int
+from qrtl.golden.schemes import SCHEMES, Quantized, dot, f32, quantize
 
-__all__ = ["Scheme", "SCHEMES", "DATASETS", "INT_ACC", "quantize", "dot", "mx_accuracy",
-           "mlp_accuracy"]
+__all__ = ["SCHEMES", "DATASETS", "mx_accuracy", "mlp_accuracy"]
 
-#: Accumulator width of the integer schemes' ``int_mac`` (bits).
-INT_ACC = {8: 32, 4: 16}
-
-
-@dataclass(frozen=True)
-class Scheme:
-    """One number format with its scaling: ``kind`` ``mx`` (block scale E8M0), ``nvfp4``
-    (block scale E4M3 and an FP32 tensor scale), ``tensor_fp`` or ``tensor_int`` (one FP32
-    scale per tensor); ``fmt``: the element format (``int8`` / ``int4`` for the integer
-    ones); ``k``: block size."""
-
-    name: str
-    kind: str
-    fmt: str
-    k: int = 32
-
-    @property
-    def bits(self) -> int:
-        """Bits per element, scales not counted."""
-        return int(self.fmt[3:]) if self.kind == "tensor_int" else get_format(self.fmt).width
-
-    @property
-    def bits_per_element(self) -> float:
-        """Bits per element with the block scale amortised (8 bits per block)."""
-        return self.bits + (8 / self.k if self.kind in ("mx", "nvfp4") else 0.0)
-
-    @property
-    def unit(self) -> tuple[str, dict, int]:
-        """``(unit, params, MACs per operation)`` of the datapath that computes one MAC
-        (a block's ``mx_dot``: ``k`` MACs; the scale product and the FP32 rounding included)."""
-        if self.kind in ("mx", "nvfp4"):
-            return "mx_dot", {"fmt_a": self.fmt, "k": self.k,
-                              "scale": "e4m3" if self.kind == "nvfp4" else "e8m0"}, self.k
-        if self.kind == "tensor_int":
-            b = self.bits
-            return "int_mac", {"a_width": b, "b_width": b, "acc_width": INT_ACC[b]}, 1
-        return "fp8_mac", {"fmt": self.fmt, "acc": "fp16"}, 1
-
-
-SCHEMES: dict[str, Scheme] = {s.name: s for s in (
-    Scheme("MXFP8 E4M3", "mx", "e4m3"), Scheme("MXFP8 E5M2", "mx", "e5m2"),
-    Scheme("MXFP6 E3M2", "mx", "e3m2"), Scheme("MXFP6 E2M3", "mx", "e2m3"),
-    Scheme("MXFP4 E2M1", "mx", "e2m1"), Scheme("MXINT8", "mx", "mxint8"),
-    Scheme("NVFP4", "nvfp4", "e2m1", 16),
-    Scheme("FP8 E4M3", "tensor_fp", "e4m3"), Scheme("FP8 E5M2", "tensor_fp", "e5m2"),
-    Scheme("FP6 E3M2", "tensor_fp", "e3m2"), Scheme("FP4 E2M1", "tensor_fp", "e2m1"),
-    Scheme("INT8", "tensor_int", "int8"), Scheme("INT4", "tensor_int", "int4"),
-)}
 DATASETS = ("normal", "student_t", "digits")
-#: E4M3's largest value: NVFP4's tensor scale maps a tensor's max onto 6 * 448.
-_E4M3_MAX = 448.0
-
-
-def _f32(x) -> np.ndarray:
-    return np.asarray(x, np.float64).astype(np.float32).astype(np.float64)
-
-
-@dataclass
-class Quantized:
-    """Codes of one operand tensor ``(rows, n)``: ``codes``, block ``scales`` (MX/NVFP4),
-    the FP32 tensor ``scale`` (1 for MX), and the dequantized ``values`` (float64)."""
-
-    codes: np.ndarray
-    scales: Optional[np.ndarray]
-    scale: float
-    values: np.ndarray
-
-
-def quantize(v, scheme, amax: Optional[float] = None) -> Quantized:
-    """``v`` (rows, n) in ``scheme`` (module docstring); ``amax``: the calibrated largest
-    magnitude for a per-tensor scale (default: ``max |v|``)."""
-    s = SCHEMES[scheme] if isinstance(scheme, str) else scheme
-    v = np.asarray(v, np.float64)
-    amax = float(np.abs(v).max()) if amax is None else float(amax)
-    amax = amax if amax > 0 else 1.0
-    if s.kind == "mx":
-        codes, scales = mx_quantize(v, s.fmt, s.k)
-        return Quantized(codes, scales, 1.0, mx_dequantize(codes, scales, s.fmt, s.k))
-    if s.kind == "nvfp4":
-        g = float(_f32(amax / (float(get_format(s.fmt).max_value) * _E4M3_MAX)))
-        codes, scales = mx_quantize(v / g, s.fmt, s.k, "e4m3")
-        return Quantized(codes, scales, g, mx_dequantize(codes, scales, s.fmt, s.k, "e4m3") * g)
-    if s.kind == "tensor_fp":
-        g = float(_f32(amax / float(get_format(s.fmt).max_value)))
-        codes = encode(v / g, s.fmt, saturate=True)
-        return Quantized(codes, None, g, decode(codes, s.fmt) * g)
-    top = (1 << (s.bits - 1)) - 1
-    g = float(_f32(amax / top))
-    q = np.clip(np.rint(v / g), -top, top).astype(np.int64)
-    return Quantized(q, None, g, q * g)
-
-
-def dot(qa: Quantized, qb: Quantized, scheme) -> tuple[np.ndarray, np.ndarray]:
-    """Row-wise dot products ``(rows,)`` of two quantized tensors in the arithmetic of the
-    scheme's unit (module docstring), as float64; and a per-row flag of integer accumulator
-    overflow (always False for the floating-point schemes)."""
-    s = SCHEMES[scheme] if isinstance(scheme, str) else scheme
-    rows, n = qa.codes.shape
-    ovf = np.zeros(rows, bool)
-    if s.kind in ("mx", "nvfp4"):
-        nb = n // s.k
-        w = get_format(s.fmt).width
-        last = np.zeros((rows, nb), np.int64)
-        last[:, -1] = 1
-        x = {"valid": np.ones(rows * nb, np.int64), "last": last.ravel(),
-             "a": join_lanes(qa.codes.reshape(-1, s.k), w),
-             "b": join_lanes(qb.codes.reshape(-1, s.k), w),
-             "sa": qa.scales.ravel(), "sb": qb.scales.ravel()}
-        out = mx_dot_general_stream(x, fmt_a=s.fmt, fmt_b=s.fmt, k=s.k,
-                                    scale="e4m3" if s.kind == "nvfp4" else "e8m0")
-        r = decode(out["result"][last.ravel() == 1], "fp32")
-        return _f32(_f32(r * qa.scale) * qb.scale), ovf
-    if s.kind == "tensor_fp":
-        acc = np.zeros(rows, np.uint64)                       # +0.0 in binary32
-        for i in range(n):
-            acc = fp8_mac(qa.codes[:, i], qb.codes[:, i], acc, fmt=s.fmt, acc="fp32")
-        return _f32(_f32(decode(acc, "fp32") * qa.scale) * qb.scale), ovf
-    prods = qa.codes * qb.codes
-    total = prods.sum(axis=1)
-    lim = 1 << (INT_ACC[s.bits] - 1)
-    partial = np.cumsum(prods, axis=1)
-    ovf = np.any((partial >= lim) | (partial < -lim), axis=1)
-    return _f32(_f32(total * qa.scale) * qb.scale), ovf
-
 
 def _operands(data: str, trials: int, n: int, rng) -> list[tuple]:
     """``[(A, B, amax_A, amax_B)]``, ``A`` and ``B`` (rows, n) float64."""
@@ -281,7 +154,7 @@ def mlp_accuracy(schemes=tuple(SCHEMES), *, images: Optional[int] = None, progre
             wb = Quantized(np.tile(qw.codes, (len(h), 1)),
                            None if qw.scales is None else np.tile(qw.scales, (len(h), 1)),
                            qw.scale, None)
-            z = _f32(dot(a, wb, name)[0].reshape(len(h), len(w)) + b.astype(np.float64))
+            z = f32(dot(a, wb, name)[0].reshape(len(h), len(w)) + b.astype(np.float64))
             h = np.maximum(z, 0.0) if li < len(layers) - 1 else z
         rows.append({"scheme": name, "kind": SCHEMES[name].kind, "bits": SCHEMES[name].bits,
                      "images": n, "accuracy_pct": 100.0 * float(np.mean(np.argmax(h, 1) == y))})

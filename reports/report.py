@@ -97,7 +97,8 @@ REPORT_FILES = [
     "qonnx_models.csv", "qonnx_models.md", "qonnx_layers.csv", "qonnx_layers.md", "qonnx_cost.png",
     "qonnx_cost.svg", "scaling.csv", "scaling_exponents.csv", "scaling_exponents.md",
     "scaling_xnor_popcount.png", "scaling_xnor_popcount.svg", "scaling_fp8_mac.png",
-    "report.md",
+    "mx.csv", "mx.md", "mx.tex", "mx_accuracy.csv", "mx_mlp.csv", "mx_energy_accuracy.png",
+    "mx_energy_accuracy.svg", "report.md",
 ]
 
 
@@ -201,6 +202,75 @@ def _mac_table(liberty, jobs) -> list[dict]:
             rows[label]["real_stream"] = stim
             rows[label]["pj_per_mac_real"] = r["energy_pj_per_op"] / macs
     return list(rows.values())
+
+
+#: The MX section: every number format of the accuracy study
+#: (:data:`qrtl.golden.schemes.SCHEMES`) on its unit, and the per-tensor FP schemes again
+#: with an fp16 accumulator (label -> (unit, params, MACs per operation)); costed at
+#: :data:`MX_CLOCK_NS` on the ``normal`` stream (the study's data).
+MX_CLOCK_NS = 10.0
+MX_ACCURACY = {"length": 1024, "trials": 256, "images": 100, "mlp_images": None}
+MX_BRIEF = ["format", "bits_per_element", "unit", "pipeline", "area_um2_per_mac", "pj_per_mac",
+            "glitch_pct", "qsnr_db_normal", "dot_rel_err_normal", "dot_rel_err_student_t",
+            "dot_rel_err_digits", "mlp_accuracy_pct"]
+
+
+def mx_configs() -> dict:
+    """``label -> (scheme or None, unit, params, MACs per operation)`` of the MX table."""
+    from qrtl.golden.schemes import SCHEMES
+    rows = {name: (name, *s.unit) for name, s in SCHEMES.items()}
+    for name, s in SCHEMES.items():
+        if s.kind == "tensor_fp" and s.fmt in ("e4m3", "e5m2", "e2m1"):
+            unit, params, macs = s.unit
+                rows[f"{name} (fp16 acc)"] = (None, unit, {**params, "acc": "fp16"}, macs)
+    return rows
+
+
+#: Labels of :func:`mx_configs` the report costs (all; the tests take a few).
+MX_COSTED: Optional[tuple] = None
+
+
+def _mx_accuracy() -> dict:
+    from .mx_accuracy import mlp_accuracy, mx_accuracy
+    kw = dict(MX_ACCURACY)
+    mlp_images = kw.pop("mlp_images")
+    return {"dots": mx_accuracy(**kw), "mlp": mlp_accuracy(images=mlp_images)}
+
+
+def _mx_table(liberty, jobs, acc: dict) -> list[dict]:
+    """Cost per MAC of every format at one clock, beside its accuracy (module constants)."""
+    from qrtl.golden.schemes import SCHEMES
+
+    from .cost import _run_jobs, DEFAULT_VECTORS
+    lib = str(liberty) if liberty else None
+    configs = {k: v for k, v in mx_configs().items() if MX_COSTED is None or k in MX_COSTED}
+    jobs_list = [(unit, params, lib, "normal", DEFAULT_VECTORS, MX_CLOCK_NS, True)
+                 for _, unit, params, _ in configs.values()]
+    dots, mlp = acc["dots"], acc["mlp"].set_index("scheme")
+    rows = []
+    for (label, (scheme, unit, params, macs)), r in zip(
+            configs.items(), _run_jobs(jobs_list, jobs, "MX formats")):
+        row = {"format": label, "scheme": scheme or "", "unit": unit,
+               "params": " ".join(f"{k}={v}" for k, v in params.items()), "macs_per_op": macs,
+               "clock_ns": MX_CLOCK_NS, "stimulus": "normal"}
+        if "error" in r:
+            rows.append({**row, "note": r["error"]})
+            continue
+        row.update(pipeline=r["params"]["pipeline"], latency=r["latency"],
+                   area_um2_per_mac=r["area_um2"] / macs, delay_ps=r["delay_ps"],
+                   pj_per_mac=r["energy_pj_per_op"] / macs,
+                   pj_per_mac_zero_delay=r["energy_zero_delay_pj_per_op"] / macs,
+                   glitch_pct=round(100.0 * r["glitch_fraction"], 1), power_mw=r["power_mw"],
+                   note="retimed" if r["retimed"] else "")
+        row["bits_per_element"] = SCHEMES[label.split(" (")[0]].bits_per_element
+        if scheme:
+            d = dots[dots["scheme"] == scheme].set_index("data")
+            row["qsnr_db_normal"] = float(d.loc["normal", "qsnr_a_db"])
+            for ds in d.index:
+                row[f"dot_rel_err_{ds}"] = float(d.loc[ds, "dot_rel_err_rms"])
+            row["mlp_accuracy_pct"] = float(mlp.loc[scheme, "accuracy_pct"])
+        rows.append(row)
+    return rows
 
 
 #: The scaling section's sweeps (:data:`qrtl.reports.sweep.SCALING_SWEEPS`).
@@ -394,16 +464,18 @@ def _seed_study(seeds: int):
     return cache.value(key, lambda: nets.seed_study(range(seeds), progress=True))
 
 
-def _claims(networks: list[dict], seeds, fp8train: dict, norm_rows: list[dict], norm_acc) -> list[dict]:
+def _claims(networks: list[dict], seeds, fp8train: dict, norm_rows: list[dict], norm_acc,
+            mx_rows: list[dict]) -> list[dict]:
     from qrtl.golden import nets
 
-    from .claims import abc_claim, binaryduo_claim, fp8_train_claim, norm_claim
+    from .claims import abc_claim, binaryduo_claim, fp8_train_claim, fp_int_claim, norm_claim
     from .fp8_train import summary
     equal = nets.op_counts("binaryduo", {"mode": "decoupled"}) == nets.op_counts("bnn")
     return [abc_claim(networks, seeds), binaryduo_claim(networks, seeds, equal),
             norm_claim(norm_rows, norm_acc),
             fp8_train_claim(summary(fp8train["df"]).to_dict("records"), fp8train["fp32_seeds"],
-                            fp8train["hyper"])]
+                            fp8train["hyper"]),
+            fp_int_claim(mx_rows)]
 
 
 def _fp8_train(hyper) -> dict:
@@ -557,6 +629,36 @@ def _scaling_plot(out: Path, rows: list[dict]) -> list[Path]:
         df.attrs["swept"] = swept[label]
         written += plot_scaling(df, out, stem=f"scaling_{df['unit'].iloc[0]}")
     return written
+
+
+def _mx_plot(out: Path, rows: list[dict]) -> list[Path]:
+    """``mx_energy_accuracy``: energy per MAC of each number format against the relative
+    error of its dot products (N(0, 1), length :data:`MX_ACCURACY`) and against the digits
+    MLP's accuracy with weights and activations in that format."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    pts = [r for r in rows if r.get("pj_per_mac") and r.get("scheme")]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    colours = {"mx": "tab:blue", "nvfp4": "tab:purple", "tensor_fp": "tab:orange",
+               "tensor_int": "tab:green"}
+    from qrtl.golden.schemes import SCHEMES
+    for ax, col, ylabel in ((axes[0], "dot_rel_err_normal", "relative RMS error of the dot product"),
+                            (axes[1], "mlp_accuracy_pct", "digits MLP test accuracy (%)")):
+        for r in pts:
+            kind = SCHEMES[r["scheme"]].kind
+            ax.scatter(r["pj_per_mac"], r[col], color=colours[kind], s=30)
+            ax.annotate(r["format"], (r["pj_per_mac"], r[col]), fontsize=7,
+                        xytext=(3, 3), textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_xlabel(f"energy per MAC (pJ, {MX_CLOCK_NS:g} ns clock, N(0, 1) operands)")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_yscale("log")
+    axes[0].set_title(f"dot products of length {MX_ACCURACY['length']}, N(0, 1)")
+    axes[1].set_title("MX / NVFP4 (blue, purple), per-tensor FP (orange), INT (green)", fontsize=9)
+    fig.tight_layout()
+    return _save_figure(fig, out, "mx_energy_accuracy")
 
 
 def _lean_plot(out: Path, rows: list[dict]) -> list[Path]:
@@ -752,6 +854,23 @@ def _report_md(out: Path, tables: dict, claim_rows: list[dict], prov: dict, nets
         "(`qrtl norm-accuracy`): each norm's error against float64 and its overflow and "
         "underflow rates in fp16 and int16 across input scales.", "",
         tables["norm"].markdown(), "",
+        "## Number formats: MX, NVFP4, FP8/6/4, INT8/4 (`mx.csv`, `mx_accuracy.csv`, "
+        "`mx_mlp.csv`)", "",
+        "Each format with its scaling (`qrtl/golden/schemes.py`): OCP MX blocks of 32 with an "
+        "E8M0 scale (converted as the spec's section 6.3 says), NVFP4 (E2M1 blocks of 16, E4M3 "
+        "scale, FP32 tensor scale), and one FP32 scale per tensor for FP and INT. Cost: the "
+        "datapath of one MAC at " f"{fmt(MX_CLOCK_NS)} ns (`int_mac`, `fp8_mac` with an fp32 "
+        "accumulator unless marked fp16, and `mx_dot` per element: one block of k products "
+        "summed exactly, times the two scales, rounded once to FP32, so scale handling is "
+        "included; the accumulator register is excluded everywhere), measured on N(0, 1) "
+        "operands converted to the format (`normal` stream). Accuracy (`qrtl mx-accuracy`): "
+        "`qsnr_db_normal`, the quantization signal-to-noise ratio of N(0, 1) data; "
+        "`dot_rel_err_*`, the relative RMS error of dot products computed by each format's "
+        "unit (bit-exact golden models) against float64 on the unquantized data (N(0, 1) and "
+        "Student-t(3) of length " f"{MX_ACCURACY['length']}, and every pre-activation of the "
+        "digits MLP on " f"{MX_ACCURACY['images']} test images); `mlp_accuracy_pct`, the digits "
+        "MLP with weights and activations in the format (whole test split).", "",
+        tables["mx"].markdown(), "![energy per MAC against accuracy](mx_energy_accuracy.png)", "",
         "## Networks (`networks.csv`)", "",
         f"Test accuracy on the digits test split ({nets_images}); `rtl_bit_exact`: every "
         "operation of those images replayed on the generated RTL (Verilator) matched the golden "
@@ -873,7 +992,7 @@ def run_report(out: Path, *, verify: Callable, replay: Callable, liberty=None, j
     lib_key = [lib_obj.key]  # the library's contents, not its path
     written: list[Path] = []
     steps = ["verilog", "verify", "units", "quant", "clocked", "lean", "mac", "norm", "scaling",
-             "qor", "networks", "qonnx", "seeds", "fp8", "fp8train", "claims", "plots", "report"]
+             "qor", "networks", "qonnx", "seeds", "fp8", "mx", "fp8train", "claims", "plots", "report"]
     bar = tqdm(steps, desc="qrtl report", unit="step", file=sys.stderr, disable=not progress)
     tables: dict = {}
     for step in bar:
@@ -976,9 +1095,17 @@ def run_report(out: Path, *, verify: Callable, replay: Callable, liberty=None, j
                 caption="FP8 training of the digits MLP: test accuracy (%) per epoch",
                 label="tab:fp8train")
         elif step == "claims":
-            claim_rows = _claims(nrows, seed_df, ftrain, norm_rows, norm_acc)
+            claim_rows = _claims(nrows, seed_df, ftrain, norm_rows, norm_acc, mx_rows)
             tables["claims"] = Table(claim_rows, caption="The cited papers' claims, measured",
                                      label="tab:claims")
+        elif step == "mx":
+            mx_acc = _cached("mx_accuracy", [MX_ACCURACY], _mx_accuracy)
+            mx_rows = _cached("mx", lib_key + [MX_CLOCK_NS, MX_COSTED, MX_ACCURACY],
+                              lambda: _mx_table(liberty, jobs, mx_acc))
+            tables["mx"] = Table(mx_rows, caption=f"Number formats: cost per MAC at "
+                                 f"{MX_CLOCK_NS:g} ns on N(0, 1) operands ({lib_obj.name}, "
+                                 f"{lib_obj.corner}) and accuracy against float64",
+                                 label="tab:mx", brief=MX_BRIEF)
         elif step == "fp8":
             fp8acc = _cached("fp8acc", [], _fp8_accuracy)
             path = out / "fp8_accuracy.csv"
@@ -990,9 +1117,13 @@ def run_report(out: Path, *, verify: Callable, replay: Callable, liberty=None, j
             written += _glitch_plot(out, tables["units"], qrows)
             written += qonnx_figure(qonnx["costs"], out)
             written += _scaling_plot(out, scale_rows)
+            written += _mx_plot(out, mx_rows)
         elif step == "report":
-            for name in ("quant_ops", "mac", "norm", "networks", "quant_clocked", "seeds", "fp8_train"):
+            for name in ("quant_ops", "mac", "norm", "mx", "networks", "quant_clocked", "seeds",
+                         "fp8_train"):
                 written += tables[name].write(out / name)
+            for name, df in (("mx_accuracy", mx_acc["dots"]), ("mx_mlp", mx_acc["mlp"])):
+                written.append(Table(df.to_dict("records")).csv(out / f"{name}.csv"))
             path = out / "norm_accuracy.csv"
             Table(norm_acc.to_dict("records")).csv(path)
             written.append(path)
