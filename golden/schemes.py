@@ -76,7 +76,7 @@ class Scheme:
         if self.kind == "tensor_int":
             b = self.bits
             return "int_mac", {"a_width": b, "b_width": b, "acc_width": INT_ACC[b]}, 1
-        return "fp8_mac", {"fmt": self.fmt, "acc": "fp16"}, 1
+        return "fp8_mac", {"fmt": self.fmt, "acc": "fp32"}, 1
 
 
 SCHEMES: dict[str, Scheme] = {s.name: s for s in (

@@ -1,24 +1,12 @@
 """``qrtl mx-accuracy``: quantization and dot-product error of MX block formats, NVFP4 and
 per-tensor FP8 / INT, against float64, and the digits MLP run in each.
 
-Schemes (:data:`SCHEMES`; each names the unit whose arithmetic computes its dot products):
-
-* ``MXFP8 E4M3``, ``MXFP8 E5M2``, ``MXFP6 E3M2``, ``MXFP6 E2M3``, ``MXFP4 E2M1``, ``MXINT8``:
-  OCP MX v1.0 blocks of k = 32 along the reduction axis with an E8M0 scale
-  (:func:`qrtl.golden.mx.mx_quantize`, the spec's conversion, section 6.3); dot products
-  on ``mx_dot_general`` (each block pair exact, rounded once into an FP32 accumulator:
-  :func:`qrtl.golden.mx.mx_dot_general_stream`, bit-exact with the RTL).
-* ``NVFP4``: E2M1 blocks of 16 with an E4M3 scale, after division by a per-tensor FP32
-  scale ``amax / (6 * 448)`` (so every block scale fits E4M3); ``mx_dot_general`` with
-  ``scale=e4m3``, then the FP32 result times the two tensor scales (binary32 multiplies).
-* ``FP8 E4M3``, ``FP8 E5M2``, ``FP6 E3M2``, ``FP4 E2M1`` (per tensor): one FP32 scale per
-  tensor, ``amax / max_elem``; elements rounded to the format (nearest even, saturating);
-  dot products on a chain of ``fp8_mac`` with an FP32 accumulator (one rounding per MAC),
-  then times the two scales in binary32.
-* ``INT8``, ``INT4`` (per tensor): symmetric, scale ``amax / (2^(b-1) - 1)``, codes
-  ``clip(rint(v / s))``; the integer sum is exact (``int_mac`` with its accumulator of
-  :data:`INT_ACC` bits: the ``overflow`` column counts dot products that would wrap), then
-  times the two scales.
+Schemes (:data:`qrtl.golden.schemes.SCHEMES`): OCP MX blocks (MXFP8 E4M3/E5M2, MXFP6
+E3M2/E2M3, MXFP4 E2M1, MXINT8; k = 32, E8M0 scale), NVFP4 (E2M1, k = 16, E4M3 scale, FP32
+tensor scale), per-tensor FP8 E4M3/E5M2, FP6 E3M2, FP4 E2M1 and INT8/INT4. Each is
+converted and its dot products computed as :mod:`qrtl.golden.schemes` says: on the
+bit-exact golden model of the unit that computes it (``mx_dot_general``, a chain of
+``fp8_mac`` into FP32, ``int_mac``).
 
 Per-tensor scales of activations come from calibration (the largest value of the tensor on
 the train split for the digits network, of the operand tensor itself for synthetic data);

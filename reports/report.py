@@ -222,7 +222,7 @@ def mx_configs() -> dict:
     for name, s in SCHEMES.items():
         if s.kind == "tensor_fp" and s.fmt in ("e4m3", "e5m2", "e2m1"):
             unit, params, macs = s.unit
-                rows[f"{name} (fp16 acc)"] = (None, unit, {**params, "acc": "fp16"}, macs)
+            rows[f"{name} (fp16 acc)"] = (None, unit, {**params, "acc": "fp16"}, macs)
     return rows
 
 
