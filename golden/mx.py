@@ -174,24 +174,38 @@ def _to_fp32(v: int, e: int) -> int:
     return int(f.view(np.uint32)) | ((v < 0) << 31)
 
 
-def mx_dot_general_stream(x: dict, *, fmt_a="e4m3", fmt_b="e4m3", k=32, scale="e8m0") -> dict:
+def mx_dot_general_stream(x: dict, *, fmt_a="e4m3", fmt_b="e4m3", k=32, scale="e8m0",
+                          lanes=None) -> dict:
     """Every output cycle of ``mx_dot_general``: MX ``DotGeneral`` (section 6), the sum of
     the ``Dot`` of consecutive block pairs, accumulated in binary32.
 
     ``x``: per-cycle ``valid``, ``last``, ``a``, ``b``, ``sa``, ``sb`` (port values as for
-    :func:`mx_dot_ports`). A valid cycle adds its block's exact value (:func:`mx_block`)
-    to the accumulator ``acc`` with one rounding (``acc = round(acc + Dot_exact)``, RNE,
-    IEEE 754 special cases, overflow to Inf); with ``last`` that sum is the result and
-    ``acc`` restarts at ``+0``. Output of cycle ``t`` (registers after cycle ``t``; the RTL
-    shows them one clock later, latency 1): ``result_valid = valid & last`` and ``result``
-    = the latest result (``+0`` before any).
+    :func:`mx_dot_ports`, ``lanes`` element pairs per cycle). With ``lanes = k`` (default)
+    every valid cycle carries a whole block pair; with ``lanes < k`` (a power of two) a
+    block arrives in ``k / lanes`` valid cycles (chunks, element 0 first), and the scales
+    and ``last`` are taken from its final chunk (ignored on the others). A block's exact
+    value (:func:`mx_block`) is added to the accumulator ``acc`` with one rounding (``acc =
+    round(acc + Dot_exact)``, RNE, IEEE 754 special cases, overflow to Inf) in the cycle of
+    its final chunk; with ``last`` that sum is the result and ``acc`` restarts at ``+0``.
+    Output of cycle ``t`` (registers after cycle ``t``; the RTL shows them one clock later,
+    latency 1): ``result_valid`` (a final chunk with ``last``) and ``result`` = the latest
+    result (``+0`` before any). A block cut short by the end of the stream is not added.
     """
     fa, fb = check_mx_params(fmt_a, fmt_b, k, scale)
+    lanes = k if lanes is None else int(lanes)
+    if not 1 <= lanes <= k or k % lanes or lanes & (lanes - 1):
+        raise QrtlError(f"lanes={lanes} is not valid (allowed: a power of two dividing k={k})")
+    chunks = k // lanes
     valid = np.asarray(x["valid"]).astype(np.int64) & 1
-    last = np.asarray(x["last"]).astype(np.int64) & 1 & valid
-    idx = np.flatnonzero(valid)
-    a = split_lanes(np.asarray(x["a"])[idx], fa.width, k)
-    b = split_lanes(np.asarray(x["b"])[idx], fb.width, k)
+    vidx = np.flatnonzero(valid)
+    nblk = len(vidx) // chunks
+    body = vidx[:nblk * chunks]
+    idx = body[chunks - 1::chunks]                      # the final chunk of each block
+    final = np.zeros(len(valid), bool)
+    final[idx] = True
+    last = (np.asarray(x["last"]).astype(np.int64) & 1).astype(bool) & final
+    a = split_lanes(np.asarray(x["a"])[body], fa.width, lanes).reshape(nblk, k)
+    b = split_lanes(np.asarray(x["b"])[body], fb.width, lanes).reshape(nblk, k)
     sa, sb = (np.asarray(x[n]).astype(np.int64)[idx] for n in ("sa", "sb"))
     v = mx_block(a, b, sa, sb, fmt_a=fa, fmt_b=fb, scale=scale) if len(idx) else None
     fp32 = get_format("fp32")
@@ -216,8 +230,8 @@ def mx_dot_general_stream(x: dict, *, fmt_a="e4m3", fmt_b="e4m3", k=32, scale="e
         if last[t]:
             res, acc = acc, 0
         result[t] = res
-    # idle cycles hold the latest result
-    held = np.maximum.accumulate(np.where(valid == 1, np.arange(len(valid)), -1))
+    # idle cycles and the other chunks hold the latest result
+    held = np.maximum.accumulate(np.where(final, np.arange(len(valid)), -1))
     result = np.where(held >= 0, result[np.maximum(held, 0)], 0).astype(np.uint64)
     return {"result": result, "result_valid": last.astype(np.uint64)}
 

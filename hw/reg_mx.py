@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from qrtl.golden.errors import QrtlError
 from qrtl.golden.formats import MX_ELEMENTS, FPFormat
 from qrtl.golden.fp8 import encode, join_lanes, split_lanes
 from qrtl.golden.mx import (K_MAX, SCALE_FORMATS, check_mx_params, mx_dot_general_stream,
@@ -185,9 +186,43 @@ def _take(ports: dict, idx) -> dict:
     return {k: np.asarray(v)[idx] for k, v in ports.items()}
 
 
+def _lanes(p) -> int:
+    """Element pairs per cycle of ``mx_dot_general`` (``lanes=0``: the whole block, k)."""
+    return p["lanes"] or p["k"]
+
+
+def _general_check(p):
+    mx_formats(p)
+    n = _lanes(p)
+    if n > p["k"] or p["k"] % n or n & (n - 1):
+        raise QrtlError(f"lanes={n} is not valid (allowed: 0 = k, or a power of two dividing k={p['k']})")
+
+
 def _general_golden(p, x):
     fa, fb = mx_formats(p)
-    return mx_dot_general_stream(x, fmt_a=fa, fmt_b=fb, k=p["k"], scale=p["scale"])
+    return mx_dot_general_stream(x, fmt_a=fa, fmt_b=fb, k=p["k"], scale=p["scale"], lanes=_lanes(p))
+
+
+def _chunked(p, x: dict, rng) -> dict:
+    """A block-per-cycle stream ``x`` cut into ``k / lanes`` cycles per cycle: chunk ``j``
+    carries elements ``j*lanes ..``; the scales and ``last`` are random junk on every chunk
+    but the final one (the unit must ignore them); an idle cycle becomes idle cycles."""
+    fa, fb = mx_formats(p)
+    n, k = _lanes(p), p["k"]
+    c = k // n
+    if c == 1:
+        return x
+    cyc = len(x["sa"])
+    out = {}
+    for port, f in (("a", fa), ("b", fb)):
+        el = split_lanes(x[port], f.width, k).reshape(cyc * c, n)
+        out[port] = join_lanes(el, f.width)
+    final = np.tile(np.arange(c) == c - 1, cyc)
+    for port, hi in (("sa", 256), ("sb", 256), ("last", 2)):
+        junk = rng.integers(0, hi, cyc * c).astype(np.uint64)
+        out[port] = np.where(final, np.repeat(np.asarray(x[port]).astype(np.uint64), c), junk)
+    out["valid"] = np.repeat(np.asarray(x["valid"]).astype(np.uint64), c)
+    return out
 
 
 def _cycles(blocks: dict, lengths, rng, idle=0.1) -> dict:
@@ -215,9 +250,10 @@ def _general_stimulus(p, n, rng):
     :func:`_stimulus` with fewer specials (2% uniform codes, 0.2% NaN scales, so that long
     sums are mostly finite), about 10% idle cycles of junk. A final dot product cut short by
     ``n`` is left open (no ``last``)."""
-    blocks = _stimulus(p, n, rng, kinds=(0.5, 0.02, 0.2, 0.08, 0.2), nan_scale=0.002)
-    lengths = [int(np.exp(rng.uniform(0, np.log(65)))) for _ in range(n)]
-    x = _cycles(blocks, lengths, rng)
+    nb = -(-n // (p["k"] // _lanes(p)))
+    blocks = _stimulus(p, nb, rng, kinds=(0.5, 0.02, 0.2, 0.08, 0.2), nan_scale=0.002)
+    lengths = [int(np.exp(rng.uniform(0, np.log(65)))) for _ in range(nb)]
+    x = _chunked(p, _cycles(blocks, lengths, rng), rng)
     return {k: v[:n] for k, v in x.items()}
 
 
@@ -238,22 +274,22 @@ def _general_corners(p):
     x = {k: np.concatenate([np.asarray(src[s][k])[[i]] for s, i in order]) for k in c}
     x["valid"] = np.ones(len(order), np.uint64)
     x["last"] = np.array(last, np.uint64)
-    return x
+    return _chunked(p, x, np.random.default_rng(1))
 
 
 def _build_general(p):
     fa, fb = mx_formats(p)
-    return MxDotGeneral(fa.name, fb.name, p["k"], p["scale"])
+    return MxDotGeneral(fa.name, fb.name, p["k"], p["scale"], _lanes(p))
 
 
 register(UnitSpec(
     name="mx_dot_general",
-    summary="OCP MX DotGeneral: one block pair per cycle, each exact block Dot added to an fp32 accumulator",
-    params=MX_PARAMS,
+    summary="OCP MX DotGeneral: lanes element pairs per cycle, each exact block Dot added to an fp32 accumulator",
+    params=MX_PARAMS + (IntParam("lanes", 0, 0, K_MAX, "element pairs per cycle (0: the whole block, k)"),),
     build=_build_general,
     golden=_general_golden,
     stimulus=_general_stimulus,
     corners=_general_corners,
-    check=_check,
+    check=_general_check,
     stream=True,
 ))
