@@ -138,10 +138,10 @@ def harness_verilog(inst, layout: Layout, lanes: int) -> str:
             lo = k * ib + 8 * f.offset
             conns.append(f".{f.name}(vin[{lo + f.width - 1}:{lo}])")
             if in_bits <= 64:  # counter mode: this port's bits of the lane's index
-                cfields.append(f"    cword[{lo + f.width - 1}:{lo}] = idx{k}[{boff + f.width - 1}:{boff}];")
+                cfields.append(f"    cword[{lo + f.width - 1}:{lo}] = lane{k}_idx[{boff + f.width - 1}:{boff}];")
             boff += f.width
         if in_bits <= 64:
-            body.append(f"  wire [63:0] idx{k} = idx0 + 64'd{k};")
+            body.append(f"  wire [63:0] lane{k}_idx = idx0 + 64'd{k};")
         for f in layout.outputs:
             body.append(f"  wire [{f.width - 1}:0] o{k}_{f.name};")
             conns.append(f".{f.name}(o{k}_{f.name})")

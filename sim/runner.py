@@ -313,8 +313,9 @@ def simulate(inst: Unit, inputs: dict, *, check: bool = True, keep_outputs: bool
 
     ``testcase="stream"`` is the product path (harness, binary files, batches checked with
     NumPy against the golden model), split over ``jobs`` simulator processes, each over a
-    contiguous slice of the vectors (one for a stateful stream unit); ``"naive"`` drives
-    the bare unit one vector per await (benchmark only). ``expected`` (port name -> array)
+    contiguous slice of the vectors (one for a stateful stream unit); ``"naive"`` (the
+    bare unit, one vector per await) and ``"legacy"`` (the previous harness) are the
+    benchmark's baselines, one process. ``expected`` (port name -> array)
     replaces the golden model's outputs as the reference. ``progress(done, total)``: see
     :func:`_run_slices`. Returns the counts, timings, first mismatch and (if
     ``keep_outputs``) the outputs.
@@ -329,7 +330,7 @@ def simulate(inst: Unit, inputs: dict, *, check: bool = True, keep_outputs: bool
         expected = inst.golden(inputs)
     t0 = time.perf_counter()
     if testcase != "stream":
-        return _simulate_naive(inst, inputs, expected, t0)
+        return _simulate_baseline(inst, inputs, expected, testcase, t0)
     layout = Layout(inst)
     lanes = harness_shape(inst, layout)
     vecs = layout.pack_inputs({p.name: inputs[p.name] for p in inst.inputs})
@@ -368,20 +369,34 @@ def simulate(inst: Unit, inputs: dict, *, check: bool = True, keep_outputs: bool
                      res["first_mismatch"], res["seconds"], time.perf_counter() - t0, outputs)
 
 
-def _simulate_naive(inst: Unit, inputs: dict, expected: Optional[dict], t0: float) -> RunResult:
-    """The benchmark baseline: the bare unit, one vector per await (``tb.naive``)."""
-    bdir = build_simulator({f"{inst.module}.v": inst.verilog()}, inst.module)
+def _simulate_baseline(inst: Unit, inputs: dict, expected: Optional[dict], testcase: str,
+                       t0: float) -> RunResult:
+    """The benchmark's baselines: ``"naive"`` (the bare unit, one vector per await) and
+    ``"legacy"`` (the previous streaming harness, :mod:`qrtl.sim.legacy`)."""
+    job: dict = {}
+    if testcase == "naive":
+        bdir, toplevel = build_simulator({f"{inst.module}.v": inst.verilog()}, inst.module), inst.module
+    elif testcase == "legacy":
+        from . import legacy
+        layout = Layout(inst)
+        lanes, depth = legacy.harness_shape(inst, layout)
+        bdir = build_simulator({f"{inst.module}.v": inst.verilog(),
+                                "qrtl_harness.sv": legacy.harness_verilog(inst, layout, lanes, depth)},
+                               legacy.TOPLEVEL, HARNESS_ARGS)
+        toplevel, job = legacy.TOPLEVEL, {"lanes": lanes, "depth": depth}
+    else:
+        raise QrtlError(f"testcase={testcase!r} is not valid (allowed: stream, naive, legacy)")
     with tempfile.TemporaryDirectory(prefix="qrtl-run-") as tmp:
         work = Path(tmp)
         np.savez(work / "inputs.npz", **{p.name: np.asarray(inputs[p.name]) for p in inst.inputs})
-        job = {"unit": inst.spec.name, "params": inst.params, "inputs": str(work / "inputs.npz"),
-               "expected": None,
-               "contract": inst.contract() if isinstance(inst, VerilogUnit) else None}
+        job.update({"unit": inst.spec.name, "params": inst.params, "inputs": str(work / "inputs.npz"),
+                    "expected": None, "in_file": str(work / "in.bin"), "out_file": str(work / "out.hex"),
+                    "contract": inst.contract() if isinstance(inst, VerilogUnit) else None})
         if expected is not None:
             np.savez(work / "expected.npz", **{p.name: np.asarray(expected[p.name])
                                               for p in inst.outputs})
             job["expected"] = str(work / "expected.npz")
-        res = _run_testbench(bdir, inst.module, "naive", job, work)
+        res = _run_testbench(bdir, toplevel, testcase, job, work)
     return RunResult(inst.name, inst.module, dict(inst.params), res["vectors"], res["mismatches"],
                      res["first_mismatch"], res["seconds"], time.perf_counter() - t0)
 
@@ -436,7 +451,8 @@ def exhaustive(inst: Unit, *, jobs: int = 1, progress=None) -> RunResult:
 MAX_VECTORS = 50_000_000
 
 
-def verify(inst: Unit, vectors: int = 100_000, seed: int = 0, jobs: int = 1) -> RunResult:
+def verify(inst: Unit, vectors: int = 100_000, seed: int = 0, jobs: int = 1,
+           progress=None) -> RunResult:
     """The standard verification of one configuration on Verilator: its corner vectors,
     then every input if the input space is small (exhaustive), else ``vectors`` random
     vectors drawn from ``seed``; every output compared with the golden model; the vectors
@@ -449,4 +465,4 @@ def verify(inst: Unit, vectors: int = 100_000, seed: int = 0, jobs: int = 1) -> 
     if exhaustive is None or inst.spec.stream:
         parts.append(inst.stimulus(vectors, rng))
     inputs = {p.name: np.concatenate([np.asarray(x[p.name]) for x in parts]) for p in inst.inputs}
-    return simulate(inst, inputs, jobs=jobs)
+    return simulate(inst, inputs, jobs=jobs, progress=progress)
