@@ -15,7 +15,9 @@ from qrtl.golden.errors import QrtlError
 from qrtl.golden.params import check_int
 from qrtl.hw.registry import Unit
 
-from .runner import MAX_VECTORS, simulate
+from .harness import harness_shape
+from .layout import Layout
+from .runner import MAX_VECTORS, _harness_build, simulate
 
 __all__ = ["bench", "amaranth_pysim", "cpp_loop"]
 
@@ -159,7 +161,7 @@ def bench(inst: Unit, vectors: int = 4_000_000, jobs: int = 2, legacy_vectors: i
                      "mismatches": mismatches, "processes": procs})
 
     # builds (or cache look-ups) first: no build is timed
-    simulate(inst, sub(min(1000, vectors)))
+    _harness_build(inst, harness_shape(inst, Layout(inst), vectors))
     simulate(inst, sub(min(1000, vectors)), testcase="legacy")
     simulate(inst, sub(min(10, vectors)), testcase="naive")
     cpp_loop(inst, 1000)

@@ -33,23 +33,28 @@ import numpy as np
 
 from .layout import Layout
 
-__all__ = ["harness_verilog", "harness_shape", "counter_inputs", "out_word_bytes", "TOPLEVEL",
-           "MAX_LANE_BITS"]
+__all__ = ["harness_verilog", "harness_sources", "harness_shape", "counter_inputs",
+           "in_word_bytes", "out_word_bytes", "TOPLEVEL", "MAX_LANE_BITS", "BIG_RUN"]
 
 TOPLEVEL = "qrtl_harness"
 
-#: Lanes are added (up to 32) while a word's input stays within this many bits: small units
-#: get many copies (the per-clock cost is mostly the simulator's, not the unit's).
+#: Lanes are added while a word's input stays within this many bits: small units get many
+#: copies (the per-clock cost is mostly the simulator's, not the unit's).
 MAX_LANE_BITS = 4096
+#: Runs of at least this many vectors get up to 32 lanes; shorter ones up to 8, whose
+#: simulator builds several times faster (a test suite runs many short runs, each of its
+#: own configuration).
+BIG_RUN = 1 << 24
 
 
-def harness_shape(inst, layout: Layout) -> int:
-    """Vectors per word (lanes): a power of two up to 32 while the input word stays within
+def harness_shape(inst, layout: Layout, vectors: int = 0) -> int:
+    """Vectors per word (lanes) for a run of ``vectors``: a power of two, up to 32 (runs
+    of at least :data:`BIG_RUN` vectors) or 8, while the input word stays within
     :data:`MAX_LANE_BITS` bits; 1 for stateful stream units, whose vectors depend on each
     other."""
-    lanes = 1
+    lanes, most = 1, 32 if vectors >= BIG_RUN else 8
     if not inst.spec.stream:
-        while lanes < 32 and 2 * lanes * 8 * layout.in_bytes <= MAX_LANE_BITS:
+        while lanes < most and 2 * lanes * 8 * layout.in_bytes <= MAX_LANE_BITS:
             lanes *= 2
     return lanes
 

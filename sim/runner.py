@@ -206,11 +206,10 @@ def _keep_runtime(bdir: Path) -> None:
     RUNTIME_CACHE.folder(_runtime_key(), copy)
 
 
-def _harness_build(inst: Unit, fresh: bool = False) -> tuple[Path, int]:
+def _harness_build(inst: Unit, lanes: int, fresh: bool = False) -> Path:
     layout = Layout(inst)
-    lanes = harness_shape(inst, layout)
     sources = {f"{inst.module}.v": inst.verilog(), **harness_sources(inst, layout, lanes)}
-    return build_simulator(sources, TOPLEVEL, HARNESS_ARGS, fresh=fresh), lanes
+    return build_simulator(sources, TOPLEVEL, HARNESS_ARGS, fresh=fresh)
 
 
 def _run_testbench(bdir: Path, toplevel: str, testcase: str, job: dict, workdir: Path) -> dict:
@@ -245,12 +244,13 @@ def _run_testbench(bdir: Path, toplevel: str, testcase: str, job: dict, workdir:
 BATCH_VECTORS = 1 << 18
 
 
-def _run_slices(inst: Unit, jobs: list[dict], work: Path, progress, total: int) -> dict:
+def _run_slices(inst: Unit, lanes: int, jobs: list[dict], work: Path, progress,
+                total: int) -> dict:
     """Run one streaming testbench per job (each its own simulator process, at the same
     time), then merge: vectors and mismatches summed, the first mismatch of the lowest
     slice, seconds of the slowest. ``progress(done, total)`` is called about twice a
     second with the vectors checked so far."""
-    bdir, lanes = _harness_build(inst)
+    bdir = _harness_build(inst, lanes)
     dirs = []
     for k, job in enumerate(jobs):
         d = work / f"slice{k}"
@@ -269,7 +269,7 @@ def _run_slices(inst: Unit, jobs: list[dict], work: Path, progress, total: int) 
             # library, a damaged runtime): rebuild it once rather than fail forever.
             print(f"qrtl: {exc}; rebuilding the simulator once", file=sys.stderr)
             with _REBUILD_LOCK:
-                _harness_build(inst, fresh=True)
+                _harness_build(inst, lanes, fresh=True)
             return _run_testbench(bdir, TOPLEVEL, "stream", jobs[k], dirs[k])
 
     def done() -> int:
@@ -332,9 +332,9 @@ def simulate(inst: Unit, inputs: dict, *, check: bool = True, keep_outputs: bool
     if testcase != "stream":
         return _simulate_baseline(inst, inputs, expected, testcase, t0)
     layout = Layout(inst)
-    lanes = harness_shape(inst, layout)
     vecs = layout.pack_inputs({p.name: inputs[p.name] for p in inst.inputs})
     n = len(vecs)
+    lanes = harness_shape(inst, layout, n)
     if n == 0:
         raise QrtlError(f"no input vectors for {inst.module}")
     slices = _split(n, 1 if inst.spec.stream else jobs, lanes)
@@ -357,7 +357,7 @@ def simulate(inst: Unit, inputs: dict, *, check: bool = True, keep_outputs: bool
                 np.savez(job["expected"], **{p.name: np.asarray(expected[p.name])[lo:hi]
                                              for p in inst.outputs})
             job_list.append(job)
-        res = _run_slices(inst, job_list, work, progress, n)
+        res = _run_slices(inst, lanes, job_list, work, progress, n)
         outputs = None
         if keep_outputs:
             parts = []
@@ -430,7 +430,7 @@ def exhaustive(inst: Unit, *, jobs: int = 1, progress=None) -> RunResult:
                         "an exhaustive run over single input vectors does not apply")
     t0 = time.perf_counter()
     n = 1 << bits
-    lanes = harness_shape(inst, Layout(inst))
+    lanes = harness_shape(inst, Layout(inst), n)
     with tempfile.TemporaryDirectory(prefix="qrtl-run-") as tmp:
         work = Path(tmp)
         job_list = []
@@ -441,7 +441,7 @@ def exhaustive(inst: Unit, *, jobs: int = 1, progress=None) -> RunResult:
                 exp = inst.golden(counter_inputs(inst, lo, hi))
                 np.savez(job["expected"], **{p.name: np.asarray(exp[p.name]) for p in inst.outputs})
             job_list.append(job)
-        res = _run_slices(inst, job_list, work, progress, n)
+        res = _run_slices(inst, lanes, job_list, work, progress, n)
     return RunResult(inst.name, inst.module, dict(inst.params), res["vectors"], res["mismatches"],
                      res["first_mismatch"], res["seconds"], time.perf_counter() - t0)
 
