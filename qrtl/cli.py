@@ -253,6 +253,9 @@ def cmd_sim(args):
     if args.exhaustive and args.stimulus is not None:
         raise QrtlError("give either --stimulus or --exhaustive, not both")
     record = _output_file(args.record) if args.record is not None else None
+    if record is not None:
+        from qrtl.reports.exhaustive import record as record_run, source_commit
+        commit = source_commit()  # the code that runs, not what the checkout holds at the end
     bar = _VectorBar(u.name, args.no_progress or args.json)
     try:
         res = verify(u, vectors=args.vectors, seed=args.seed, exhaustive=args.exhaustive,
@@ -261,8 +264,7 @@ def cmd_sim(args):
     finally:
         bar.close()
     if record is not None:
-        from qrtl.reports.exhaustive import record as record_run
-        record_run(record, res, args.jobs)
+        record_run(record, res, args.jobs, commit)
     if args.json:
         _print_json(res.as_dict())
         return 1 if res.mismatches else 0

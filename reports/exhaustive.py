@@ -38,10 +38,11 @@ def source_commit() -> str:
         return "unknown (not a git checkout)"
 
 
-def record(path, result, jobs: int) -> dict:
+def record(path, result, jobs: int, commit: str | None = None) -> dict:
     """Append one row for ``result`` (a :class:`qrtl.sim.runner.RunResult` of an
     exhaustive run on ``jobs`` processes) to the CSV at ``path`` (header if new); returns
-    the row. The date is UTC; ``seconds`` is the slowest process's testbench time."""
+    the row. The date is UTC; ``seconds`` is the slowest process's testbench time;
+    ``commit``: :func:`source_commit` taken when the run started (default: now)."""
     path = Path(path)
     row = {"unit": result.unit,
            "params": " ".join(f"{k}={v}" for k, v in result.params.items()),
@@ -49,7 +50,7 @@ def record(path, result, jobs: int) -> dict:
            "seconds": round(result.seconds, 1), "vectors_per_s": round(result.vectors_per_s),
            "jobs": jobs,
            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-           "commit": source_commit()}
+           "commit": commit or source_commit()}
     try:
         new = not path.exists() or path.stat().st_size == 0
         with open(path, "a", newline="") as fh:

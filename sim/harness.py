@@ -2,21 +2,25 @@
 
 Python-side per-vector work, not the simulator, limits cocotb throughput. So the
 harness does all per-vector I/O itself, in binary: each clock it takes one input word,
-either the next word of an input file (``$fread``, file mode) or the next indexes of a
-counter over the input space (counter mode, no file at all: an exhaustive run), applies
-it, and appends the result word ``latency`` cycles later to an output file with
-``$fwrite("%u")`` (little-endian binary, which NumPy reads with ``frombuffer``). A word
-holds ``lanes`` vectors side by side, each driving its own copy of the unit, so the
-per-cycle simulator overhead is shared by several vectors. The clock is generated inside
-the harness (Verilator ``--timing``), so neither Python nor a VPI callback runs per cycle;
-Python only starts a batch of ``count`` words and, when ``done`` rises, checks that
-batch's outputs against the golden model in one NumPy pass.
+either the next word of an input file (file mode) or the next indexes of a counter over the
+input space (counter mode, no file at all: an exhaustive run), applies it, and appends the
+result word ``latency`` cycles later to an output file. Both files go through two DPI-C
+functions (:data:`DPI_SOURCE`: buffered ``fread``/``fwrite`` of whole little-endian words,
+which NumPy maps as they are). A word holds ``lanes`` vectors side by side, each driving
+its own copy of the unit, so the per-cycle simulator overhead is shared by several vectors.
+The clock is generated inside the harness (Verilator ``--timing``), so neither Python nor
+a VPI callback runs per cycle; Python only starts a batch of ``count`` words and, when
+``done`` rises, checks that batch's outputs against the golden model in one NumPy pass.
 
 Ports: ``start`` (raised to run one batch, dropped once ``done`` is high); ``count``
 (words in the batch, >= 1); ``counter`` (1: counter mode); ``base`` (counter mode: the
-index of the batch's first vector); ``done``; ``clk`` is an internal signal. Files come
-from the plusargs ``+qrtl_in=`` (read sequentially across batches, words most significant
-byte first as ``$fread`` wants them) and ``+qrtl_out=``.
+index of the batch's first vector); ``done``; ``clk`` is an internal signal. The settings
+are latched when a batch starts, so no logic depends on a top-level input directly (else
+Verilator re-evaluates every unit copy whenever cocotb touches one). Files come from the
+plusargs ``+qrtl_in=`` (read sequentially across batches; none in counter mode) and
+``+qrtl_out=``. Words are :func:`in_word_bytes` / :func:`out_word_bytes` long, lane ``k``
+at byte ``k * in_bytes`` (``k * out_bytes``), each port a byte-aligned field
+(:class:`qrtl.sim.layout.Layout`).
 
 Counter mode: lane ``k`` of word ``i`` carries vector ``index = base + i * lanes + k``,
 whose input ports are bit fields of ``index``: the first input port in the least
@@ -211,8 +215,8 @@ module {TOPLEVEL} (
   always @(posedge clk) begin
     case (state)
       0: if (start) begin
-           count_r = count;
-           counter_r = counter;
+           count_r = count;       // blocking: fetch() below reads them at this edge, and
+           counter_r = counter;   // the unit sees vin = 0 at this edge either way
            base_r <= base;
            fetch();
            cnt <= 0;
