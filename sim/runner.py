@@ -272,14 +272,15 @@ def _run_slices(inst: Unit, lanes: int, jobs: list[dict], work: Path, progress,
                 _harness_build(inst, lanes, fresh=True)
             return _run_testbench(bdir, TOPLEVEL, "stream", jobs[k], dirs[k])
 
+    seen = [0] * len(dirs)
+
     def done() -> int:
-        n = 0
-        for d in dirs:
-            try:
-                n += int((d / "progress").read_text() or 0)
+        for k, d in enumerate(dirs):
+            try:  # a file caught while being rewritten reads empty: keep the last count
+                seen[k] = max(seen[k], int((d / "progress").read_text() or 0))
             except (FileNotFoundError, ValueError):
                 pass
-        return n
+        return sum(seen)
 
     with ThreadPoolExecutor(len(jobs)) as pool:
         futures = [pool.submit(run, k) for k in range(len(jobs))]
