@@ -44,9 +44,13 @@ def from_bytes(b: np.ndarray, width: int, signed: bool) -> np.ndarray:
     b = np.asarray(b, dtype=np.uint8)
     if width > 64:
         return b
-    padded = np.zeros((b.shape[0], 8), np.uint8)
-    padded[:, :b.shape[1]] = b
-    v = padded.view("<u8").reshape(-1).astype(np.uint64)
+    if b.ndim == 2 and b.shape[1] in (1, 2, 4, 8) and b.strides[1] == 1:
+        # the field's bytes read in place as one little-endian integer (no padding copy)
+        v = b.view(f"<u{b.shape[1]}")[:, 0].astype(np.uint64)
+    else:
+        padded = np.zeros((b.shape[0], 8), np.uint8)
+        padded[:, :b.shape[1]] = b
+        v = padded.view("<u8").reshape(-1).astype(np.uint64)
     if width < 64:
         v &= np.uint64((1 << width) - 1)
     if signed:

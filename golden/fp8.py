@@ -28,6 +28,7 @@ infinities stay infinite when saturating (saturation applies to finite overflow 
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import NamedTuple
 
 import numpy as np
@@ -334,8 +335,27 @@ def fp8_mul(a, b, fmt="e4m3") -> np.ndarray:
     or zero (significands of at most 4 bits multiply to at most 8; exponents stay within
     ``2^-32 .. 2^32``), so no rounding happens. NaN in, ``Inf * 0`` -> canonical NaN
     ``0x7FC00000``; signs of zeros and infinities are the XOR of the input signs.
+
+    Computed as a look-up in the table of every product (:func:`_mul_table`, made once per
+    format by the integer model :func:`_fp8_mul_codes`); codes are taken modulo ``2^width``.
     """
     f = _fp8(fmt, ELEMENT_FORMATS)
+    m = np.uint64((1 << f.width) - 1)
+    a, b = np.asarray(a).astype(np.uint64) & m, np.asarray(b).astype(np.uint64) & m
+    return _mul_table(f.name)[(a << np.uint64(f.width)) | b]
+
+
+@lru_cache(maxsize=None)
+def _mul_table(fmt: str) -> np.ndarray:
+    """Every product of format ``fmt``: entry ``(a << width) | b`` is :func:`_fp8_mul_codes`."""
+    n = 1 << get_format(fmt).width
+    codes = np.arange(n, dtype=np.uint64)
+    return _fp8_mul_codes(np.repeat(codes, n), np.tile(codes, n), fmt)
+
+
+def _fp8_mul_codes(a, b, fmt) -> np.ndarray:
+    """:func:`fp8_mul` computed from the codes with integer significands and exponents."""
+    f = get_format(fmt)
     p = product(unpack(a, f), unpack(b, f))
     fp32 = get_format("fp32")
     out = round_pack(p.sign, p.sig, p.exp, fp32)
@@ -360,6 +380,8 @@ def fp8_mac(a, b, acc_in, *, fmt="e4m3", acc="fp16", rounding="rne", rnd=None, r
     shape = a.shape
     a, b, c = a.ravel(), b.ravel(), c.ravel()
     r = r.ravel() if r is not None else None
+    if rounding == "rne" and _mac_float64_exact(f, fa):
+        return _mac_binary16(a, b, c, f, fa, bool(saturate)).reshape(shape)
     out = np.empty(a.shape, np.uint64)
     for lo in range(0, len(a), _CHUNK):
         s = slice(lo, lo + _CHUNK)
@@ -367,6 +389,49 @@ def fp8_mac(a, b, acc_in, *, fmt="e4m3", acc="fp16", rounding="rne", rnd=None, r
         out[s] = fp_add(p, unpack(c[s], fa), fa, rounding, None if r is None else r[s], rbits,
                         bool(saturate))
     return out.reshape(shape)
+
+
+@lru_cache(maxsize=None)
+def _value_table(fmt: str) -> np.ndarray:
+    """float64 value of every code of ``fmt`` (NaN for its NaN codes)."""
+    return decode(np.arange(1 << get_format(fmt).width, dtype=np.uint64), fmt)
+
+
+def _mac_float64_exact(f: FPFormat, fa: FPFormat) -> bool:
+    """Whether :func:`_mac_binary16` computes ``fp8_mac`` for ``fmt=f, acc=fa`` (RNE).
+
+    ``fa`` must be IEEE binary16 (NumPy's float64 -> float16 conversion rounds once, to
+    nearest even, with subnormals, overflowing to Inf). Every product ``a * b`` is exact in
+    float64 (at most 8 significant bits) and a multiple of ``2^L1``, ``L1 = 2 (emin_f -
+    mbits_f)``; every accumulator value a multiple of ``2^L2``, ``L2 = emin_fa - mbits_fa``.
+    So the exact sum ``s`` is a multiple of ``2^L``, ``L = min(L1, L2)``: exact in float64
+    while ``|s| < 2^(L + 53)``. If ``2^(L + 53) >= 2^(emax_fa + 1)`` (the overflow
+    threshold of ``fa`` lies below it), a larger ``|s|`` overflows ``fa`` and so does its
+    float64 rounding (which is monotonic and keeps it ``>= 2^(L + 53)``): one correct
+    rounding either way. E4M3 and E5M2 with fp16: ``L = -18`` and ``-32``, both fine.
+    """
+    binary16 = (fa.ebits, fa.mbits, fa.bias, fa.has_inf, fa.nan) == (5, 10, 15, True, "ieee")
+    low = min(2 * (f.emin - f.mbits), fa.emin - fa.mbits)
+    return binary16 and low + 53 >= fa.emax + 1
+
+
+def _mac_binary16(a, b, c, f: FPFormat, fa: FPFormat, saturate: bool) -> np.ndarray:
+    """``fp8_mac`` with RNE into binary16 as float64 arithmetic (valid when
+    :func:`_mac_float64_exact`): ``round16(value(a) * value(b) + value(c))``. IEEE float64
+    gives the special cases of the module docstring (NaN in, ``Inf * 0``, ``Inf - Inf`` ->
+    NaN, made canonical here; the sign of an exact zero sum)."""
+    ta = _value_table(f.name)
+    m = np.uint64((1 << f.width) - 1)
+    a, b = np.asarray(a).astype(np.uint64) & m, np.asarray(b).astype(np.uint64) & m
+    acc = (np.asarray(c).astype(np.uint64) & np.uint64(0xFFFF)).astype(np.uint16)
+    with np.errstate(invalid="ignore", over="ignore"):
+        s = ta[a] * ta[b] + acc.view(np.float16).astype(np.float64)
+        h = s.astype(np.float16)
+    out = h.view(np.uint16).astype(np.uint64)
+    if saturate:  # finite overflow -> +-max; infinite inputs stay infinite
+        over = np.isinf(h) & np.isfinite(s)
+        out = np.where(over, np.uint64(fa.max_code) | (out & np.uint64(fa.sign_bit)), out)
+    return np.where(np.isnan(s), np.uint64(fa.nan_code), out)
 
 
 def _dot_checks(fmt, acc, chunk, outer, lanes):

@@ -50,7 +50,7 @@ INT32_MAX = (1 << 31) - 1
 
 
 def _i64(x) -> np.ndarray:
-    return np.asarray(x).astype(np.int64)
+    return np.asarray(x).astype(np.int64, copy=False)
 
 
 def out_range(out_width: int, signed_out: bool, relu: bool = False) -> tuple[int, int]:
@@ -86,9 +86,11 @@ def round_shift(t, s, rounding: str = "half_up") -> np.ndarray:
     if np.any(s < 0):
         raise ValueError("round_shift needs shifts s >= 0")
     sc = np.minimum(s, 63)                     # t >> 63 is already the sign: floor for s >= 63
-    q = t >> sc
     if rounding == "floor":
-        return q
+        return t >> sc
+    if t.size and t.min() > -(1 << 62) and t.max() < (1 << 62):
+        return _round_shift_small(t, sc, rounding)
+    q = t >> sc
     s1 = np.clip(s - 1, 0, 63)
     g = np.where(s > 0, (t >> s1) & 1, 0)
     # sticky: bits 0..s-2 of t (bits above 62 are copies of the sign bit)
@@ -102,6 +104,24 @@ def round_shift(t, s, rounding: str = "half_up") -> np.ndarray:
     else:  # half_away: a tie rounds up only for t >= 0 (a negative tie is already away)
         up = g & (st | (t >= 0))
     return q + up.astype(np.int64)
+
+
+def _round_shift_small(t: np.ndarray, s: np.ndarray, rounding: str) -> np.ndarray:
+    """:func:`round_shift` for ``|t| < 2**62`` and ``0 <= s <= 63``, with the half added
+    before the shift (``t + 2**(s-1)`` cannot overflow there): ``half_up`` is
+    ``(t + h) >> s`` with ``h = 2**(s-1)`` (0 for ``s = 0``); ``half_away`` the same on
+    ``|t|``, sign restored; ``half_even`` moves an odd result of an exact tie (the
+    discarded bits equal ``h``) down by one. For ``s = 63`` no tie is possible and
+    ``(t + 2**62) >> 63 = 0`` is the rounding of ``|t / 2**63| < 1/2``."""
+    h = np.where(s > 0, np.int64(1) << np.maximum(s - 1, 0), 0)
+    if rounding == "half_up":
+        return (t + h) >> s
+    if rounding == "half_away":
+        q = (np.abs(t) + h) >> s
+        return np.where(t < 0, -q, q)
+    q = (t + h) >> s
+    tie = (s > 0) & ((t & ((np.int64(1) << np.minimum(s, 62)) - 1)) == h)
+    return q - (tie & ((q & 1) == 1))
 
 
 def quant_shift(acc, shift, *, in_width: int = 32, out_width: int = 8, signed_out: bool = True,

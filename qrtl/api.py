@@ -21,6 +21,7 @@ from qrtl.sim.net import Replay
 from qrtl.sim.runner import RunResult
 from qrtl.sim.runner import simulate as _simulate
 from qrtl.sim.runner import verify as _verify
+from qrtl.sim.runner import exhaustive as _exhaustive
 
 __all__ = ["QrtlError", "Unit", "VerilogUnit", "RunResult", "CostResult", "Replay", "units",
            "unit", "unit_from_verilog", "verify", "cost", "sweep", "report"]
@@ -132,12 +133,15 @@ def _as_unit(u) -> Unit:
 
 
 def verify(unit: Unit, vectors: int = 100_000, seed: int = 0, *,
-           stimulus: Optional[Mapping] = None) -> RunResult:
+           stimulus: Optional[Mapping] = None, exhaustive: bool = False, jobs: int = 1,
+           progress: Optional[Callable[[int, int], None]] = None) -> RunResult:
     """Verify a unit's RTL on Verilator against its golden model, bit for bit.
 
     Runs the unit's corner vectors, then every input when the input space is small enough
     (exhaustive), else ``vectors`` random vectors from ``seed``; or exactly the vectors of
-    ``stimulus`` (input port -> array).
+    ``stimulus`` (input port -> array); or, with ``exhaustive=True``, every one of the
+    ``2^B`` input vectors (``B``: the input ports' bits together, at most 34), generated
+    inside the simulator.
 
     Parameters
     ----------
@@ -149,6 +153,13 @@ def verify(unit: Unit, vectors: int = 100_000, seed: int = 0, *,
         Seed of the random vectors (>= 0).
     stimulus : dict, optional
         Input vectors to run instead (one array per input port, values that fit the ports).
+    exhaustive : bool
+        Every input vector of the configuration (vector ``i`` has its input ports as bit
+        fields of ``i``, the first port in the least significant bits).
+    jobs : int
+        Simulator processes, each over a contiguous slice of the vectors.
+    progress : callable, optional
+        ``progress(done, total)``, called about twice a second with the vectors checked.
 
     Returns
     -------
@@ -156,9 +167,13 @@ def verify(unit: Unit, vectors: int = 100_000, seed: int = 0, *,
         ``vectors``, ``mismatches``, ``first_mismatch``, ``vectors_per_s``, ``seconds``...
     """
     u = _as_unit(unit)
+    if exhaustive:
+        if stimulus is not None:
+            raise QrtlError("give either stimulus or exhaustive=True, not both")
+        return _exhaustive(u, jobs=jobs, progress=progress)
     if stimulus is not None:
-        return _simulate(u, check_inputs(u, stimulus))
-    return _verify(u, vectors=vectors, seed=seed)
+        return _simulate(u, check_inputs(u, stimulus), jobs=jobs, progress=progress)
+    return _verify(u, vectors=vectors, seed=seed, jobs=jobs, progress=progress)
 
 
 def cost(unit: Unit, liberty: Optional[str] = None, stimulus: Union[str, Mapping] = "random",

@@ -222,21 +222,59 @@ def cmd_verilog(args):
         print(f"wrote {args.output} (module {u.module})", file=sys.stderr)
 
 
+class _VectorBar:
+    """A progress bar over vectors with an estimated time to go, made at the first report
+    (so that bad input is refused before any output); ``bar(done, total)`` moves it."""
+
+    def __init__(self, desc: str, disable: bool):
+        self.desc, self.disable, self.bar = desc, disable, None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+            self.bar = tqdm(total=total, desc=self.desc, unit="vec", unit_scale=True,
+                            disable=self.disable, file=sys.stderr)
+        self.bar.n = done
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def cmd_sim(args):
     from qrtl.api import verify
     from qrtl.hw.foreign import load_stimulus
     u = _unit_of(args)
     if args.stimulus is not None and not _npz_stimulus(args.stimulus):
         raise QrtlError(f"--stimulus {args.stimulus!r}: expected a .npz file (one array per input port)")
-    res = verify(u, vectors=args.vectors, seed=args.seed,
-                 stimulus=load_stimulus(args.stimulus, u) if args.stimulus else None)
+    if args.record is not None and not args.exhaustive:
+        raise QrtlError("--record goes with --exhaustive")
+    if args.exhaustive and args.stimulus is not None:
+        raise QrtlError("give either --stimulus or --exhaustive, not both")
+    record = _output_file(args.record) if args.record is not None else None
+    if record is not None:
+        from qrtl.reports.exhaustive import record as record_run, source_commit
+        commit = source_commit()  # the code that runs, not what the checkout holds at the end
+    bar = _VectorBar(u.name, args.no_progress or args.json)
+    try:
+        res = verify(u, vectors=args.vectors, seed=args.seed, exhaustive=args.exhaustive,
+                     jobs=args.jobs, progress=bar,
+                     stimulus=load_stimulus(args.stimulus, u) if args.stimulus else None)
+    finally:
+        bar.close()
+    if record is not None:
+        record_run(record, res, args.jobs, commit)
     if args.json:
         _print_json(res.as_dict())
         return 1 if res.mismatches else 0
-    print(f"{u.name} ({u.module}): {res.vectors:,} vectors checked on Verilator "
+    every = " (every input)" if args.exhaustive else ""
+    print(f"{u.name} ({u.module}): {res.vectors:,} vectors{every} checked on Verilator "
           f"against the golden model, {res.mismatches} mismatch(es), "
-          f"{res.vectors_per_s:,.0f} vectors/s ({res.seconds:.2f} s in the testbench, "
-          f"{res.wall_seconds:.2f} s wall)")
+          f"{res.vectors_per_s:,.0f} vectors/s with {args.jobs} process(es) "
+          f"({res.seconds:.2f} s in the testbench, {res.wall_seconds:.2f} s wall)")
+    if record is not None:
+        print(f"recorded in {args.record}")
     if res.mismatches:
         m = res.first_mismatch
         print(f"first mismatch at vector {m['index']}:")
@@ -254,14 +292,18 @@ def cmd_bench(args):
     if not args.unit:
         raise QrtlError("give a UNIT (or --sweep)")
     u = unit(args.unit, **_params(args))
-    rows = bench(u, vectors=args.vectors, seed=args.seed)
-    print(f"bench {u.name} ({u.module}), same stimulus for every path:")
+    rows = bench(u, vectors=args.vectors, jobs=args.jobs, seed=args.seed)
+    print(f"bench {u.name} ({u.module}), same stimulus for every path but (f), load average "
+          f"{os.getloadavg()[0]:.2f} at the end:")
     for r in rows:
-        print(f"  {r['path']:<52} {r['vectors']:>10,} vectors {r['seconds']:8.3f} s "
-              f"{r['vectors_per_s']:>14,.0f} vectors/s  mismatches "
-              f"{'n/a' if r['mismatches'] is None else r['mismatches']}")
-    a, b, c = rows[0]["vectors_per_s"], rows[1]["vectors_per_s"], rows[2]["vectors_per_s"]
-    print(f"  (a)/(b) = {a / b:.1f}x   (a)/(c) = {a / c:.1f}x")
+        print(f"  {r['path']:<54} {r['vectors']:>11,} vectors {r['seconds']:8.3f} s "
+              f"{r['vectors_per_s']:>14,.0f} vectors/s {100 * r['share']:6.1f}% of (f) x procs  "
+              f"mismatches {'n/a' if r['mismatches'] is None else r['mismatches']}")
+    new, old = rows[0]["vectors_per_s"], next(r for r in rows if r["path"].startswith("(b)"))["vectors_per_s"]
+    ceiling = rows[-1]["vectors_per_s"]
+    print(f"  (a) -j {rows[0]['processes']} / (b) = {new / old:.1f}x; (a) -j {rows[0]['processes']} is "
+          f"{100 * new / (ceiling * rows[0]['processes']):.0f}% of {rows[0]['processes']} core(s) "
+          f"of the C++ ceiling")
     return 1 if any(r["mismatches"] for r in rows) else 0
 
 
@@ -947,14 +989,26 @@ def _unit_commands(sub) -> None:
     p.add_argument("--seed", type=_SEED, default=0)
     p.add_argument("--stimulus", metavar="FILE.npz", default=None,
                    help="run exactly these vectors (one array per input port) instead")
+    p.add_argument("--exhaustive", action="store_true",
+                   help="every input vector of the configuration (at most 2^34), generated "
+                        "inside the simulator")
+    p.add_argument("-j", "--jobs", type=_JOBS, default=1,
+                   help="simulator processes, each over a slice of the vectors")
+    p.add_argument("--record", metavar="FILE.csv", default=None,
+                   help="--exhaustive: append the result (unit, params, vectors, mismatches, "
+                        "seconds, date, commit) to this CSV (the report lists "
+                        "reports/data/exhaustive.csv)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_verilog(p, "verified against --golden")
     p.add_argument("--json", action="store_true", help="one JSON object")
     p.set_defaults(func=cmd_sim)
 
     p = sub.add_parser("bench", help="throughput of the verification paths (--sweep: of sweeps)")
     _add_unit(p, optional=True)
-    p.add_argument("--vectors", type=_int("--vectors", 1, MAX_VECTORS), default=1_000_000)
+    p.add_argument("--vectors", type=_int("--vectors", 1, MAX_VECTORS), default=4_000_000)
     p.add_argument("--seed", type=_SEED, default=0)
+    p.add_argument("-j", "--jobs", type=_JOBS, default=2,
+                   help="simulator processes of the product path's first row (the second: 1)")
     p.add_argument("--sweep", action="store_true",
                    help="sweep throughput in points/min: -j 1, -j 2 and a LocalCluster of "
                         "--workers Dask workers, cold cache each (default sweep: xnor_popcount "

@@ -32,6 +32,7 @@ from qrtl.golden.procs import pool_map
 from qrtl.hw.registry import STREAMS
 from qrtl.hw.units import all_units, configure
 
+from .exhaustive import recorded
 from .qonnx_cost import SCOPE as QONNX_SCOPE
 from .qonnx_cost import qonnx_figure, qonnx_report_rows
 from .sweep import SCALING_SWEEPS
@@ -128,6 +129,21 @@ def verify_unit(name: str, verify: Callable, vectors: int = VERIFY_VECTORS,
     return {"unit": name, "module": inst.module, "latency": inst.latency,
             "vectors": res.vectors, "mismatches": res.mismatches,
             "vectors_per_s": round(res.vectors_per_s)}
+
+
+VERIFICATION_COLUMNS = ("unit", "params", "module", "latency", "check", "vectors", "mismatches",
+                        "vectors_per_s", "date", "commit")
+
+
+def _verification_rows(rows: list[dict], vectors: int) -> list[dict]:
+    """This run's verification of every unit's default configuration, then the recorded
+    exhaustive runs (:mod:`qrtl.reports.exhaustive`: every input, with date and commit)."""
+    out = [{**r, "check": f"corners + every input if small, else {vectors:,} random"}
+           for r in rows]
+    for r in recorded():
+        out.append({**r, "check": f"every input (2^{int(r['vectors']).bit_length() - 1}), "
+                                  f"{r['seconds']} s on {r['jobs']} processes"})
+    return [{c: r.get(c, "") for c in VERIFICATION_COLUMNS} for r in out]
 
 
 def _verify_all(verify: Callable, jobs: int, vectors: int) -> list[dict]:
@@ -954,6 +970,10 @@ def _report_md(out: Path, tables: dict, claim_rows: list[dict], prov: dict, nets
         "minutes to over an hour on some units); `note` says so where it happened.", "",
         tables["qor"].markdown(), "",
         "## Verification (`verification.csv`)", "",
+        "Every unit's default configuration verified on Verilator in this run, then the "
+        "recorded exhaustive runs (`reports/data/exhaustive.csv`, written by `qrtl sim UNIT "
+        "--exhaustive -j 2 --record FILE`): every input vector of the configuration checked "
+        "against the golden model, with the date and commit of the run.", "",
         tables["verification"].markdown(), "",
         "## Provenance", "",
         f"- qrtl {v['qrtl']}, commit {prov['commit']}, run {prov['date']}",
@@ -1028,7 +1048,7 @@ def run_report(out: Path, *, verify: Callable, replay: Callable, liberty=None, j
                 written.append(vdir / f"{inst.module}.v")
         elif step == "verify":
             rows = _cached("verify", verify_vectors, lambda: _verify_all(verify, jobs, verify_vectors))
-            tables["verification"] = Table(rows)
+            tables["verification"] = Table(_verification_rows(rows, verify_vectors))
         elif step == "units":
             rows = _cached("units", lib_key, lambda: _units_table(liberty, jobs))
             tables["units"] = Table(rows, caption="Every unit at its default parameters",

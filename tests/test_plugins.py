@@ -84,7 +84,7 @@ def test_plugin_unit_through_verilog_sim_bench_and_cost(plugin_dirs, tmp_path):
     r = json.loads(out)
     assert code == 0 and r["vectors"] == 256 and r["mismatches"] == 0  # every (a, b) pair
     code, out, err = run_qrtl("bench", "sat_add", "-p", "width=4", "--vectors", "2000", **args)
-    assert code == 0 and "(a) qrtl cocotb/Verilator streaming harness" in out
+    assert code == 0 and "(a) qrtl streaming harness, -j 2" in out and "(f) plain C++ loop" in out
     code, out, err = run_qrtl("cost", "sat_add", "-p", "width=4", "--vectors", "512", "--json", **args)
     c = json.loads(out)
     assert code == 0 and c["unit"] == "sat_add" and c["area_um2"] > 0

@@ -463,7 +463,7 @@ def _fuzz_cases(n: int, seed: int) -> list[list[str]]:
     flags = ["-p", "--param", "--vectors", "--seed", "--json", "--liberty", "--clock-ns", "-j",
              "--jobs", "--all", "--compare", "--stimulus", "--images", "--rtl", "-o", "--output",
              "--lengths", "--trials", "--fmt", "--data", "--rbits", "--no-progress", "--debugx",
-             "-h"]
+             "-h", "--exhaustive", "--record"]
     params = ["n=8", "n=0", "n=x", "pipeline=99", "rounding=up", "fmt=e9m9", "bogus=1", "n=8",
               "scheme=float", "acc=fp99", "threshold=1", "out_width=1"]
     cases = []
@@ -476,7 +476,8 @@ def _fuzz_cases(n: int, seed: int) -> list[list[str]]:
             argv.append(f)
             if f in ("-p", "--param"):
                 argv.append(rng.choice(params))
-            elif f not in ("--json", "--all", "--rtl", "--no-progress", "-h") and rng.random() < 0.9:
+            elif f not in ("--json", "--all", "--rtl", "--no-progress", "-h", "--exhaustive") \
+                    and rng.random() < 0.9:
                 argv.append(rng.choice(values))
         cases.append([a for a in argv if a != ""] if rng.random() < 0.3 else argv)
     return cases
@@ -492,7 +493,8 @@ def test_fuzz_cli_never_tracebacks(monkeypatch, capsys, tmp_path):
     monkeypatch.setenv("QRTL_BUILD", str(tmp_path / "build"))
     monkeypatch.chdir(tmp_path)
 
-    def fake_verify(u, vectors=100_000, seed=0, *, stimulus=None):  # qrtl.api.verify's signature
+    def fake_verify(u, vectors=100_000, seed=0, *, stimulus=None, exhaustive=False, jobs=1,
+                    progress=None):  # qrtl.api.verify's signature
         from qrtl.golden.params import check_int
         check_int("vectors", vectors, 1, 50_000_000)
         return RunResult(u.name, u.module, u.params, 1, 0, None, 0.1, 0.1)
