@@ -153,5 +153,6 @@ def test_readme_api_example_runs():
     scope: dict = {}
     exec(compile(code, "README.md", "exec"), scope)
     assert scope["r"].mismatches == 0 and scope["r"].vectors >= 100_000
+    assert scope["e"].mismatches == 0 and scope["e"].vectors == 1 << 16
     assert scope["c"].area_um2 > 0 and scope["c"].energy_pj_per_op > 0
     assert scope["n"].bit_exact
