@@ -21,6 +21,14 @@ from qrtl.sim.net import replay, replay_qonnx
 pytestmark = pytest.mark.xdist_group("report")
 
 
+def test_the_report_group_keeps_to_one_worker(request):
+    """Under ``--dist loadgroup`` (``make test``) xdist tags grouped tests' ids with
+    ``@report``; without it (pytest 9 with xdist 3.8) every worker builds the report."""
+    if request.config.getoption("dist", "no") == "loadgroup" or getattr(
+            request.config.option, "loadgroup", False):
+        assert request.node.nodeid.endswith("@report"), request.node.nodeid
+
+
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
