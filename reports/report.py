@@ -361,10 +361,16 @@ def _ratio_columns(rows: list[dict]) -> list[dict]:
     return rows
 
 
+#: The common clocks of the clocked tables (None: :func:`report_clocks` finds them).
+CLOCKS: Optional[tuple] = None
+
+
 def report_clocks(liberty) -> list[float]:
-    """The common clocks of the report: the fastest clock the slowest requantization
-    baseline meets with at most 8 stages, and :data:`DEFAULT_CLOCK_NS`."""
+    """The common clocks of the report: :data:`CLOCKS` if set, else the fastest clock the
+    slowest requantization baseline meets with at most 8 stages, and :data:`DEFAULT_CLOCK_NS`."""
     from .cost import DEFAULT_CLOCK_NS, baseline_clock_ns
+    if CLOCKS is not None:
+        return sorted(set(CLOCKS))
     return sorted({baseline_clock_ns(liberty), DEFAULT_CLOCK_NS})
 
 
@@ -1063,12 +1069,13 @@ def run_report(out: Path, *, verify: Callable, replay: Callable, liberty=None, j
                 f"bias ({lib_obj.name}, {lib_obj.corner}). x: baseline / this unit.",
                 label="tab:quant", brief=QUANT_BRIEF)
         elif step == "clocked":
-            rows = _cached("quant_clocked", lib_key, lambda: _quant_clocked(liberty, jobs))
+            clock_key = lib_key + [CLOCKS, CLOCKED_STIMULI]
+            rows = _cached("quant_clocked", clock_key, lambda: _quant_clocked(liberty, jobs))
             tables["quant_clocked"] = Table(
                 rows, caption=f"Requantization at common clocks, each unit with the fewest "
                 f"pipeline stages that meet the clock ({lib_obj.name}, {lib_obj.corner}). "
                 f"x: baseline / this unit.", label="tab:quant_clocked", brief=CLOCKED_BRIEF)
-            rows = _cached("mac_clocked", lib_key, lambda: _mac_clocked(liberty, jobs))
+            rows = _cached("mac_clocked", clock_key, lambda: _mac_clocked(liberty, jobs))
             tables["mac_clocked"] = Table(
                 rows, caption=f"Cost per multiply-accumulate at common clocks ({lib_obj.name}, "
                 f"{lib_obj.corner}; uniform random operands)", label="tab:mac_clocked",

@@ -302,7 +302,7 @@ RTL = (
     [dict(m=2, fmt="int8", norm=n) for n in NORMS]            # exhaustive: every 16-bit input
     + [dict(fmt=f, norm=n) for f in ("int8", "int16", "fp16") for n in NORMS]   # default m
     + [dict(m=64, fmt="int8", norm="l1"), dict(m=8, fmt="int16", norm="l2", pipeline=2),
-       dict(m=2, fmt="fp16", norm="l2"), dict(m=16, fmt="fp16", norm="linf", pipeline=1)]
+       dict(m=2, fmt="fp16", norm="l2"), dict(m=4, fmt="fp16", norm="linf", pipeline=1)]
 )
 
 

@@ -37,8 +37,11 @@ def report(tmp_path_factory):
     # small scaling sweeps (the report's go to xnor_popcount n=4096: minutes per point) and
     # the normalization table at m=4 in int8 (the report's m=8 int16/fp16 units take minutes each)
     # the MX table on three small formats, the accuracy study on small sets
+    # the clocked tables at the default 10 ns only (finding the report's fast common clock
+    # retimes every baseline up to 8 stages: 10 minutes; tests/test_pipeline.py checks it)
     saved = (report_mod.SCALING, dict(report_mod.NORM_TABLE), report_mod.MX_COSTED,
-             dict(report_mod.MX_ACCURACY))
+             dict(report_mod.MX_ACCURACY), report_mod.CLOCKS)
+    report_mod.CLOCKS = (10.0,)
     report_mod.MX_COSTED = ("INT4", "FP4 E2M1", "MXFP4 E2M1")
     report_mod.MX_ACCURACY.update(length=64, trials=16, images=10, mlp_images=50)
     report_mod.SCALING = (("xnor_popcount vs n", "xnor_popcount", {"n": "8..32"}, False),
@@ -54,6 +57,7 @@ def report(tmp_path_factory):
         report_mod.NORM_TABLE.update(saved[1])
         report_mod.MX_COSTED = saved[2]
         report_mod.MX_ACCURACY.update(saved[3])
+        report_mod.CLOCKS = saved[4]
     return out, written
 
 
@@ -125,6 +129,19 @@ def test_quant_table(report):
             assert float(r["area_x_fixedpoint"]) == pytest.approx(ratio, rel=2e-3)
     assert (out / "quant_ops.md").read_text().count("quant_shift") == len(rows) // 2
     assert (out / "quant_ops.tex").read_text().count(r"quant\_shift") == len(rows) // 2
+
+
+def test_clocked_tables(report):
+    """Every requantizer configuration and MAC at the common clock, each meeting it."""
+    out, _ = report
+    rows = read_csv(out / "quant_clocked.csv")
+    assert {float(r["clock_ns"]) for r in rows} == {10.0}
+    assert {r["stimulus"] for r in rows} == set(report_mod.CLOCKED_STIMULI)
+    for r in rows:
+        assert float(r["delay_ps"]) <= 10_000 and int(r["latency"]) >= int(r["pipeline"]), r
+    macs = read_csv(out / "mac_clocked.csv")
+    assert [r["operation"] for r in macs] == [label for label, *_ in MAC_CONFIGS]
+    assert "At a common clock" in (out / "report.md").read_text()
 
 
 def test_lean_table(report):
