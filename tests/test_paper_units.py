@@ -280,7 +280,7 @@ def test_rtl_matches_golden(unit, params):
 
 def test_rtl_mismatch_is_reported():
     """A corrupted reference is caught at the right vector, with its inputs."""
-    inst = configure("abc_dot", {"n": 16, "M": 2, "N": 2, "scale_width": 4})
+    inst = configure("abc_dot", {"n": 2, "M": 2, "N": 2, "scale_width": 2})  # built above
     x = inst.stimulus(3000, seed=3)
     expected = inst.golden(x)
     expected["dot"] = expected["dot"].copy()
@@ -293,13 +293,13 @@ def test_rtl_mismatch_is_reported():
 def test_wrong_golden_models_are_caught_by_the_corners():
     """Plausible wrong models disagree with the RTL on the corner vectors alone: scales read
     as unsigned codes (abc_dot), the unused ternary code read as -1 (ternary_dot)."""
-    inst = configure("abc_dot", {"n": 8, "M": 2, "N": 2, "scale_width": 8})
+    inst = configure("abc_dot")  # n=64, M=N=2, 8-bit scales (its build is shared)
     x = inst.corners()
     unsigned = {k: (v.astype(np.int64) & 0xFF if k.startswith(("alpha", "beta")) else v)
                 for k, v in x.items()}
     wrong = {"dot": abc_dot([unsigned["w0"], unsigned["w1"]], [unsigned["a0"], unsigned["a1"]],
                             [unsigned["alpha0"], unsigned["alpha1"]],
-                            [unsigned["beta0"], unsigned["beta1"]], 8)}
+                            [unsigned["beta0"], unsigned["beta1"]], 64)}
     assert simulate(inst, x, expected=wrong).mismatches > 0
     assert simulate(inst, x).mismatches == 0
 
