@@ -436,13 +436,18 @@ def _qor_table(liberty, jobs) -> list[dict]:
     return rows
 
 
+#: The network configurations of the networks table (None: every one,
+#: :data:`qrtl.golden.nets.TABLE_CONFIGS`).
+NETWORKS: Optional[list] = None
+
+
 def _networks(replay: Callable, liberty, jobs, images: Optional[int]) -> list[dict]:
     """Accuracy, RTL replay (by ``replay``: :func:`qrtl.sim.net.replay`) and energy per
     inference of every network configuration."""
     from qrtl.golden import nets
     rows = []
-    for name, given in tqdm(nets.TABLE_CONFIGS, desc="networks", unit="net", file=sys.stderr,
-                            leave=False):
+    for name, given in tqdm(nets.TABLE_CONFIGS if NETWORKS is None else NETWORKS, desc="networks",
+                            unit="net", file=sys.stderr, leave=False):
         params = nets.resolve_params(name, given)
         label = nets.config_label(name, params)
         if name == "float":
@@ -1120,7 +1125,7 @@ def run_report(out: Path, *, verify: Callable, replay: Callable, liberty=None, j
             tables["qor"] = Table(rows, caption=f"Synthesis QoR against Yosys's standard flow "
                                   f"({lib_obj.name}, {lib_obj.corner})", label="tab:qor")
         elif step == "networks":
-            nrows = _cached("networks", lib_key + [images], lambda: _networks(replay, liberty, jobs, images))
+            nrows = _cached("networks", lib_key + [images, NETWORKS], lambda: _networks(replay, liberty, jobs, images))
             tables["networks"] = Table(nrows, caption="Networks on the digits test split: "
                                        "accuracy, bit-exact RTL replay, energy per inference",
                                        label="tab:networks", brief=NETWORK_BRIEF)

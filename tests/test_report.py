@@ -29,6 +29,12 @@ def test_the_report_group_keeps_to_one_worker(request):
         assert request.node.nodeid.endswith("@report"), request.node.nodeid
 
 
+#: The networks table in the fixture: those the paper claims compare, one int8 and one FP8
+#: network (tests/test_nets.py replays every configuration on the RTL with 100 images)
+NETWORKS = [c for c in TABLE_CONFIGS if c[0] in ("float", "bnn", "binaryduo", "abc")] + [
+    ("int8", {"scheme": "fixedpoint"}), ("fp8", {"fmt": "e4m3", "acc": "fp16", "chunk": 64})]
+
+
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
@@ -40,8 +46,9 @@ def report(tmp_path_factory):
     # the clocked tables at the default 10 ns only (finding the report's fast common clock
     # retimes every baseline up to 8 stages: 10 minutes; tests/test_pipeline.py checks it)
     saved = (report_mod.SCALING, dict(report_mod.NORM_TABLE), report_mod.MX_COSTED,
-             dict(report_mod.MX_ACCURACY), report_mod.CLOCKS)
+             dict(report_mod.MX_ACCURACY), report_mod.CLOCKS, report_mod.NETWORKS)
     report_mod.CLOCKS = (10.0,)
+    report_mod.NETWORKS = NETWORKS
     report_mod.MX_COSTED = ("INT4", "FP4 E2M1", "MXFP4 E2M1")
     report_mod.MX_ACCURACY.update(length=64, trials=16, images=10, mlp_images=50)
     report_mod.SCALING = (("xnor_popcount vs n", "xnor_popcount", {"n": "8..32"}, False),
@@ -58,6 +65,7 @@ def report(tmp_path_factory):
         report_mod.MX_COSTED = saved[2]
         report_mod.MX_ACCURACY.update(saved[3])
         report_mod.CLOCKS = saved[4]
+        report_mod.NETWORKS = saved[5]
     return out, written
 
 
@@ -190,7 +198,7 @@ def test_mac_and_network_tables(report):
     macs = read_csv(out / "mac.csv")
     assert [r["operation"] for r in macs] == [label for label, *_ in MAC_CONFIGS]
     nets = read_csv(out / "networks.csv")
-    assert len(nets) == len(TABLE_CONFIGS)
+    assert len(nets) == len(NETWORKS) == 7
     for r in nets:
         assert 0 < float(r["accuracy_pct"]) <= 100 and r["images"] == "20"
         if not r["network"].startswith("float"):
