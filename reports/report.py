@@ -864,8 +864,11 @@ def _report_md(out: Path, tables: dict, claim_rows: list[dict], prov: dict, nets
         "model. `horowitz_pj` is the 45 nm textbook estimate, for reference only.", "",
         tables["quant_ops"].markdown(), "![requantization cost](quant_cost.png)", "",
         "## At a common clock (`quant_clocked.csv`, `mac_clocked.csv`)", "",
-        "The clocks: the fastest clock the slowest requantization baseline meets with at most "
-        "8 pipeline stages, and 10 ns. Each configuration gets the fewest `pipeline` stages "
+        ("The clocks: the fastest clock the slowest requantization baseline meets with at most "
+         "8 pipeline stages, and 10 ns. " if CLOCKS is None else
+         f"The clocks: {', '.join(f'{c:g} ns' for c in sorted(set(CLOCKS)))} (set in "
+         f"`report.CLOCKS`). ") +
+        "Each configuration gets the fewest `pipeline` stages "
         "whose clock period meets the clock on our static timing (a combinational "
         "configuration meets it when its input-to-output delay plus a flip-flop's clock-to-Q "
         "and setup does); the generic stages are retimed into the logic of the faster of the "
