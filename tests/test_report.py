@@ -45,27 +45,20 @@ def report(tmp_path_factory):
     # the MX table on three small formats, the accuracy study on small sets
     # the clocked tables at the default 10 ns only (finding the report's fast common clock
     # retimes every baseline up to 8 stages: 10 minutes; tests/test_pipeline.py checks it)
-    saved = (report_mod.SCALING, dict(report_mod.NORM_TABLE), report_mod.MX_COSTED,
-             dict(report_mod.MX_ACCURACY), report_mod.CLOCKS, report_mod.NETWORKS)
-    report_mod.CLOCKS = (10.0,)
-    report_mod.NETWORKS = NETWORKS
-    report_mod.MX_COSTED = ("INT4", "FP4 E2M1", "MXFP4 E2M1")
-    report_mod.MX_ACCURACY.update(length=64, trials=16, images=10, mlp_images=50)
-    report_mod.SCALING = (("xnor_popcount vs n", "xnor_popcount", {"n": "8..32"}, False),
-                          ("fp8_mac vs accumulator format", "fp8_mac", {"acc": "fp16,fp32"}, False))
-    report_mod.NORM_TABLE.update(m=2, fmts=("int8",))
-    try:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(report_mod, "CLOCKS", (10.0,))
+        mp.setattr(report_mod, "NETWORKS", NETWORKS)
+        mp.setattr(report_mod, "MX_COSTED", ("INT4", "FP4 E2M1", "MXFP4 E2M1"))
+        mp.setattr(report_mod, "MX_ACCURACY", {**report_mod.MX_ACCURACY, "length": 64,
+                                               "trials": 16, "images": 10, "mlp_images": 50})
+        mp.setattr(report_mod, "SCALING", (
+            ("xnor_popcount vs n", "xnor_popcount", {"n": "8..32"}, False),
+            ("fp8_mac vs accumulator format", "fp8_mac", {"acc": "fp16,fp32"}, False)))
+        mp.setattr(report_mod, "NORM_TABLE", {**report_mod.NORM_TABLE, "m": 2, "fmts": ("int8",)})
         written = run_report(out, verify=_verify, replay=replay, jobs=2, images=20,
                              verify_vectors=20_000, progress=False, seeds=2,
                              fp8_train_hyper=Hyper(epochs=1, train_images=256),
                              replay_qonnx=replay_qonnx)
-    finally:
-        report_mod.SCALING = saved[0]
-        report_mod.NORM_TABLE.update(saved[1])
-        report_mod.MX_COSTED = saved[2]
-        report_mod.MX_ACCURACY.update(saved[3])
-        report_mod.CLOCKS = saved[4]
-        report_mod.NETWORKS = saved[5]
     return out, written
 
 
